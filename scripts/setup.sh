@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what smml needs and skips what is already there: libtorch (Debian's libtorch-dev, or the
+# installation named by LIBTORCH), the npm packages, and the native addon.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "[setup] $*" >&2; }
+
+need_apt=()
+if [ -n "${LIBTORCH:-}" ]; then
+  if [ ! -f "$LIBTORCH/include/torch/csrc/api/include/torch/torch.h" ]; then
+    say "LIBTORCH=$LIBTORCH does not look like a libtorch installation (include/torch/csrc/api/include/torch/torch.h is missing)."
+    exit 1
+  fi
+elif [ ! -f /usr/include/torch/csrc/api/include/torch/torch.h ]; then
+  need_apt+=(libtorch-dev)
+fi
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing ${need_apt[*]} with apt-get (one time, a few minutes)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    say "missing system packages: ${need_apt[*]}. Install them once with:"
+    say "  sudo apt-get install -y ${need_apt[*]}"
+    exit 1
+  fi
+fi
+
+# npm packages: install when absent or when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# Native addon: rebuild when missing, when its sources changed, or when another libtorch is selected.
+addon=src/engine/native/build/Release/smml_torch.node
+stamp=src/engine/native/build/libtorch.stamp
+wanted="libtorch=${LIBTORCH:-system}"
+if [ ! -f "$addon" ] || [ src/engine/native/torch.cc -nt "$addon" ] || [ src/engine/native/binding.gyp -nt "$addon" ] \
+  || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  say "building the libtorch addon (about a minute)"
+  log=$(mktemp)
+  if ! npx --no-install node-gyp rebuild --directory src/engine/native >"$log" 2>&1; then
+    cat "$log" >&2
+    say "the native build failed; its log is above"
+    exit 1
+  fi
+  rm -f "$log"
+  echo "$wanted" > "$stamp"
+fi

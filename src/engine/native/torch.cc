@@ -1,0 +1,833 @@
+// N-API binding of libtorch's at::Tensor and autograd.
+//
+// Every exported function takes native tensor handles (instances of `NativeTensor`), plain numbers,
+// strings and arrays, and returns new handles. All libtorch errors are caught and re-thrown as
+// JavaScript errors carrying libtorch's message, so no input can abort the process.
+#include <napi.h>
+#include <torch/torch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Reduction.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The tensor handle.
+
+class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
+ public:
+  static Napi::FunctionReference constructor;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function cls = DefineClass(env, "NativeTensor", {});
+    constructor = Napi::Persistent(cls);
+    constructor.SuppressDestruct();
+    exports.Set("NativeTensor", cls);
+  }
+
+  explicit NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {}
+
+  void Finalize(Napi::Env env) override { Release(env); }
+
+  // Drops this handle's reference; storage is freed once no other tensor shares it.
+  void Release(Napi::Env env) {
+    if (reported_ != 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+      reported_ = 0;
+    }
+    tensor_.reset();
+  }
+
+  // Tells V8 how much native memory this handle keeps alive, so garbage collection runs when
+  // JavaScript drops tensors without disposing them. Views share their base's storage and are
+  // not counted again.
+  void Set(Napi::Env env, at::Tensor t) {
+    tensor_ = std::move(t);
+    if (tensor_.defined() && !tensor_.is_view() && tensor_.has_storage() && tensor_.device().is_cpu()) {
+      reported_ = static_cast<int64_t>(tensor_.storage().nbytes());
+      if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+    }
+  }
+
+  at::Tensor tensor_;
+
+ private:
+  int64_t reported_ = 0;
+};
+
+Napi::FunctionReference NativeTensor::constructor;
+
+// ---------------------------------------------------------------------------------------------
+// Argument conversion.
+
+Napi::Value Wrap(Napi::Env env, at::Tensor t) {
+  Napi::Object obj = NativeTensor::constructor.New({});
+  NativeTensor::Unwrap(obj)->Set(env, std::move(t));
+  return obj;
+}
+
+Napi::Array WrapList(Napi::Env env, const std::vector<at::Tensor>& list) {
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); ++i) out.Set(static_cast<uint32_t>(i), Wrap(env, list[i]));
+  return out;
+}
+
+bool IsTensor(const Napi::Value& v) {
+  return v.IsObject() && v.As<Napi::Object>().InstanceOf(NativeTensor::constructor.Value());
+}
+
+const at::Tensor& T(const Napi::Value& v) {
+  if (!IsTensor(v)) throw Napi::TypeError::New(v.Env(), "expected a tensor");
+  const at::Tensor& t = NativeTensor::Unwrap(v.As<Napi::Object>())->tensor_;
+  if (!t.defined()) throw Napi::Error::New(v.Env(), "tensor was disposed");
+  return t;
+}
+
+c10::optional<at::Tensor> OptT(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
+  return T(v);
+}
+
+std::vector<at::Tensor> TList(const Napi::Value& v) {
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "expected an array of tensors");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(T(a.Get(i)));
+  return out;
+}
+
+int64_t Int(const Napi::Value& v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected an integer");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+double Num(const Napi::Value& v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool Bool(const Napi::Value& v) { return v.ToBoolean().Value(); }
+
+std::string Str(const Napi::Value& v) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "expected a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> Ints(const Napi::Value& v) {
+  if (v.IsNumber()) return {Int(v)};
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), "expected an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = Int(a.Get(i));
+  return out;
+}
+
+c10::optional<std::vector<int64_t>> OptInts(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
+  return Ints(v);
+}
+
+// JavaScript integers become integer scalars so that `intTensor + 1` stays integral, as in PyTorch.
+at::Scalar Scalar(const Napi::Value& v) {
+  if (v.IsBoolean()) return at::Scalar(v.As<Napi::Boolean>().Value());
+  double d = Num(v);
+  if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9007199254740992.0) {
+    return at::Scalar(static_cast<int64_t>(d));
+  }
+  return at::Scalar(d);
+}
+
+c10::optional<at::Scalar> OptScalar(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
+  return Scalar(v);
+}
+
+const std::vector<std::pair<std::string, at::ScalarType>>& DtypeNames() {
+  static const std::vector<std::pair<std::string, at::ScalarType>> names = {
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+      {"int64", at::kLong},    {"int32", at::kInt},      {"int16", at::kShort},  {"int8", at::kChar},
+      {"uint8", at::kByte},    {"bool", at::kBool},
+  };
+  return names;
+}
+
+at::ScalarType Dtype(const Napi::Value& v) {
+  std::string name = Str(v);
+  for (const auto& [n, t] : DtypeNames())
+    if (n == name) return t;
+  throw Napi::TypeError::New(v.Env(), "unknown dtype '" + name + "'");
+}
+
+c10::optional<at::ScalarType> OptDtype(const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
+  return Dtype(v);
+}
+
+std::string DtypeName(at::ScalarType t) {
+  for (const auto& [n, s] : DtypeNames())
+    if (s == t) return n;
+  return c10::toString(t);
+}
+
+c10::Device Device(const Napi::Value& v) {
+  std::string name = Str(v);
+  c10::Device device(name);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw Napi::Error::New(v.Env(), "device '" + name + "' requested, but the linked libtorch has no usable CUDA");
+  return device;
+}
+
+at::TensorOptions Options(const Napi::Value& dtype, const Napi::Value& device) {
+  return at::TensorOptions().dtype(Dtype(dtype)).device(Device(device));
+}
+
+int64_t Reduction(const Napi::Value& v) {
+  std::string r = Str(v);
+  if (r == "none") return at::Reduction::None;
+  if (r == "mean") return at::Reduction::Mean;
+  if (r == "sum") return at::Reduction::Sum;
+  throw Napi::TypeError::New(v.Env(), "unknown reduction '" + r + "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration with error translation.
+
+template <typename F>
+void Def(Napi::Env env, Napi::Object exports, const char* name, F f) {
+  exports.Set(name, Napi::Function::New(
+                        env,
+                        [f, name](const Napi::CallbackInfo& info) -> Napi::Value {
+                          try {
+                            return f(info);
+                          } catch (const Napi::Error&) {
+                            throw;
+                          } catch (const c10::Error& e) {
+                            throw Napi::Error::New(info.Env(), std::string(name) + ": " + e.what_without_backtrace());
+                          } catch (const std::exception& e) {
+                            throw Napi::Error::New(info.Env(), std::string(name) + ": " + e.what());
+                          }
+                        },
+                        name));
+}
+
+using Info = const Napi::CallbackInfo&;
+
+// A binary operation whose right operand may be a tensor or a number.
+template <typename TT, typename TS>
+Napi::Value Binary(Info info, TT tensor_op, TS scalar_op) {
+  const at::Tensor& a = T(info[0]);
+  if (IsTensor(info[1])) return Wrap(info.Env(), tensor_op(a, T(info[1])));
+  return Wrap(info.Env(), scalar_op(a, Scalar(info[1])));
+}
+
+// oneDNN convolution, used directly because libtorch 1.13's heuristics send small batch-1 3D
+// convolutions to the far slower `slow_conv3d` kernel.
+bool UseMkldnn(const at::Tensor& x, const at::Tensor& w) {
+  return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && x.device().is_cpu() &&
+         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.scalar_type() == w.scalar_type() &&
+         x.dim() >= 4 && x.dim() <= 5 && x.layout() == at::kStrided;
+}
+
+void InitTensorOps(Napi::Env env, Napi::Object e) {
+  // -- creation --------------------------------------------------------------------------------
+  Def(env, e, "fromBuffer", [](Info info) {
+    // (typedArray, shape, dtype): copies the bytes of the typed array into a new CPU tensor.
+    Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
+    auto shape = Ints(info[1]);
+    auto dtype = Dtype(info[2]);
+    auto data = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    int64_t numel = 1;
+    for (auto s : shape) numel *= s;
+    size_t need = static_cast<size_t>(numel) * c10::elementSize(dtype);
+    if (need != arr.ByteLength())
+      throw Napi::RangeError::New(info.Env(), "fromBuffer: " + std::to_string(arr.ByteLength()) +
+                                                  " bytes given for a tensor of " + std::to_string(need) + " bytes");
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+    if (need > 0) std::memcpy(t.data_ptr(), data, need);
+    return Wrap(info.Env(), t);
+  });
+  Def(env, e, "empty", [](Info info) { return Wrap(info.Env(), at::empty(Ints(info[0]), Options(info[1], info[2]))); });
+  Def(env, e, "zeros", [](Info info) { return Wrap(info.Env(), at::zeros(Ints(info[0]), Options(info[1], info[2]))); });
+  Def(env, e, "ones", [](Info info) { return Wrap(info.Env(), at::ones(Ints(info[0]), Options(info[1], info[2]))); });
+  Def(env, e, "full", [](Info info) {
+    return Wrap(info.Env(), at::full(Ints(info[0]), Scalar(info[1]), Options(info[2], info[3])));
+  });
+  Def(env, e, "arange", [](Info info) {
+    return Wrap(info.Env(), at::arange(Scalar(info[0]), Scalar(info[1]), Scalar(info[2]), Options(info[3], info[4])));
+  });
+  Def(env, e, "linspace", [](Info info) {
+    return Wrap(info.Env(), at::linspace(Scalar(info[0]), Scalar(info[1]), Int(info[2]), Options(info[3], info[4])));
+  });
+  Def(env, e, "eye", [](Info info) {
+    return Wrap(info.Env(), at::eye(Int(info[0]), Int(info[1]), Options(info[2], info[3])));
+  });
+  Def(env, e, "rand", [](Info info) { return Wrap(info.Env(), at::rand(Ints(info[0]), Options(info[1], info[2]))); });
+  Def(env, e, "randn", [](Info info) { return Wrap(info.Env(), at::randn(Ints(info[0]), Options(info[1], info[2]))); });
+  Def(env, e, "randint", [](Info info) {
+    return Wrap(info.Env(), at::randint(Int(info[0]), Int(info[1]), Ints(info[2]), Options(info[3], info[4])));
+  });
+  Def(env, e, "randperm", [](Info info) { return Wrap(info.Env(), at::randperm(Int(info[0]), Options(info[1], info[2]))); });
+
+  // -- inspection and conversion ---------------------------------------------------------------
+  Def(env, e, "shape", [](Info info) {
+    auto sizes = T(info[0]).sizes();
+    Napi::Array out = Napi::Array::New(info.Env(), sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), sizes[i]));
+    return out;
+  });
+  Def(env, e, "dtype", [](Info info) { return Napi::String::New(info.Env(), DtypeName(T(info[0]).scalar_type())); });
+  Def(env, e, "device", [](Info info) { return Napi::String::New(info.Env(), T(info[0]).device().str()); });
+  Def(env, e, "numel", [](Info info) { return Napi::Number::New(info.Env(), static_cast<double>(T(info[0]).numel())); });
+  Def(env, e, "isContiguous", [](Info info) { return Napi::Boolean::New(info.Env(), T(info[0]).is_contiguous()); });
+  Def(env, e, "isDisposed", [](Info info) {
+    if (!IsTensor(info[0])) throw Napi::TypeError::New(info.Env(), "expected a tensor");
+    return Napi::Boolean::New(info.Env(), !NativeTensor::Unwrap(info[0].As<Napi::Object>())->tensor_.defined());
+  });
+  Def(env, e, "dispose", [](Info info) {
+    if (!IsTensor(info[0])) throw Napi::TypeError::New(info.Env(), "expected a tensor");
+    NativeTensor::Unwrap(info[0].As<Napi::Object>())->Release(info.Env());
+    return info.Env().Undefined();
+  });
+  Def(env, e, "toBuffer", [](Info info) {
+    // Copies the values, contiguous, into a new ArrayBuffer (moving them to the CPU first).
+    at::Tensor t = T(info[0]).detach().to(at::kCPU).contiguous();
+    size_t n = t.numel() * t.element_size();
+    Napi::ArrayBuffer buf = Napi::ArrayBuffer::New(info.Env(), n);
+    if (n > 0) std::memcpy(buf.Data(), t.data_ptr(), n);
+    return buf;
+  });
+  Def(env, e, "item", [](Info info) -> Napi::Value {
+    const at::Tensor& t = T(info[0]);
+    if (t.numel() != 1)
+      throw Napi::Error::New(info.Env(), "item: tensor has " + std::to_string(t.numel()) + " elements, not 1");
+    if (t.scalar_type() == at::kBool) return Napi::Boolean::New(info.Env(), t.item<bool>());
+    return Napi::Number::New(info.Env(), t.item<double>());
+  });
+  Def(env, e, "to", [](Info info) {
+    // (t, dtype | null, device | null, copy)
+    const at::Tensor& t = T(info[0]);
+    auto dtype = OptDtype(info[1]).value_or(t.scalar_type());
+    c10::Device device = info[2].IsString() ? Device(info[2]) : t.device();
+    return Wrap(info.Env(), t.to(device, dtype, /*non_blocking=*/false, /*copy=*/Bool(info[3])));
+  });
+  Def(env, e, "contiguous", [](Info info) {
+    std::string fmt = info[1].IsString() ? Str(info[1]) : "contiguous";
+    auto format = fmt == "channelsLast" ? (T(info[0]).dim() == 5 ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::ChannelsLast)
+                                       : at::MemoryFormat::Contiguous;
+    return Wrap(info.Env(), T(info[0]).contiguous(format));
+  });
+  Def(env, e, "clone", [](Info info) { return Wrap(info.Env(), T(info[0]).clone()); });
+  Def(env, e, "strides", [](Info info) {
+    auto st = T(info[0]).strides();
+    Napi::Array out = Napi::Array::New(info.Env(), st.size());
+    for (size_t i = 0; i < st.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), st[i]));
+    return out;
+  });
+
+  // -- autograd ----------------------------------------------------------------------------------
+  Def(env, e, "requiresGrad", [](Info info) { return Napi::Boolean::New(info.Env(), T(info[0]).requires_grad()); });
+  Def(env, e, "setRequiresGrad", [](Info info) {
+    T(info[0]).set_requires_grad(Bool(info[1]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "isLeaf", [](Info info) { return Napi::Boolean::New(info.Env(), T(info[0]).is_leaf()); });
+  Def(env, e, "grad", [](Info info) -> Napi::Value {
+    const at::Tensor& g = T(info[0]).grad();
+    if (!g.defined()) return info.Env().Null();
+    return Wrap(info.Env(), g);
+  });
+  Def(env, e, "setGrad", [](Info info) {
+    // mutable_grad() is the documented way to replace or clear a leaf's gradient from C++.
+    at::Tensor t = T(info[0]);
+    t.mutable_grad() = OptT(info[1]).value_or(at::Tensor());
+    return info.Env().Undefined();
+  });
+  Def(env, e, "retainGrad", [](Info info) {
+    T(info[0]).retain_grad();
+    return info.Env().Undefined();
+  });
+  Def(env, e, "backward", [](Info info) {
+    // (t, gradient | null, retainGraph, createGraph)
+    auto grad = OptT(info[1]).value_or(at::Tensor());
+    T(info[0]).backward(grad, Bool(info[2]), Bool(info[3]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "autogradGrad", [](Info info) {
+    // (outputs, inputs, gradOutputs | null, retainGraph, createGraph) -> gradients of inputs
+    auto outputs = TList(info[0]);
+    auto inputs = TList(info[1]);
+    std::vector<at::Tensor> grads;
+    if (info[2].IsArray()) grads = TList(info[2]);
+    auto result = torch::autograd::grad(outputs, inputs, grads, Bool(info[3]), Bool(info[4]), /*allow_unused=*/true);
+    return WrapList(info.Env(), result);
+  });
+  Def(env, e, "detach", [](Info info) { return Wrap(info.Env(), T(info[0]).detach()); });
+  Def(env, e, "isGradEnabled", [](Info info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); });
+  Def(env, e, "setGradEnabled", [](Info info) {
+    bool previous = at::GradMode::is_enabled();
+    at::GradMode::set_enabled(Bool(info[0]));
+    return Napi::Boolean::New(info.Env(), previous);
+  });
+
+  // -- views and shape ---------------------------------------------------------------------------
+  Def(env, e, "reshape", [](Info info) { return Wrap(info.Env(), T(info[0]).reshape(Ints(info[1]))); });
+  Def(env, e, "view", [](Info info) { return Wrap(info.Env(), T(info[0]).view(Ints(info[1]))); });
+  Def(env, e, "permute", [](Info info) { return Wrap(info.Env(), T(info[0]).permute(Ints(info[1]))); });
+  Def(env, e, "transpose", [](Info info) { return Wrap(info.Env(), T(info[0]).transpose(Int(info[1]), Int(info[2]))); });
+  Def(env, e, "squeeze", [](Info info) {
+    if (info[1].IsNumber()) return Wrap(info.Env(), T(info[0]).squeeze(Int(info[1])));
+    return Wrap(info.Env(), T(info[0]).squeeze());
+  });
+  Def(env, e, "unsqueeze", [](Info info) { return Wrap(info.Env(), T(info[0]).unsqueeze(Int(info[1]))); });
+  Def(env, e, "flatten", [](Info info) { return Wrap(info.Env(), T(info[0]).flatten(Int(info[1]), Int(info[2]))); });
+  Def(env, e, "expand", [](Info info) { return Wrap(info.Env(), T(info[0]).expand(Ints(info[1]))); });
+  Def(env, e, "repeat", [](Info info) { return Wrap(info.Env(), T(info[0]).repeat(Ints(info[1]))); });
+  Def(env, e, "cat", [](Info info) { return Wrap(info.Env(), at::cat(TList(info[0]), Int(info[1]))); });
+  Def(env, e, "stack", [](Info info) { return Wrap(info.Env(), at::stack(TList(info[0]), Int(info[1]))); });
+  Def(env, e, "chunk", [](Info info) { return WrapList(info.Env(), T(info[0]).chunk(Int(info[1]), Int(info[2]))); });
+  Def(env, e, "split", [](Info info) {
+    if (info[1].IsNumber()) return WrapList(info.Env(), T(info[0]).split(Int(info[1]), Int(info[2])));
+    return WrapList(info.Env(), T(info[0]).split_with_sizes(Ints(info[1]), Int(info[2])));
+  });
+  Def(env, e, "unbind", [](Info info) { return WrapList(info.Env(), T(info[0]).unbind(Int(info[1]))); });
+  Def(env, e, "narrow", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).narrow(Int(info[1]), Int(info[2]), Int(info[3])));
+  });
+  Def(env, e, "slice", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).slice(Int(info[1]), Int(info[2]), Int(info[3]), Int(info[4])));
+  });
+  Def(env, e, "select", [](Info info) { return Wrap(info.Env(), T(info[0]).select(Int(info[1]), Int(info[2]))); });
+  Def(env, e, "indexSelect", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).index_select(Int(info[1]), T(info[2])));
+  });
+  Def(env, e, "gather", [](Info info) { return Wrap(info.Env(), T(info[0]).gather(Int(info[1]), T(info[2]))); });
+  Def(env, e, "scatter", [](Info info) {
+    // (t, dim, index, src tensor | value)
+    if (IsTensor(info[3])) return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), T(info[2]), T(info[3])));
+    return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), T(info[2]), Scalar(info[3])));
+  });
+  Def(env, e, "scatterAdd", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).scatter_add(Int(info[1]), T(info[2]), T(info[3])));
+  });
+  Def(env, e, "maskedFill", [](Info info) {
+    if (IsTensor(info[2])) return Wrap(info.Env(), T(info[0]).masked_fill(T(info[1]), T(info[2])));
+    return Wrap(info.Env(), T(info[0]).masked_fill(T(info[1]), Scalar(info[2])));
+  });
+  Def(env, e, "maskedSelect", [](Info info) { return Wrap(info.Env(), T(info[0]).masked_select(T(info[1]))); });
+  Def(env, e, "where", [](Info info) {
+    const at::Tensor& cond = T(info[0]);
+    bool ta = IsTensor(info[1]), tb = IsTensor(info[2]);
+    if (ta && tb) return Wrap(info.Env(), at::where(cond, T(info[1]), T(info[2])));
+    if (ta) return Wrap(info.Env(), at::where(cond, T(info[1]), Scalar(info[2])));
+    if (tb) return Wrap(info.Env(), at::where(cond, Scalar(info[1]), T(info[2])));
+    return Wrap(info.Env(), at::where(cond, Scalar(info[1]), Scalar(info[2])));
+  });
+  Def(env, e, "nonzero", [](Info info) { return Wrap(info.Env(), T(info[0]).nonzero()); });
+  Def(env, e, "flip", [](Info info) { return Wrap(info.Env(), T(info[0]).flip(Ints(info[1]))); });
+  Def(env, e, "roll", [](Info info) { return Wrap(info.Env(), T(info[0]).roll(Ints(info[1]), Ints(info[2]))); });
+  Def(env, e, "pad", [](Info info) {
+    // (t, pads as in torch.nn.functional.pad: last dimension first, mode, value)
+    namespace F = torch::nn::functional;
+    std::string mode = Str(info[2]);
+    F::PadFuncOptions opts(Ints(info[1]));
+    if (mode == "constant") opts.mode(torch::kConstant).value(Num(info[3]));
+    else if (mode == "reflect") opts.mode(torch::kReflect);
+    else if (mode == "replicate") opts.mode(torch::kReplicate);
+    else if (mode == "circular") opts.mode(torch::kCircular);
+    else throw Napi::TypeError::New(info.Env(), "unknown padding mode '" + mode + "'");
+    return Wrap(info.Env(), F::pad(T(info[0]), opts));
+  });
+  Def(env, e, "tril", [](Info info) { return Wrap(info.Env(), T(info[0]).tril(Int(info[1]))); });
+  Def(env, e, "triu", [](Info info) { return Wrap(info.Env(), T(info[0]).triu(Int(info[1]))); });
+
+  // -- element-wise maths ------------------------------------------------------------------------
+  Def(env, e, "add", [](Info info) {
+    at::Scalar alpha = info[2].IsNumber() ? Scalar(info[2]) : at::Scalar(1);
+    return Binary(
+        info, [&](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b, alpha); },
+        [&](const at::Tensor& a, const at::Scalar& b) { return at::add(a, b, alpha); });
+  });
+  Def(env, e, "sub", [](Info info) {
+    at::Scalar alpha = info[2].IsNumber() ? Scalar(info[2]) : at::Scalar(1);
+    return Binary(
+        info, [&](const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b, alpha); },
+        [&](const at::Tensor& a, const at::Scalar& b) { return at::sub(a, b, alpha); });
+  });
+  Def(env, e, "rsub", [](Info info) { return Wrap(info.Env(), at::rsub(T(info[0]), Scalar(info[1]))); });
+  Def(env, e, "mul", [](Info info) {
+    return Binary(
+        info, [](const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::mul(a, b); });
+  });
+  Def(env, e, "div", [](Info info) {
+    c10::optional<c10::string_view> mode;
+    std::string m = info[2].IsString() ? Str(info[2]) : "";
+    if (!m.empty()) mode = m;
+    return Binary(
+        info, [&](const at::Tensor& a, const at::Tensor& b) { return at::div(a, b, mode); },
+        [&](const at::Tensor& a, const at::Scalar& b) { return at::div(a, b, mode); });
+  });
+  Def(env, e, "rdiv", [](Info info) { return Wrap(info.Env(), at::reciprocal(T(info[0])).mul(Scalar(info[1]))); });
+  Def(env, e, "pow", [](Info info) {
+    return Binary(
+        info, [](const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::pow(a, b); });
+  });
+  Def(env, e, "remainder", [](Info info) {
+    return Binary(
+        info, [](const at::Tensor& a, const at::Tensor& b) { return at::remainder(a, b); },
+        [](const at::Tensor& a, const at::Scalar& b) { return at::remainder(a, b); });
+  });
+  Def(env, e, "minimum", [](Info info) { return Wrap(info.Env(), at::minimum(T(info[0]), T(info[1]))); });
+  Def(env, e, "maximum", [](Info info) { return Wrap(info.Env(), at::maximum(T(info[0]), T(info[1]))); });
+  Def(env, e, "clamp", [](Info info) {
+    if (IsTensor(info[1]) || IsTensor(info[2]))
+      return Wrap(info.Env(), at::clamp(T(info[0]), OptT(info[1]), OptT(info[2])));
+    return Wrap(info.Env(), at::clamp(T(info[0]), OptScalar(info[1]), OptScalar(info[2])));
+  });
+
+#define SMML_COMPARE(NAME, OP)                                                                 \
+  Def(env, e, NAME, [](Info info) {                                                            \
+    return Binary(                                                                             \
+        info, [](const at::Tensor& a, const at::Tensor& b) { return at::OP(a, b); },           \
+        [](const at::Tensor& a, const at::Scalar& b) { return at::OP(a, b); });                \
+  });
+  SMML_COMPARE("eq", eq)
+  SMML_COMPARE("ne", ne)
+  SMML_COMPARE("lt", lt)
+  SMML_COMPARE("le", le)
+  SMML_COMPARE("gt", gt)
+  SMML_COMPARE("ge", ge)
+#undef SMML_COMPARE
+  Def(env, e, "logicalAnd", [](Info info) { return Wrap(info.Env(), at::logical_and(T(info[0]), T(info[1]))); });
+  Def(env, e, "logicalOr", [](Info info) { return Wrap(info.Env(), at::logical_or(T(info[0]), T(info[1]))); });
+  Def(env, e, "logicalXor", [](Info info) { return Wrap(info.Env(), at::logical_xor(T(info[0]), T(info[1]))); });
+  Def(env, e, "allclose", [](Info info) {
+    return Napi::Boolean::New(info.Env(), at::allclose(T(info[0]), T(info[1]), Num(info[2]), Num(info[3])));
+  });
+  Def(env, e, "equal", [](Info info) { return Napi::Boolean::New(info.Env(), at::equal(T(info[0]), T(info[1]))); });
+
+#define SMML_UNARY(NAME, OP) \
+  Def(env, e, NAME, [](Info info) { return Wrap(info.Env(), at::OP(T(info[0]))); });
+  SMML_UNARY("neg", neg)
+  SMML_UNARY("abs", abs)
+  SMML_UNARY("exp", exp)
+  SMML_UNARY("expm1", expm1)
+  SMML_UNARY("log", log)
+  SMML_UNARY("log1p", log1p)
+  SMML_UNARY("log2", log2)
+  SMML_UNARY("sqrt", sqrt)
+  SMML_UNARY("rsqrt", rsqrt)
+  SMML_UNARY("square", square)
+  SMML_UNARY("reciprocal", reciprocal)
+  SMML_UNARY("sin", sin)
+  SMML_UNARY("cos", cos)
+  SMML_UNARY("tanh", tanh)
+  SMML_UNARY("erf", erf)
+  SMML_UNARY("sigmoid", sigmoid)
+  SMML_UNARY("relu", relu)
+  SMML_UNARY("floor", floor)
+  SMML_UNARY("ceil", ceil)
+  SMML_UNARY("round", round)
+  SMML_UNARY("trunc", trunc)
+  SMML_UNARY("sign", sign)
+  SMML_UNARY("isnan", isnan)
+  SMML_UNARY("isinf", isinf)
+  SMML_UNARY("isfinite", isfinite)
+  SMML_UNARY("logicalNot", logical_not)
+#undef SMML_UNARY
+
+  // -- reductions ------------------------------------------------------------------------------
+  // (t, dims | null, keepdim, dtype | null); null dims reduce over every element.
+  Def(env, e, "sum", [](Info info) {
+    auto dims = OptInts(info[1]);
+    auto dtype = OptDtype(info[3]);
+    if (!dims) return Wrap(info.Env(), T(info[0]).sum(dtype));
+    return Wrap(info.Env(), T(info[0]).sum(*dims, Bool(info[2]), dtype));
+  });
+  Def(env, e, "mean", [](Info info) {
+    auto dims = OptInts(info[1]);
+    auto dtype = OptDtype(info[3]);
+    if (!dims) return Wrap(info.Env(), T(info[0]).mean(dtype));
+    return Wrap(info.Env(), T(info[0]).mean(*dims, Bool(info[2]), dtype));
+  });
+  Def(env, e, "prod", [](Info info) {
+    if (info[1].IsNumber()) return Wrap(info.Env(), T(info[0]).prod(Int(info[1]), Bool(info[2])));
+    return Wrap(info.Env(), T(info[0]).prod());
+  });
+  Def(env, e, "cumsum", [](Info info) { return Wrap(info.Env(), T(info[0]).cumsum(Int(info[1]))); });
+  Def(env, e, "amax", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).amax(OptInts(info[1]).value_or(std::vector<int64_t>{}), Bool(info[2])));
+  });
+  Def(env, e, "amin", [](Info info) {
+    return Wrap(info.Env(), T(info[0]).amin(OptInts(info[1]).value_or(std::vector<int64_t>{}), Bool(info[2])));
+  });
+  Def(env, e, "maxDim", [](Info info) {
+    auto [values, indices] = T(info[0]).max(Int(info[1]), Bool(info[2]));
+    return WrapList(info.Env(), {values, indices});
+  });
+  Def(env, e, "minDim", [](Info info) {
+    auto [values, indices] = T(info[0]).min(Int(info[1]), Bool(info[2]));
+    return WrapList(info.Env(), {values, indices});
+  });
+  Def(env, e, "argmax", [](Info info) {
+    c10::optional<int64_t> dim;
+    if (info[1].IsNumber()) dim = Int(info[1]);
+    return Wrap(info.Env(), T(info[0]).argmax(dim, Bool(info[2])));
+  });
+  Def(env, e, "argmin", [](Info info) {
+    c10::optional<int64_t> dim;
+    if (info[1].IsNumber()) dim = Int(info[1]);
+    return Wrap(info.Env(), T(info[0]).argmin(dim, Bool(info[2])));
+  });
+  Def(env, e, "logsumexp", [](Info info) { return Wrap(info.Env(), T(info[0]).logsumexp(Ints(info[1]), Bool(info[2]))); });
+  Def(env, e, "var", [](Info info) {
+    // (t, dims | null, correction, keepdim)
+    auto dims = OptInts(info[1]);
+    c10::optional<at::IntArrayRef> d;
+    if (dims) d = at::IntArrayRef(*dims);
+    return Wrap(info.Env(), at::var(T(info[0]), d, c10::optional<int64_t>(Int(info[2])), Bool(info[3])));
+  });
+  Def(env, e, "norm", [](Info info) {
+    // (t, p, dims | null, keepdim)
+    auto dims = OptInts(info[2]);
+    if (!dims) return Wrap(info.Env(), at::norm(T(info[0]), Scalar(info[1])));
+    return Wrap(info.Env(), at::norm(T(info[0]), Scalar(info[1]), *dims, Bool(info[3])));
+  });
+  Def(env, e, "all", [](Info info) { return Wrap(info.Env(), T(info[0]).all()); });
+  Def(env, e, "any", [](Info info) { return Wrap(info.Env(), T(info[0]).any()); });
+  Def(env, e, "bincount", [](Info info) {
+    return Wrap(info.Env(), at::bincount(T(info[0]), OptT(info[1]), Int(info[2])));
+  });
+
+  // -- linear algebra --------------------------------------------------------------------------
+  Def(env, e, "matmul", [](Info info) { return Wrap(info.Env(), at::matmul(T(info[0]), T(info[1]))); });
+  Def(env, e, "bmm", [](Info info) { return Wrap(info.Env(), at::bmm(T(info[0]), T(info[1]))); });
+  Def(env, e, "einsum", [](Info info) { return Wrap(info.Env(), at::einsum(Str(info[0]), TList(info[1]))); });
+  Def(env, e, "linear", [](Info info) { return Wrap(info.Env(), at::linear(T(info[0]), T(info[1]), OptT(info[2]))); });
+}
+
+void InitNnOps(Napi::Env env, Napi::Object e) {
+  Def(env, e, "convolution", [](Info info) {
+    // (x, w, bias | null, stride, padding, dilation, groups)
+    const at::Tensor& x = T(info[0]);
+    const at::Tensor& w = T(info[1]);
+    auto bias = OptT(info[2]);
+    auto stride = Ints(info[3]), padding = Ints(info[4]), dilation = Ints(info[5]);
+    int64_t groups = Int(info[6]);
+    if (UseMkldnn(x, w)) return Wrap(info.Env(), at::mkldnn_convolution(x, w, bias, padding, stride, dilation, groups));
+    return Wrap(info.Env(), at::convolution(x, w, bias, stride, padding, dilation, false, {0}, groups));
+  });
+  Def(env, e, "convTranspose", [](Info info) {
+    // (x, w, bias | null, stride, padding, outputPadding, groups, dilation)
+    const at::Tensor& x = T(info[0]);
+    auto stride = Ints(info[3]), padding = Ints(info[4]), outputPadding = Ints(info[5]), dilation = Ints(info[7]);
+    return Wrap(info.Env(), at::convolution(x, T(info[1]), OptT(info[2]), stride, padding, dilation, true, outputPadding,
+                                            Int(info[6])));
+  });
+  Def(env, e, "instanceNorm", [](Info info) {
+    // (x, weight | null, bias | null, runningMean | null, runningVar | null, useInputStats, momentum, eps)
+    return Wrap(info.Env(), at::instance_norm(T(info[0]), OptT(info[1]), OptT(info[2]), OptT(info[3]), OptT(info[4]),
+                                              Bool(info[5]), Num(info[6]), Num(info[7]), false));
+  });
+  Def(env, e, "batchNorm", [](Info info) {
+    // (x, weight | null, bias | null, runningMean | null, runningVar | null, training, momentum, eps)
+    return Wrap(info.Env(), at::batch_norm(T(info[0]), OptT(info[1]), OptT(info[2]), OptT(info[3]), OptT(info[4]),
+                                           Bool(info[5]), Num(info[6]), Num(info[7]), false));
+  });
+  Def(env, e, "layerNorm", [](Info info) {
+    return Wrap(info.Env(), at::layer_norm(T(info[0]), Ints(info[1]), OptT(info[2]), OptT(info[3]), Num(info[4])));
+  });
+  Def(env, e, "groupNorm", [](Info info) {
+    return Wrap(info.Env(), at::group_norm(T(info[0]), Int(info[1]), OptT(info[2]), OptT(info[3]), Num(info[4])));
+  });
+  Def(env, e, "softmax", [](Info info) { return Wrap(info.Env(), at::softmax(T(info[0]), Int(info[1]))); });
+  Def(env, e, "logSoftmax", [](Info info) { return Wrap(info.Env(), at::log_softmax(T(info[0]), Int(info[1]))); });
+  Def(env, e, "leakyRelu", [](Info info) { return Wrap(info.Env(), at::leaky_relu(T(info[0]), Scalar(info[1]))); });
+  Def(env, e, "gelu", [](Info info) {
+    std::string approximate = info[1].IsString() ? Str(info[1]) : "none";
+    return Wrap(info.Env(), at::gelu(T(info[0]), approximate));
+  });
+  Def(env, e, "dropout", [](Info info) { return Wrap(info.Env(), at::dropout(T(info[0]), Num(info[1]), Bool(info[2]))); });
+  Def(env, e, "interpolate", [](Info info) {
+    // (x, size, mode, alignCorners | null)
+    namespace F = torch::nn::functional;
+    std::string mode = Str(info[2]);
+    F::InterpolateFuncOptions opts;
+    opts.size(Ints(info[1]));
+    if (mode == "nearest") opts.mode(torch::kNearest);
+    else if (mode == "linear") opts.mode(torch::kLinear);
+    else if (mode == "bilinear") opts.mode(torch::kBilinear);
+    else if (mode == "trilinear") opts.mode(torch::kTrilinear);
+    else if (mode == "bicubic") opts.mode(torch::kBicubic);
+    else if (mode == "area") opts.mode(torch::kArea);
+    else throw Napi::TypeError::New(info.Env(), "unknown interpolation mode '" + mode + "'");
+    if (info[3].IsBoolean()) opts.align_corners(Bool(info[3]));
+    return Wrap(info.Env(), F::interpolate(T(info[0]), opts));
+  });
+  Def(env, e, "maxPool", [](Info info) {
+    // (x, kernel, stride, padding, dilation, ceilMode); 2D or 3D by the kernel's length
+    auto k = Ints(info[1]), s = Ints(info[2]), p = Ints(info[3]), d = Ints(info[4]);
+    if (k.size() == 3) return Wrap(info.Env(), at::max_pool3d(T(info[0]), k, s, p, d, Bool(info[5])));
+    return Wrap(info.Env(), at::max_pool2d(T(info[0]), k, s, p, d, Bool(info[5])));
+  });
+  Def(env, e, "avgPool", [](Info info) {
+    // (x, kernel, stride, padding, ceilMode, countIncludePad)
+    auto k = Ints(info[1]), s = Ints(info[2]), p = Ints(info[3]);
+    if (k.size() == 3) return Wrap(info.Env(), at::avg_pool3d(T(info[0]), k, s, p, Bool(info[4]), Bool(info[5])));
+    return Wrap(info.Env(), at::avg_pool2d(T(info[0]), k, s, p, Bool(info[4]), Bool(info[5])));
+  });
+  Def(env, e, "adaptiveAvgPool", [](Info info) {
+    auto size = Ints(info[1]);
+    if (size.size() == 3) return Wrap(info.Env(), at::adaptive_avg_pool3d(T(info[0]), size));
+    return Wrap(info.Env(), at::adaptive_avg_pool2d(T(info[0]), size));
+  });
+  Def(env, e, "oneHot", [](Info info) { return Wrap(info.Env(), at::one_hot(T(info[0]), Int(info[1]))); });
+  Def(env, e, "crossEntropy", [](Info info) {
+    // (logits, target, weight | null, reduction, ignoreIndex, labelSmoothing)
+    return Wrap(info.Env(), at::cross_entropy_loss(T(info[0]), T(info[1]), OptT(info[2]), Reduction(info[3]),
+                                                   Int(info[4]), Num(info[5])));
+  });
+  Def(env, e, "nllLoss", [](Info info) {
+    return Wrap(info.Env(), at::nll_loss_nd(T(info[0]), T(info[1]), OptT(info[2]), Reduction(info[3]), Int(info[4])));
+  });
+  Def(env, e, "klDiv", [](Info info) {
+    // (input log-probabilities, target, reduction, logTarget), as torch.nn.functional.kl_div
+    return Wrap(info.Env(), at::kl_div(T(info[0]), T(info[1]), Reduction(info[2]), Bool(info[3])));
+  });
+  Def(env, e, "mseLoss", [](Info info) { return Wrap(info.Env(), at::mse_loss(T(info[0]), T(info[1]), Reduction(info[2]))); });
+  Def(env, e, "binaryCrossEntropyWithLogits", [](Info info) {
+    return Wrap(info.Env(), at::binary_cross_entropy_with_logits(T(info[0]), T(info[1]), OptT(info[2]), OptT(info[3]),
+                                                                 Reduction(info[4])));
+  });
+}
+
+void InitInPlaceOps(Napi::Env env, Napi::Object e) {
+  // In-place updates for optimisers and buffers; they run without recording autograd history.
+  Def(env, e, "zero_", [](Info info) {
+    at::NoGradGuard guard;
+    T(info[0]).zero_();
+    return info.Env().Undefined();
+  });
+  Def(env, e, "fill_", [](Info info) {
+    at::NoGradGuard guard;
+    T(info[0]).fill_(Scalar(info[1]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "copy_", [](Info info) {
+    at::NoGradGuard guard;
+    T(info[0]).copy_(T(info[1]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "mul_", [](Info info) {
+    at::NoGradGuard guard;
+    at::Tensor t = T(info[0]);
+    if (IsTensor(info[1])) t.mul_(T(info[1]));
+    else t.mul_(Scalar(info[1]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "add_", [](Info info) {
+    at::NoGradGuard guard;
+    at::Tensor t = T(info[0]);
+    at::Scalar alpha = info[2].IsNumber() ? Scalar(info[2]) : at::Scalar(1);
+    if (IsTensor(info[1])) t.add_(T(info[1]), alpha);
+    else t.add_(Scalar(info[1]), alpha);
+    return info.Env().Undefined();
+  });
+  Def(env, e, "uniform_", [](Info info) {
+    at::NoGradGuard guard;
+    T(info[0]).uniform_(Num(info[1]), Num(info[2]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "normal_", [](Info info) {
+    at::NoGradGuard guard;
+    T(info[0]).normal_(Num(info[1]), Num(info[2]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "bernoulli", [](Info info) { return Wrap(info.Env(), at::bernoulli(T(info[0]))); });
+
+  Def(env, e, "adamStep", [](Info info) {
+    // (param, grad, expAvg, expAvgSq, maxExpAvgSq | null, lr, beta1, beta2, eps, weightDecay, step)
+    // One Adam/AMSGrad update with L2 weight decay, exactly as torch.optim.Adam (single-tensor path).
+    at::NoGradGuard guard;
+    at::Tensor param = T(info[0]);
+    at::Tensor grad = T(info[1]);
+    at::Tensor expAvg = T(info[2]);
+    at::Tensor expAvgSq = T(info[3]);
+    auto maxExpAvgSq = OptT(info[4]);
+    double lr = Num(info[5]), beta1 = Num(info[6]), beta2 = Num(info[7]), eps = Num(info[8]), wd = Num(info[9]);
+    double step = Num(info[10]);
+    if (wd != 0) grad = grad.add(param, wd);
+    expAvg.lerp_(grad, 1 - beta1);
+    expAvgSq.mul_(beta2).addcmul_(grad, grad.conj(), 1 - beta2);
+    double bc1 = 1 - std::pow(beta1, step);
+    double bc2 = 1 - std::pow(beta2, step);
+    double stepSize = lr / bc1;
+    double bc2Sqrt = std::sqrt(bc2);
+    at::Tensor denom;
+    if (maxExpAvgSq) {
+      at::maximum_out(*maxExpAvgSq, *maxExpAvgSq, expAvgSq);
+      denom = (maxExpAvgSq->sqrt() / bc2Sqrt).add_(eps);
+    } else {
+      denom = (expAvgSq.sqrt() / bc2Sqrt).add_(eps);
+    }
+    param.addcdiv_(expAvg, denom, -stepSize);
+    return info.Env().Undefined();
+  });
+}
+
+void InitRuntime(Napi::Env env, Napi::Object e) {
+  Def(env, e, "manualSeed", [](Info info) {
+    torch::manual_seed(static_cast<uint64_t>(Int(info[0])));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "getRngState", [](Info info) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return Wrap(info.Env(), gen.get_state());
+  });
+  Def(env, e, "setRngState", [](Info info) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(T(info[0]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "setNumThreads", [](Info info) {
+    at::set_num_threads(static_cast<int>(Int(info[0])));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "getNumThreads", [](Info info) { return Napi::Number::New(info.Env(), at::get_num_threads()); });
+  Def(env, e, "cudaIsAvailable", [](Info info) { return Napi::Boolean::New(info.Env(), torch::cuda::is_available()); });
+  Def(env, e, "cudaDeviceCount", [](Info info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
+  });
+  Def(env, e, "cudaSynchronize", [](Info info) {
+    if (torch::cuda::is_available()) torch::cuda::synchronize();
+    return info.Env().Undefined();
+  });
+  Def(env, e, "mkldnnIsAvailable", [](Info info) { return Napi::Boolean::New(info.Env(), at::hasMKLDNN()); });
+  Def(env, e, "setMkldnnEnabled", [](Info info) {
+    at::globalContext().setUserEnabledMkldnn(Bool(info[0]));
+    return info.Env().Undefined();
+  });
+  Def(env, e, "version", [](Info info) { return Napi::String::New(info.Env(), TORCH_VERSION); });
+  Def(env, e, "parallelInfo", [](Info info) { return Napi::String::New(info.Env(), at::get_parallel_info()); });
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  NativeTensor::Init(env, exports);
+  InitTensorOps(env, exports);
+  InitNnOps(env, exports);
+  InitInPlaceOps(env, exports);
+  InitRuntime(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(smml_torch, Init)
