@@ -225,13 +225,49 @@ Napi::Value Binary(Info info, TT tensor_op, TS scalar_op) {
   return Wrap(info.Env(), scalar_op(a, Scalar(info[1])));
 }
 
-// oneDNN convolution, used directly because libtorch 1.13's heuristics send small batch-1 3D
-// convolutions to the far slower `slow_conv3d` kernel.
-bool UseMkldnn(const at::Tensor& x, const at::Tensor& w) {
-  return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && x.device().is_cpu() &&
-         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.scalar_type() == w.scalar_type() &&
-         x.dim() >= 4 && x.dim() <= 5 && x.layout() == at::kStrided;
+// libtorch 1.13 sends a float32 convolution with batch 1 and N·C·D·H ≤ 20480 to its slow reference
+// kernels (`slow_conv3d`, ~2 GFLOP/s) in both directions. For that case the forward calls oneDNN
+// directly and the backward runs libtorch's oneDNN backward on the batch padded with a zero sample
+// (which leaves every gradient unchanged: a zero sample contributes nothing to the weight sums,
+// and its input gradient is dropped). The bias is added outside, by ordinary autograd.
+bool NeedsOneDnnRoute(const at::Tensor& x, const at::Tensor& w) {
+  if (!at::hasMKLDNN() || !at::globalContext().userEnabledMkldnn()) return false;
+  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
+  if (x.layout() != at::kStrided || x.dim() < 4 || x.size(0) != 1) return false;
+  return x.size(0) * x.size(1) * x.size(2) * x.size(3) <= 20480;
 }
+
+struct OneDnnBatch1Convolution : public torch::autograd::Function<OneDnnBatch1Convolution> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            std::vector<int64_t> stride, std::vector<int64_t> padding,
+                            std::vector<int64_t> dilation, int64_t groups) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["dilation"] = dilation;
+    ctx->saved_data["groups"] = groups;
+    return at::mkldnn_convolution(x, w, c10::nullopt, padding, stride, dilation, groups);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    auto stride = ctx->saved_data["stride"].toIntVector();
+    auto padding = ctx->saved_data["padding"].toIntVector();
+    auto dilation = ctx->saved_data["dilation"].toIntVector();
+    int64_t groups = ctx->saved_data["groups"].toInt();
+    at::Tensor gy = grads[0].contiguous();
+    at::Tensor x2 = at::cat({x, at::zeros_like(x)});
+    at::Tensor gy2 = at::cat({gy, at::zeros_like(gy)});
+    std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
+    std::vector<int64_t> outputPadding(padding.size(), 0);
+    auto [gx, gw, gb] = at::convolution_backward(gy2, x2, w, c10::nullopt, stride, padding, dilation, false, outputPadding,
+                                                 groups, mask);
+    return {gx.defined() ? gx.narrow(0, 0, 1) : gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
 
 void InitTensorOps(Napi::Env env, Napi::Object e) {
   // -- creation --------------------------------------------------------------------------------
@@ -364,7 +400,17 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
     std::vector<at::Tensor> grads;
     if (info[2].IsArray()) grads = TList(info[2]);
     auto result = torch::autograd::grad(outputs, inputs, grads, Bool(info[3]), Bool(info[4]), /*allow_unused=*/true);
-    return WrapList(info.Env(), result);
+    Napi::Array out = Napi::Array::New(info.Env(), result.size());
+    for (size_t i = 0; i < result.size(); ++i)
+      out.Set(static_cast<uint32_t>(i), result[i].defined() ? Wrap(info.Env(), result[i]) : info.Env().Null());
+    return out;
+  });
+  Def(env, e, "setData", [](Info info) {
+    // Replaces the values (and possibly dtype/device) behind a tensor while keeping its identity,
+    // as `param.data = …` does; used to move modules between devices and dtypes.
+    at::Tensor t = T(info[0]);
+    t.set_data(T(info[1]));
+    return info.Env().Undefined();
   });
   Def(env, e, "detach", [](Info info) { return Wrap(info.Env(), T(info[0]).detach()); });
   Def(env, e, "isGradEnabled", [](Info info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); });
@@ -620,7 +666,15 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     auto bias = OptT(info[2]);
     auto stride = Ints(info[3]), padding = Ints(info[4]), dilation = Ints(info[5]);
     int64_t groups = Int(info[6]);
-    if (UseMkldnn(x, w)) return Wrap(info.Env(), at::mkldnn_convolution(x, w, bias, padding, stride, dilation, groups));
+    if (NeedsOneDnnRoute(x, w)) {
+      at::Tensor y = OneDnnBatch1Convolution::apply(x, w, stride, padding, dilation, groups);
+      if (bias) {
+        std::vector<int64_t> shape(y.dim(), 1);
+        shape[1] = -1;
+        y = y + bias->view(shape);
+      }
+      return Wrap(info.Env(), y);
+    }
     return Wrap(info.Env(), at::convolution(x, w, bias, stride, padding, dilation, false, {0}, groups));
   });
   Def(env, e, "convTranspose", [](Info info) {

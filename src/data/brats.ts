@@ -1,0 +1,356 @@
+/**
+ * BraTS data-set discovery (the 2015, 2018–2021 and 2023 folder layouts),
+ * label mapping to class indices, and train/val/test splits.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from './files.ts';
+import { createRng, shuffle } from './random.ts';
+
+/** The modality order used everywhere: FLAIR, T1ce, T1, T2. */
+export const BRATS_MODALITIES = ['flair', 't1ce', 't1', 't2'] as const;
+export type BratsModality = (typeof BRATS_MODALITIES)[number];
+
+/** 'brats2018' covers the 2018, 2019, 2020 and 2021 releases, which share one layout and label set. */
+export type BratsLayout = 'brats2018' | 'brats2023' | 'brats2015';
+
+export interface BratsCase {
+  id: string;
+  /** Folder holding the case. */
+  dir: string;
+  /** Volume path per modality. */
+  modalities: Record<BratsModality, string>;
+  /** Segmentation path; undefined for unlabelled (inference-only) cases. */
+  label?: string;
+}
+
+export interface BratsDataset {
+  root: string;
+  layout: BratsLayout;
+  /** Sorted by id. */
+  cases: BratsCase[];
+  numClasses: number;
+  /** labelValues[c] = raw value stored in the label files for class c. */
+  labelValues: readonly number[];
+  /** Raw label voxels → class indices 0..numClasses-1; `source` names the file in errors. */
+  mapLabels(raw: ArrayLike<number>, source?: string): Uint8Array;
+}
+
+export interface DiscoverOptions {
+  /** Only look for this layout (otherwise detected; mixing layouts is an error). */
+  layout?: BratsLayout;
+  /** Fail when a case has no label file. */
+  requireLabels?: boolean;
+  /** How many folder levels below the root to search for cases (default 4). */
+  maxDepth?: number;
+}
+
+/**
+ * Raw label values per layout, indexed by class. 2018–2021: 0 background,
+ * 1 NCR/NET, 2 edema, 4 ET (→ class 3). 2023 glioma: 0, 1 NCR, 2 edema,
+ * 3 ET, already contiguous. 2015: 0 background, 1 necrosis, 2 edema,
+ * 3 non-enhancing, 4 enhancing, used as is.
+ */
+export const BRATS_LABEL_VALUES: Record<BratsLayout, readonly number[]> = {
+  brats2018: [0, 1, 2, 4],
+  brats2023: [0, 1, 2, 3],
+  brats2015: [0, 1, 2, 3, 4],
+};
+
+const LAYOUT_NAMES: Record<BratsLayout, string> = {
+  brats2018: 'BraTS 2018-2021',
+  brats2023: 'BraTS 2023',
+  brats2015: 'BraTS 2015',
+};
+
+/** Maps raw label voxels of a layout to class indices; throws naming `source` and the first unknown value. */
+export function mapBratsLabels(layout: BratsLayout, raw: ArrayLike<number>, source = 'label volume'): Uint8Array {
+  const labelValues = BRATS_LABEL_VALUES[layout];
+  const largest = Math.max(...labelValues);
+  const classOfValue = new Int16Array(largest + 1).fill(-1);
+  labelValues.forEach((value, classIndex) => (classOfValue[value] = classIndex));
+  const classes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const value = raw[i]!;
+    const classIndex = Number.isInteger(value) && value >= 0 && value <= largest ? classOfValue[value]! : -1;
+    if (classIndex < 0) {
+      throw new Error(
+        `${source}: label value ${value} at voxel ${i} is not a ${LAYOUT_NAMES[layout]} label ` +
+          `(expected one of ${labelValues.join(', ')})`,
+      );
+    }
+    classes[i] = classIndex;
+  }
+  return classes;
+}
+
+/** File-name token of each modality and of the label, per NIfTI layout. */
+const NIFTI_LAYOUT_TOKENS: Record<'brats2018' | 'brats2023', Record<BratsModality | 'seg', string>> = {
+  brats2018: { flair: 'flair', t1ce: 't1ce', t1: 't1', t2: 't2', seg: 'seg' },
+  brats2023: { flair: 't2f', t1ce: 't1c', t1: 't1n', t2: 't2w', seg: 'seg' },
+};
+const NIFTI_LAYOUT_SEPARATOR = { brats2018: '_', brats2023: '-' } as const;
+const NIFTI_EXTENSION = /\.nii(\.gz)?$/i;
+
+/** 2015 modality tokens as they appear in the VSD names, e.g. VSD.Brain.XX.O.MR_Flair.54512. */
+const BRATS2015_TOKENS: Record<BratsModality, string> = { flair: 'MR_Flair', t1ce: 'MR_T1c', t1: 'MR_T1', t2: 'MR_T2' };
+/** A dot-delimited token of a VSD name, so MR_T1 does not match MR_T1c. */
+const vsdToken = (token: string) => new RegExp(`\\.${token}\\.`, 'i');
+const BRATS2015_MODALITY_PATTERNS = BRATS_MODALITIES.map((modality) => ({
+  modality,
+  pattern: vsdToken(BRATS2015_TOKENS[modality]),
+}));
+const BRATS2015_LABEL = vsdToken('OT');
+const isBrats2015Name = (name: string) =>
+  BRATS2015_LABEL.test(name) || BRATS2015_MODALITY_PATTERNS.some(({ pattern }) => pattern.test(name));
+
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+interface CaseFiles {
+  layout: BratsLayout;
+  /** Role ('flair', ..., 'seg') → path, for the files found. */
+  byRole: Map<BratsModality | 'seg', string>;
+  /** What a missing modality's file name looks like, for error messages. */
+  expectedName: (role: BratsModality) => string;
+}
+
+function listDir(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => compareText(a.name, b.name));
+  } catch (error) {
+    throw new Error(`${dir}: cannot list folder (${(error as Error).message})`);
+  }
+}
+
+function assignRole(files: CaseFiles, role: BratsModality | 'seg', filePath: string, dir: string): void {
+  const previous = files.byRole.get(role);
+  if (previous) throw new Error(`BraTS case folder ${dir} has two ${role} files: ${previous} and ${filePath}`);
+  files.byRole.set(role, filePath);
+}
+
+/** Recognises a 2018–2021 or 2023 case folder from its NIfTI file names. */
+function niftiCaseFiles(dir: string, entries: fs.Dirent[], layout: 'brats2018' | 'brats2023'): CaseFiles | undefined {
+  const tokens = NIFTI_LAYOUT_TOKENS[layout];
+  const separator = NIFTI_LAYOUT_SEPARATOR[layout];
+  const caseName = path.basename(dir);
+  const files: CaseFiles = {
+    layout,
+    byRole: new Map(),
+    expectedName: (role) => `${caseName}${separator}${tokens[role]}.nii.gz`,
+  };
+  const unassigned: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isFile() || !NIFTI_EXTENSION.test(entry.name)) continue;
+    const stem = entry.name.replace(NIFTI_EXTENSION, '').toLowerCase();
+    const role = (Object.keys(tokens) as (BratsModality | 'seg')[]).find((candidate) =>
+      stem.endsWith(`${separator}${tokens[candidate]}`),
+    );
+    if (role) assignRole(files, role, path.join(dir, entry.name), dir);
+    else unassigned.push(entry.name);
+  }
+  if (!BRATS_MODALITIES.some((modality) => files.byRole.has(modality))) return undefined;
+  // BraTS 2020 names one segmentation "W39_1998.09.19_Segm.nii"; accept a single "*Segm" file.
+  const segLike = unassigned.filter((name) => /segm$/i.test(name.replace(NIFTI_EXTENSION, '')));
+  if (!files.byRole.has('seg') && segLike.length === 1) files.byRole.set('seg', path.join(dir, segLike[0]!));
+  return files;
+}
+
+/** Recognises a 2015 case folder: VSD-named .mha files, each usually inside a VSD-named subfolder. */
+function brats2015CaseFiles(dir: string, entries: fs.Dirent[]): CaseFiles | undefined {
+  const volumePaths: string[] = [];
+  for (const entry of entries) {
+    if (!isBrats2015Name(entry.name)) continue;
+    const entryPath = path.join(dir, entry.name);
+    if (entry.isFile() && /\.mha$/i.test(entry.name)) volumePaths.push(entryPath);
+    if (entry.isDirectory()) {
+      const inner = listDir(entryPath).filter((child) => child.isFile() && /\.(mha|mhd)$/i.test(child.name));
+      if (inner.length !== 1) {
+        throw new Error(`${entryPath}: expected exactly one .mha/.mhd volume, found ${inner.length}`);
+      }
+      volumePaths.push(path.join(entryPath, inner[0]!.name));
+    }
+  }
+  if (volumePaths.length === 0) return undefined;
+  const files: CaseFiles = {
+    layout: 'brats2015',
+    byRole: new Map(),
+    expectedName: (role) => `VSD.Brain.XX.O.${BRATS2015_TOKENS[role]}.<n>/….mha`,
+  };
+  for (const volumePath of volumePaths) {
+    const name = path.basename(volumePath);
+    const role = BRATS2015_LABEL.test(name)
+      ? 'seg'
+      : BRATS2015_MODALITY_PATTERNS.find(({ pattern }) => pattern.test(name))?.modality;
+    if (role) assignRole(files, role, volumePath, dir);
+  }
+  return files;
+}
+
+function caseFilesOf(dir: string, entries: fs.Dirent[], wanted: BratsLayout | undefined): CaseFiles | undefined {
+  const found: CaseFiles[] = [];
+  for (const layout of ['brats2018', 'brats2023'] as const) {
+    if (wanted && wanted !== layout) continue;
+    const files = niftiCaseFiles(dir, entries, layout);
+    if (files) found.push(files);
+  }
+  if (!wanted || wanted === 'brats2015') {
+    const files = brats2015CaseFiles(dir, entries);
+    if (files) found.push(files);
+  }
+  if (found.length > 1) {
+    throw new Error(`${dir}: files match several BraTS layouts (${found.map((files) => files.layout).join(', ')})`);
+  }
+  return found[0];
+}
+
+function toCase(dir: string, files: CaseFiles): BratsCase {
+  const id = path.basename(dir);
+  const modalities = {} as Record<BratsModality, string>;
+  for (const modality of BRATS_MODALITIES) {
+    const filePath = files.byRole.get(modality);
+    if (!filePath) {
+      throw new Error(`BraTS case ${id} (${dir}) is missing its ${modality} volume (expected ${files.expectedName(modality)})`);
+    }
+    modalities[modality] = filePath;
+  }
+  const label = files.byRole.get('seg');
+  return label ? { id, dir, modalities, label } : { id, dir, modalities };
+}
+
+/**
+ * Finds BraTS cases under `root` (searched recursively, so HGG/LGG or
+ * Training/Validation subfolders are fine). Layouts:
+ * - brats2018 (2018–2021): `<case>/<case>_{flair,t1,t1ce,t2,seg}.nii(.gz)`
+ * - brats2023: `<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz`
+ * - brats2015: `<case>/VSD.Brain.XX.O.MR_<Flair|T1c|T1|T2>.<n>/…mha` and `…OT…` labels
+ * A case's id is its folder name. Cases without a label are kept (label undefined).
+ */
+export function discoverBrats(root: string, options: DiscoverOptions = {}): BratsDataset {
+  const maxDepth = options.maxDepth ?? 4;
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`${root}: BraTS root folder not found`);
+  const found: { dir: string; files: CaseFiles }[] = [];
+  const visit = (dir: string, depth: number): void => {
+    const entries = listDir(dir);
+    const files = caseFilesOf(dir, entries, options.layout);
+    if (files) {
+      found.push({ dir, files });
+      return;
+    }
+    if (depth >= maxDepth) return;
+    for (const entry of entries) if (entry.isDirectory()) visit(path.join(dir, entry.name), depth + 1);
+  };
+  visit(root, 0);
+  if (found.length === 0) throw new Error(`${root}: no BraTS cases found (searched ${maxDepth} folder levels)`);
+
+  const layouts = [...new Set(found.map(({ files }) => files.layout))];
+  if (layouts.length > 1) {
+    throw new Error(`${root}: cases of several BraTS layouts found (${layouts.join(', ')}); pass the layout option to pick one`);
+  }
+  const layout = layouts[0]!;
+  const cases = found.map(({ dir, files }) => toCase(dir, files)).sort((a, b) => compareText(a.id, b.id));
+  cases.forEach((entry, index) => {
+    const next = cases[index + 1];
+    if (next && next.id === entry.id) throw new Error(`${root}: two cases share the id ${entry.id}: ${entry.dir} and ${next.dir}`);
+    if (options.requireLabels && !entry.label) throw new Error(`BraTS case ${entry.id} (${entry.dir}) has no label file`);
+  });
+  const labelValues = BRATS_LABEL_VALUES[layout];
+  return {
+    root,
+    layout,
+    cases,
+    numClasses: labelValues.length,
+    labelValues,
+    mapLabels: (raw, source) => mapBratsLabels(layout, raw, source),
+  };
+}
+
+/** The cases with the given ids, in the order given; throws listing unknown ids. */
+export function selectCases(dataset: BratsDataset, ids: readonly string[], source = 'split'): BratsCase[] {
+  const byId = new Map(dataset.cases.map((entry) => [entry.id, entry]));
+  const unknown = ids.filter((id) => !byId.has(id));
+  if (unknown.length > 0) {
+    throw new Error(`${source}: ${unknown.length} case id(s) not in ${dataset.root}: ${unknown.slice(0, 10).join(', ')}`);
+  }
+  return ids.map((id) => byId.get(id)!);
+}
+
+/** Reads a split file: one case id per line; '#' starts a comment; blank lines ignored; duplicates are an error. */
+export function readSplit(file: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`${file}: cannot read split file (${(error as Error).message})`);
+  }
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  text.split(/\r?\n/).forEach((line, index) => {
+    const id = line.replace(/#.*$/, '').trim();
+    if (id === '') return;
+    if (seen.has(id)) throw new Error(`${file}:${index + 1}: case id ${id} listed twice`);
+    seen.add(id);
+    ids.push(id);
+  });
+  return ids;
+}
+
+/** Writes ids one per line (atomically), optionally preceded by '#' comment lines. */
+export function writeSplit(file: string, ids: readonly string[], comment?: string): void {
+  const header = comment ? comment.split('\n').map((line) => `# ${line}\n`).join('') : '';
+  writeFileAtomic(file, `${header}${ids.map((id) => `${id}\n`).join('')}`);
+}
+
+/** The paper's train/val/test case counts. */
+export const SPLIT_PRESETS = {
+  brats2015: [242, 12, 20],
+  brats2018: [199, 29, 57],
+  brats2020: [219, 50, 100],
+} as const satisfies Record<string, readonly [number, number, number]>;
+export type SplitPreset = keyof typeof SPLIT_PRESETS;
+
+export interface Split {
+  train: string[];
+  val: string[];
+  test: string[];
+}
+
+/**
+ * Part sizes for `total` items in the given proportions: exact when the
+ * proportions already sum to `total`, otherwise scaled, rounding down and
+ * giving the leftover items to the largest remainders (earlier parts win ties).
+ */
+export function splitSizes(total: number, proportions: readonly number[]): number[] {
+  const sum = proportions.reduce((acc, value) => acc + value, 0);
+  if (proportions.some((value) => !(value >= 0)) || !(sum > 0)) {
+    throw new Error(`split proportions must be non-negative with a positive sum, got [${proportions.join(', ')}]`);
+  }
+  const exact = proportions.map((value) => (value * total) / sum);
+  const sizes = exact.map(Math.floor);
+  const order = exact.map((value, index) => ({ remainder: value - Math.floor(value), index }));
+  order.sort((a, b) => b.remainder - a.remainder || a.index - b.index);
+  let leftover = total - sizes.reduce((acc, value) => acc + value, 0);
+  for (const { index } of order) {
+    if (leftover <= 0) break;
+    sizes[index]!++;
+    leftover--;
+  }
+  return sizes;
+}
+
+/**
+ * Deterministic seeded train/val/test split. Ids are sorted first, so the
+ * result depends only on the set of ids and the seed, not on listing order.
+ * `proportions` is a preset name or [train, val, test] counts or fractions,
+ * scaled to the number of ids.
+ */
+export function makeSplit(ids: readonly string[], seed: number, proportions: SplitPreset | readonly [number, number, number]): Split {
+  if (new Set(ids).size !== ids.length) throw new Error('makeSplit: case ids must be unique');
+  const parts = typeof proportions === 'string' ? SPLIT_PRESETS[proportions] : proportions;
+  const [trainSize, valSize] = splitSizes(ids.length, parts) as [number, number, number];
+  const order = shuffle(createRng(seed), [...ids].sort(compareText));
+  return {
+    train: order.slice(0, trainSize),
+    val: order.slice(trainSize, trainSize + valSize),
+    test: order.slice(trainSize + valSize),
+  };
+}

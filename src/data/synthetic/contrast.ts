@@ -1,0 +1,55 @@
+/**
+ * Tissue contrast of the synthetic phantom: relative intensities per tissue and
+ * MRI sequence, chosen to follow the qualitative physics of the BraTS
+ * sequences (see src/data/README.md for the table in prose).
+ */
+
+/** The four sequences in the order they are written and listed. */
+export const SYNTHETIC_MODALITIES = ['flair', 't1', 't1ce', 't2'] as const;
+export type SyntheticModality = (typeof SYNTHETIC_MODALITIES)[number];
+
+/** Tissue classes of the phantom (healthy ones first, then tumour compartments). */
+export const TISSUES = [
+  'csf',
+  'greyMatter',
+  'deepGreyMatter',
+  'whiteMatter',
+  'choroidPlexus',
+  'edema',
+  'necrosis',
+  'nonEnhancingTumour',
+  'enhancingTumour',
+] as const;
+export type Tissue = (typeof TISSUES)[number];
+
+/**
+ * Mean intensity of each tissue relative to normal white matter (= 1) on each sequence.
+ *
+ * Why these values: FLAIR suppresses free water (CSF dark) while bound water in
+ * oedema stays bright; T2 makes all water bright (CSF brightest, then necrosis,
+ * then oedema); gadolinium shortens T1 only where the blood–brain barrier is
+ * broken, so enhancing tumour (and the choroid plexus, which has no barrier) is
+ * bright on T1ce alone and looks like the surrounding oedema/tumour elsewhere;
+ * necrosis is fluid-like (dark on T1/T1ce, bright on T2); T1 shows tumour as a
+ * mild hypointensity, close to grey matter, so it carries the least tumour
+ * information.
+ */
+export const CONTRAST_TABLE: Readonly<Record<Tissue, Readonly<Record<SyntheticModality, number>>>> = {
+  csf: { flair: 0.22, t1: 0.3, t1ce: 0.32, t2: 3.2 },
+  greyMatter: { flair: 1.25, t1: 0.78, t1ce: 0.8, t2: 1.45 },
+  deepGreyMatter: { flair: 1.15, t1: 0.86, t1ce: 0.88, t2: 1.25 },
+  whiteMatter: { flair: 1, t1: 1, t1ce: 1, t2: 1 },
+  choroidPlexus: { flair: 0.9, t1: 0.75, t1ce: 1.45, t2: 1.6 },
+  edema: { flair: 2.0, t1: 0.8, t1ce: 0.82, t2: 2.2 },
+  necrosis: { flair: 0.85, t1: 0.45, t1ce: 0.42, t2: 2.8 },
+  nonEnhancingTumour: { flair: 1.7, t1: 0.7, t1ce: 0.72, t2: 2.0 },
+  enhancingTumour: { flair: 1.75, t1: 0.78, t1ce: 1.75, t2: 1.9 },
+};
+
+/** Typical stored white-matter intensity per sequence (int16 units), like the scanner-dependent ranges in BraTS. */
+export const WHITE_MATTER_LEVEL: Readonly<Record<SyntheticModality, number>> = {
+  flair: 420,
+  t1: 620,
+  t1ce: 700,
+  t2: 480,
+};

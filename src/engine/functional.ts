@@ -1,0 +1,314 @@
+// Functions over tensors: joining, neural-network operations and losses (the engine's torch.nn.functional).
+import { native } from './native.ts';
+import { wrap, type NativeHandle, type Tensor, type TensorOrScalar } from './tensor.ts';
+
+const handles = (list: Tensor[]) => list.map((t) => t.handle);
+const opt = (t: Tensor | null | undefined) => (t ? t.handle : null);
+const operand = (v: TensorOrScalar) => (typeof v === 'object' ? v.handle : v);
+
+/** Repeats a number `n` times, or checks that a list has `n` entries. */
+export function ntuple(value: number | number[], n: number, name = 'argument'): number[] {
+  if (typeof value === 'number') return Array(n).fill(value);
+  if (value.length !== n) throw new Error(`${name}: expected ${n} values, got [${value.join(', ')}]`);
+  return value;
+}
+
+// -- joining and selection ------------------------------------------------------------------------
+export function cat(tensors: Tensor[], dim = 0): Tensor {
+  return wrap(native.cat(handles(tensors), dim));
+}
+export function stack(tensors: Tensor[], dim = 0): Tensor {
+  return wrap(native.stack(handles(tensors), dim));
+}
+/** Elements of `a` where `condition` holds, else of `b`. */
+export function where(condition: Tensor, a: TensorOrScalar, b: TensorOrScalar): Tensor {
+  return wrap(native.where(condition.handle, operand(a), operand(b)));
+}
+export function minimum(a: Tensor, b: Tensor): Tensor {
+  return a.minimum(b);
+}
+export function maximum(a: Tensor, b: Tensor): Tensor {
+  return a.maximum(b);
+}
+export function einsum(equation: string, ...operands: Tensor[]): Tensor {
+  return wrap(native.einsum(equation, handles(operands)));
+}
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  return a.matmul(b);
+}
+export function bmm(a: Tensor, b: Tensor): Tensor {
+  return a.bmm(b);
+}
+/** Counts of each non-negative integer value (with optional weights), at least `minLength` bins. */
+export function bincount(values: Tensor, weights?: Tensor, minLength = 0): Tensor {
+  return wrap(native.bincount(values.handle, opt(weights), minLength));
+}
+
+export type PadMode = 'constant' | 'reflect' | 'replicate' | 'circular';
+/**
+ * Pads the trailing dimensions. `pads` lists (before, after) pairs starting from the LAST dimension,
+ * as torch.nn.functional.pad: [wBefore, wAfter, hBefore, hAfter, dBefore, dAfter] for (…, D, H, W).
+ */
+export function pad(x: Tensor, pads: number[], mode: PadMode = 'constant', value = 0): Tensor {
+  return wrap(native.pad(x.handle, pads, mode, value));
+}
+
+// -- convolution ------------------------------------------------------------------------------------
+export interface ConvOptions {
+  stride?: number | number[];
+  padding?: number | number[];
+  dilation?: number | number[];
+  groups?: number;
+  /** How `padding` is filled: zeros (default) or reflected/replicated/circular input values. */
+  paddingMode?: 'zeros' | 'reflect' | 'replicate' | 'circular';
+}
+
+function convolution(x: Tensor, weight: Tensor, bias: Tensor | null | undefined, opts: ConvOptions, spatial: number): Tensor {
+  const stride = ntuple(opts.stride ?? 1, spatial, 'stride');
+  const padding = ntuple(opts.padding ?? 0, spatial, 'padding');
+  const dilation = ntuple(opts.dilation ?? 1, spatial, 'dilation');
+  const mode = opts.paddingMode ?? 'zeros';
+  if (mode !== 'zeros' && padding.some((p) => p > 0)) {
+    const pads = padding.slice().reverse().flatMap((p) => [p, p]);
+    const padded = pad(x, pads, mode);
+    try {
+      return wrap(native.convolution(padded.handle, weight.handle, opt(bias), stride, ntuple(0, spatial), dilation, opts.groups ?? 1));
+    } finally {
+      padded.dispose();
+    }
+  }
+  return wrap(native.convolution(x.handle, weight.handle, opt(bias), stride, padding, dilation, opts.groups ?? 1));
+}
+
+/** 3D convolution: x (B, Cin, D, H, W), weight (Cout, Cin/groups, kD, kH, kW) → (B, Cout, D', H', W'). */
+export function conv3d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: ConvOptions = {}): Tensor {
+  return convolution(x, weight, bias, opts, 3);
+}
+/** 2D convolution: x (B, Cin, H, W), weight (Cout, Cin/groups, kH, kW). */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: ConvOptions = {}): Tensor {
+  return convolution(x, weight, bias, opts, 2);
+}
+
+export interface ConvTransposeOptions {
+  stride?: number | number[];
+  padding?: number | number[];
+  outputPadding?: number | number[];
+  dilation?: number | number[];
+  groups?: number;
+}
+/** Transposed 3D convolution: x (B, Cin, D, H, W), weight (Cin, Cout/groups, kD, kH, kW). */
+export function convTranspose3d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: ConvTransposeOptions = {}): Tensor {
+  return wrap(
+    native.convTranspose(
+      x.handle,
+      weight.handle,
+      opt(bias),
+      ntuple(opts.stride ?? 1, 3, 'stride'),
+      ntuple(opts.padding ?? 0, 3, 'padding'),
+      ntuple(opts.outputPadding ?? 0, 3, 'outputPadding'),
+      opts.groups ?? 1,
+      ntuple(opts.dilation ?? 1, 3, 'dilation'),
+    ),
+  );
+}
+
+// -- normalisation --------------------------------------------------------------------------------
+export interface NormOptions {
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  runningMean?: Tensor | null;
+  runningVar?: Tensor | null;
+  momentum?: number;
+  eps?: number;
+}
+/** Normalises each (sample, channel) over its spatial positions. With running statistics and
+ * `useInputStats = false` it normalises with those instead (eval mode of a tracking InstanceNorm). */
+export function instanceNorm(x: Tensor, opts: NormOptions & { useInputStats?: boolean } = {}): Tensor {
+  return wrap(
+    native.instanceNorm(
+      x.handle,
+      opt(opts.weight),
+      opt(opts.bias),
+      opt(opts.runningMean),
+      opt(opts.runningVar),
+      opts.useInputStats ?? true,
+      opts.momentum ?? 0.1,
+      opts.eps ?? 1e-5,
+    ),
+  );
+}
+/** Batch normalisation; in training mode it updates `runningMean`/`runningVar` in place. */
+export function batchNorm(x: Tensor, opts: NormOptions & { training: boolean }): Tensor {
+  return wrap(
+    native.batchNorm(
+      x.handle,
+      opt(opts.weight),
+      opt(opts.bias),
+      opt(opts.runningMean),
+      opt(opts.runningVar),
+      opts.training,
+      opts.momentum ?? 0.1,
+      opts.eps ?? 1e-5,
+    ),
+  );
+}
+/** Normalises over the trailing `normalizedShape` dimensions. */
+export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  return wrap(native.layerNorm(x.handle, normalizedShape, opt(weight), opt(bias), eps));
+}
+export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
+  return wrap(native.groupNorm(x.handle, groups, opt(weight), opt(bias), eps));
+}
+
+// -- activations and layers -------------------------------------------------------------------------
+/** y = x Wᵀ + b: x (…, in), weight (out, in), bias (out). */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  return wrap(native.linear(x.handle, weight.handle, opt(bias)));
+}
+export function softmax(x: Tensor, dim: number): Tensor {
+  return x.softmax(dim);
+}
+export function logSoftmax(x: Tensor, dim: number): Tensor {
+  return x.logSoftmax(dim);
+}
+export function relu(x: Tensor): Tensor {
+  return x.relu();
+}
+export function sigmoid(x: Tensor): Tensor {
+  return x.sigmoid();
+}
+export function leakyRelu(x: Tensor, negativeSlope = 0.01): Tensor {
+  return wrap(native.leakyRelu(x.handle, negativeSlope));
+}
+/** GELU, exact (erf) by default or the tanh approximation. */
+export function gelu(x: Tensor, approximate: 'none' | 'tanh' = 'none'): Tensor {
+  return wrap(native.gelu(x.handle, approximate));
+}
+/** Inverted dropout: zeroes with probability p and scales the rest by 1/(1−p); identity when not training. */
+export function dropout(x: Tensor, p: number, training: boolean): Tensor {
+  return wrap(native.dropout(x.handle, p, training));
+}
+
+export type InterpolationMode = 'nearest' | 'linear' | 'bilinear' | 'trilinear' | 'bicubic' | 'area';
+/** Resizes the spatial dimensions to `size`. `alignCorners` applies to the (bi/tri)linear and cubic modes. */
+export function interpolate(x: Tensor, size: number[], mode: InterpolationMode = 'nearest', alignCorners?: boolean): Tensor {
+  const aligned = mode === 'nearest' || mode === 'area' ? null : (alignCorners ?? false);
+  return wrap(native.interpolate(x.handle, size, mode, aligned));
+}
+
+export interface PoolOptions {
+  stride?: number | number[];
+  padding?: number | number[];
+  ceilMode?: boolean;
+}
+export function maxPool3d(x: Tensor, kernel: number | number[], opts: PoolOptions & { dilation?: number | number[] } = {}): Tensor {
+  const k = ntuple(kernel, 3, 'kernel');
+  return wrap(
+    native.maxPool(x.handle, k, ntuple(opts.stride ?? k, 3), ntuple(opts.padding ?? 0, 3), ntuple(opts.dilation ?? 1, 3), opts.ceilMode ?? false),
+  );
+}
+export function avgPool3d(x: Tensor, kernel: number | number[], opts: PoolOptions & { countIncludePad?: boolean } = {}): Tensor {
+  const k = ntuple(kernel, 3, 'kernel');
+  return wrap(
+    native.avgPool(x.handle, k, ntuple(opts.stride ?? k, 3), ntuple(opts.padding ?? 0, 3), opts.ceilMode ?? false, opts.countIncludePad ?? true),
+  );
+}
+export function adaptiveAvgPool3d(x: Tensor, size: number | number[]): Tensor {
+  return wrap(native.adaptiveAvgPool(x.handle, ntuple(size, 3)));
+}
+
+/** Integer class indices (any shape) → int64 one-hot with a trailing class dimension. */
+export function oneHot(indices: Tensor, numClasses: number): Tensor {
+  return wrap(native.oneHot(indices.handle, numClasses));
+}
+
+// -- attention ------------------------------------------------------------------------------------
+/**
+ * softmax(q kᵀ / √d + mask) v over the last two dimensions: q (…, Lq, d), k (…, Lk, d), v (…, Lk, dv).
+ * `mask` is added to the scores (use −∞ to block positions).
+ */
+export function scaledDotProductAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: { mask?: Tensor; dropout?: number; training?: boolean; scale?: number } = {},
+): Tensor {
+  const scale = opts.scale ?? 1 / Math.sqrt(q.size(-1));
+  const scaled = q.mul(scale);
+  const kT = k.transpose(-2, -1);
+  let scores = scaled.matmul(kT);
+  scaled.dispose();
+  kT.dispose();
+  if (opts.mask) {
+    const masked = scores.add(opts.mask);
+    scores.dispose();
+    scores = masked;
+  }
+  let weights = scores.softmax(-1);
+  scores.dispose();
+  if (opts.dropout && opts.training) {
+    const dropped = dropout(weights, opts.dropout, true);
+    weights.dispose();
+    weights = dropped;
+  }
+  const out = weights.matmul(v);
+  weights.dispose();
+  return out;
+}
+
+// -- losses ---------------------------------------------------------------------------------------
+export type Reduction = 'none' | 'mean' | 'sum';
+/** Cross-entropy of logits (B, C, …) against class indices (B, …) or class probabilities (B, C, …). */
+export function crossEntropy(
+  logits: Tensor,
+  target: Tensor,
+  opts: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number; labelSmoothing?: number } = {},
+): Tensor {
+  return wrap(
+    native.crossEntropy(logits.handle, target.handle, opt(opts.weight), opts.reduction ?? 'mean', opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0),
+  );
+}
+/** Negative log-likelihood of log-probabilities (B, C, …) against class indices (B, …). */
+export function nllLoss(logProbs: Tensor, target: Tensor, opts: { weight?: Tensor; reduction?: Reduction; ignoreIndex?: number } = {}): Tensor {
+  return wrap(native.nllLoss(logProbs.handle, target.handle, opt(opts.weight), opts.reduction ?? 'mean', opts.ignoreIndex ?? -100));
+}
+/**
+ * torch.nn.functional.kl_div: pointwise target·(log target − input) with `input` given as
+ * log-probabilities (and `target` as log-probabilities when `logTarget`). 'mean' averages over every
+ * element; use 'sum' and divide for other normalisations.
+ */
+export function klDiv(input: Tensor, target: Tensor, opts: { reduction?: Reduction; logTarget?: boolean } = {}): Tensor {
+  return wrap(native.klDiv(input.handle, target.handle, opts.reduction ?? 'mean', opts.logTarget ?? false));
+}
+export function mseLoss(input: Tensor, target: Tensor, reduction: Reduction = 'mean'): Tensor {
+  return wrap(native.mseLoss(input.handle, target.handle, reduction));
+}
+export function binaryCrossEntropyWithLogits(
+  logits: Tensor,
+  target: Tensor,
+  opts: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {},
+): Tensor {
+  return wrap(native.binaryCrossEntropyWithLogits(logits.handle, target.handle, opt(opts.weight), opt(opts.posWeight), opts.reduction ?? 'mean'));
+}
+
+// -- autograd -------------------------------------------------------------------------------------
+/** Gradients of `outputs` with respect to `inputs` (null where an input is unused), like torch.autograd.grad. */
+export function grad(
+  outputs: Tensor[],
+  inputs: Tensor[],
+  opts: { gradOutputs?: Tensor[]; retainGraph?: boolean; createGraph?: boolean } = {},
+): (Tensor | null)[] {
+  const result = native.autogradGrad(
+    handles(outputs),
+    handles(inputs),
+    opts.gradOutputs ? handles(opts.gradOutputs) : null,
+    opts.retainGraph ?? false,
+    opts.createGraph ?? false,
+  ) as (NativeHandle | null)[];
+  return result.map((h) => (h ? wrap(h) : null));
+}
+
+/** Samples 0/1 with the probabilities in `p`. */
+export function bernoulli(p: Tensor): Tensor {
+  return wrap(native.bernoulli(p.handle));
+}

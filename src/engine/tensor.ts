@@ -1,0 +1,661 @@
+// The Tensor class: a JavaScript handle on a libtorch tensor, with memory scopes and autograd.
+import { native, type NativeHandle } from './native.ts';
+
+export type { NativeHandle };
+
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+/** 'cpu', 'cuda' or 'cuda:N'. */
+export type Device = string;
+export type TypedArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | BigInt64Array;
+export type NestedArray = number | boolean | NestedArray[];
+export type Scalar = number | boolean;
+/** Either a tensor or a number broadcast against it. */
+export type TensorOrScalar = Tensor | Scalar;
+
+export interface CreationOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory scopes: every tensor created inside `tidy(fn)` is disposed when fn returns, unless it is
+// part of the result or was passed to `keep`.
+
+const scopes: Set<Tensor>[] = [];
+
+function track(t: Tensor): Tensor {
+  scopes.at(-1)?.add(t);
+  return t;
+}
+
+/** Removes `t` from every open scope so that it outlives them (parameters, optimiser state, caches). */
+export function keep<T extends Tensor>(t: T): T {
+  for (const scope of scopes) scope.delete(t);
+  return t;
+}
+
+function collectTensors(value: unknown, into: Set<Tensor>, seen = new Set<unknown>()): void {
+  if (value instanceof Tensor) {
+    into.add(value);
+  } else if (value !== null && typeof value === 'object' && !seen.has(value)) {
+    seen.add(value);
+    const items = value instanceof Map ? value.values() : Array.isArray(value) ? value : Object.values(value);
+    for (const item of items) collectTensors(item, into, seen);
+  }
+}
+
+/**
+ * Runs `fn` and disposes every tensor it created, except those reachable from its result
+ * (tensors, arrays, plain objects and Maps are searched), which move to the enclosing scope.
+ * Synchronous only: a promise returned by `fn` is rejected as an error.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (error) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw error;
+  }
+  scopes.pop();
+  if (result instanceof Promise) throw new Error('tidy: the function must be synchronous');
+  const kept = new Set<Tensor>();
+  collectTensors(result, kept);
+  const parent = scopes.at(-1);
+  for (const t of scope) {
+    if (!kept.has(t)) t.dispose();
+    else parent?.add(t);
+  }
+  return result;
+}
+
+/** Disposes every tensor found in `value` (a tensor, or arrays/objects holding tensors). */
+export function dispose(value: unknown): void {
+  const found = new Set<Tensor>();
+  collectTensors(value, found);
+  for (const t of found) t.dispose();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Autograd mode.
+
+/** Runs `fn` with gradient recording switched off (like `torch.no_grad()`). */
+export function noGrad<T>(fn: () => T): T {
+  const previous = native.setGradEnabled(false) as boolean;
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(previous);
+  }
+}
+
+/** Runs `fn` with gradient recording switched on, even inside `noGrad`. */
+export function enableGrad<T>(fn: () => T): T {
+  const previous = native.setGradEnabled(true) as boolean;
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(previous);
+  }
+}
+
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled() as boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const handleOf = (v: TensorOrScalar): NativeHandle | Scalar => (v instanceof Tensor ? v.handle : v);
+const optionalHandle = (t: Tensor | null | undefined): NativeHandle | null => (t ? t.handle : null);
+
+/** Wraps a handle returned by the addon (and registers it with the current scope). */
+export function wrap(handle: NativeHandle): Tensor {
+  return track(new Tensor(handle));
+}
+
+export function wrapList(handles: NativeHandle[]): Tensor[] {
+  return handles.map(wrap);
+}
+
+const normalizeDims = (dims: number | number[] | undefined): number[] | null =>
+  dims === undefined ? null : typeof dims === 'number' ? [dims] : dims;
+
+export class Tensor {
+  /** The addon's handle. Prefer the methods; this is for engine internals and extensions. */
+  readonly handle: NativeHandle;
+  private disposed = false;
+
+  /** Use `torch.tensor`, `torch.zeros`, … to create tensors; this wraps an existing handle. */
+  constructor(handle: NativeHandle) {
+    this.handle = handle;
+  }
+
+  // -- inspection ------------------------------------------------------------------------------
+  get shape(): number[] {
+    return native.shape(this.handle) as number[];
+  }
+  get dtype(): DType {
+    return native.dtype(this.handle) as DType;
+  }
+  get device(): Device {
+    return native.device(this.handle) as Device;
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get numel(): number {
+    return native.numel(this.handle) as number;
+  }
+  get strides(): number[] {
+    return native.strides(this.handle) as number[];
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+  isContiguous(): boolean {
+    return native.isContiguous(this.handle) as boolean;
+  }
+  size(dim: number): number {
+    const shape = this.shape;
+    return shape[dim < 0 ? dim + shape.length : dim];
+  }
+
+  /** Frees this handle now (the storage goes once no other tensor shares it). Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    native.dispose(this.handle);
+  }
+
+  // -- conversion --------------------------------------------------------------------------------
+  /**
+   * A copy of the values in row-major order, as the natural typed array of the dtype: Float32Array,
+   * Float64Array, Int32Array, Int16Array, Int8Array, Uint8Array (uint8 and bool) or BigInt64Array (int64).
+   * float16 and bfloat16 are widened to Float32Array.
+   */
+  toTypedArray(): TypedArray {
+    const dtype = this.dtype;
+    if (dtype === 'float16' || dtype === 'bfloat16') {
+      return tidy(() => this.to('float32').toTypedArray());
+    }
+    const buffer = native.toBuffer(this.handle) as ArrayBuffer;
+    switch (dtype) {
+      case 'float32':
+        return new Float32Array(buffer);
+      case 'float64':
+        return new Float64Array(buffer);
+      case 'int64':
+        return new BigInt64Array(buffer);
+      case 'int32':
+        return new Int32Array(buffer);
+      case 'int16':
+        return new Int16Array(buffer);
+      case 'int8':
+        return new Int8Array(buffer);
+      default:
+        return new Uint8Array(buffer);
+    }
+  }
+  /** The values as plain numbers in row-major order (int64 converted with Number()). */
+  toArray(): number[] {
+    const values = this.toTypedArray();
+    return values instanceof BigInt64Array ? Array.from(values, Number) : Array.from(values);
+  }
+  /** The value of a one-element tensor. */
+  item(): number {
+    return Number(native.item(this.handle));
+  }
+  /** Converts to another dtype and/or device (returns this tensor's data unchanged if nothing changes). */
+  to(target: DType | Device | { dtype?: DType; device?: Device }, copy = false): Tensor {
+    const spec = typeof target === 'string' ? (isDType(target) ? { dtype: target } : { device: target }) : target;
+    if (spec.device !== undefined) checkDevice(spec.device);
+    return wrap(native.to(this.handle, spec.dtype ?? null, spec.device ?? null, copy));
+  }
+  float(): Tensor {
+    return this.to('float32');
+  }
+  long(): Tensor {
+    return this.to('int64');
+  }
+  clone(): Tensor {
+    return wrap(native.clone(this.handle));
+  }
+  /** Row-major contiguous copy, or channels-last (NDHWC in memory) with 'channelsLast'. */
+  contiguous(format: 'contiguous' | 'channelsLast' = 'contiguous'): Tensor {
+    return wrap(native.contiguous(this.handle, format));
+  }
+  toString(): string {
+    const head = `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+    if (this.disposed) return `${head} <disposed>`;
+    return `${head}\n${formatValues(this.toArray(), this.shape, this.dtype)}`;
+  }
+
+  // -- autograd ------------------------------------------------------------------------------------
+  get requiresGrad(): boolean {
+    return native.requiresGrad(this.handle) as boolean;
+  }
+  set requiresGrad(value: boolean) {
+    native.setRequiresGrad(this.handle, value);
+  }
+  requiresGrad_(value = true): this {
+    native.setRequiresGrad(this.handle, value);
+    return this;
+  }
+  get isLeaf(): boolean {
+    return native.isLeaf(this.handle) as boolean;
+  }
+  /** The accumulated gradient (a new handle on it), or null. */
+  get grad(): Tensor | null {
+    const g = native.grad(this.handle) as NativeHandle | null;
+    return g ? wrap(g) : null;
+  }
+  set grad(value: Tensor | null) {
+    native.setGrad(this.handle, optionalHandle(value));
+  }
+  /** Keeps the gradient of a non-leaf tensor after backward. */
+  retainGrad(): this {
+    native.retainGrad(this.handle);
+    return this;
+  }
+  backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
+    native.backward(this.handle, optionalHandle(gradient), opts.retainGraph ?? false, opts.createGraph ?? false);
+  }
+  detach(): Tensor {
+    return wrap(native.detach(this.handle));
+  }
+
+  // -- shape ---------------------------------------------------------------------------------------
+  reshape(...shape: number[] | [number[]]): Tensor {
+    return wrap(native.reshape(this.handle, flatShape(shape)));
+  }
+  view(...shape: number[] | [number[]]): Tensor {
+    return wrap(native.view(this.handle, flatShape(shape)));
+  }
+  permute(...dims: number[] | [number[]]): Tensor {
+    return wrap(native.permute(this.handle, flatShape(dims)));
+  }
+  transpose(dim0: number, dim1: number): Tensor {
+    return wrap(native.transpose(this.handle, dim0, dim1));
+  }
+  squeeze(dim?: number): Tensor {
+    return wrap(native.squeeze(this.handle, dim ?? null));
+  }
+  unsqueeze(dim: number): Tensor {
+    return wrap(native.unsqueeze(this.handle, dim));
+  }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return wrap(native.flatten(this.handle, startDim, endDim));
+  }
+  expand(...shape: number[] | [number[]]): Tensor {
+    return wrap(native.expand(this.handle, flatShape(shape)));
+  }
+  expandAs(other: Tensor): Tensor {
+    return this.expand(other.shape);
+  }
+  repeat(...repeats: number[] | [number[]]): Tensor {
+    return wrap(native.repeat(this.handle, flatShape(repeats)));
+  }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return wrapList(native.chunk(this.handle, chunks, dim));
+  }
+  /** Splits into pieces of `sizeOrSizes` (one size, or a list of sizes) along `dim`. */
+  split(sizeOrSizes: number | number[], dim = 0): Tensor[] {
+    return wrapList(native.split(this.handle, sizeOrSizes, dim));
+  }
+  unbind(dim = 0): Tensor[] {
+    return wrapList(native.unbind(this.handle, dim));
+  }
+  narrow(dim: number, start: number, length: number): Tensor {
+    return wrap(native.narrow(this.handle, dim, start, length));
+  }
+  /** Elements start ≤ i < end (step apart) along `dim`; negative indices count from the end. */
+  slice(dim: number, start = 0, end = Number.MAX_SAFE_INTEGER, step = 1): Tensor {
+    return wrap(native.slice(this.handle, dim, start, end, step));
+  }
+  select(dim: number, index: number): Tensor {
+    return wrap(native.select(this.handle, dim, index));
+  }
+  indexSelect(dim: number, index: Tensor): Tensor {
+    return wrap(native.indexSelect(this.handle, dim, index.handle));
+  }
+  gather(dim: number, index: Tensor): Tensor {
+    return wrap(native.gather(this.handle, dim, index.handle));
+  }
+  scatter(dim: number, index: Tensor, src: TensorOrScalar): Tensor {
+    return wrap(native.scatter(this.handle, dim, index.handle, handleOf(src)));
+  }
+  scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
+    return wrap(native.scatterAdd(this.handle, dim, index.handle, src.handle));
+  }
+  maskedFill(mask: Tensor, value: TensorOrScalar): Tensor {
+    return wrap(native.maskedFill(this.handle, mask.handle, handleOf(value)));
+  }
+  maskedSelect(mask: Tensor): Tensor {
+    return wrap(native.maskedSelect(this.handle, mask.handle));
+  }
+  nonzero(): Tensor {
+    return wrap(native.nonzero(this.handle));
+  }
+  flip(...dims: number[] | [number[]]): Tensor {
+    return wrap(native.flip(this.handle, flatShape(dims)));
+  }
+  roll(shifts: number | number[], dims: number | number[]): Tensor {
+    return wrap(native.roll(this.handle, shifts, dims));
+  }
+  tril(diagonal = 0): Tensor {
+    return wrap(native.tril(this.handle, diagonal));
+  }
+  triu(diagonal = 0): Tensor {
+    return wrap(native.triu(this.handle, diagonal));
+  }
+
+  // -- element-wise maths ----------------------------------------------------------------------
+  add(other: TensorOrScalar, alpha?: number): Tensor {
+    return wrap(native.add(this.handle, handleOf(other), alpha));
+  }
+  sub(other: TensorOrScalar, alpha?: number): Tensor {
+    return wrap(native.sub(this.handle, handleOf(other), alpha));
+  }
+  /** other − this. */
+  rsub(other: number): Tensor {
+    return wrap(native.rsub(this.handle, other));
+  }
+  mul(other: TensorOrScalar): Tensor {
+    return wrap(native.mul(this.handle, handleOf(other)));
+  }
+  div(other: TensorOrScalar, roundingMode?: 'trunc' | 'floor'): Tensor {
+    return wrap(native.div(this.handle, handleOf(other), roundingMode));
+  }
+  /** other ÷ this. */
+  rdiv(other: number): Tensor {
+    return wrap(native.rdiv(this.handle, other));
+  }
+  pow(exponent: TensorOrScalar): Tensor {
+    return wrap(native.pow(this.handle, handleOf(exponent)));
+  }
+  remainder(other: TensorOrScalar): Tensor {
+    return wrap(native.remainder(this.handle, handleOf(other)));
+  }
+  minimum(other: Tensor): Tensor {
+    return wrap(native.minimum(this.handle, other.handle));
+  }
+  maximum(other: Tensor): Tensor {
+    return wrap(native.maximum(this.handle, other.handle));
+  }
+  clamp(min?: TensorOrScalar | null, max?: TensorOrScalar | null): Tensor {
+    return wrap(native.clamp(this.handle, min == null ? null : handleOf(min), max == null ? null : handleOf(max)));
+  }
+  clampMin(min: number): Tensor {
+    return this.clamp(min, null);
+  }
+  clampMax(max: number): Tensor {
+    return this.clamp(null, max);
+  }
+  eq(other: TensorOrScalar): Tensor {
+    return wrap(native.eq(this.handle, handleOf(other)));
+  }
+  ne(other: TensorOrScalar): Tensor {
+    return wrap(native.ne(this.handle, handleOf(other)));
+  }
+  lt(other: TensorOrScalar): Tensor {
+    return wrap(native.lt(this.handle, handleOf(other)));
+  }
+  le(other: TensorOrScalar): Tensor {
+    return wrap(native.le(this.handle, handleOf(other)));
+  }
+  gt(other: TensorOrScalar): Tensor {
+    return wrap(native.gt(this.handle, handleOf(other)));
+  }
+  ge(other: TensorOrScalar): Tensor {
+    return wrap(native.ge(this.handle, handleOf(other)));
+  }
+  logicalAnd(other: Tensor): Tensor {
+    return wrap(native.logicalAnd(this.handle, other.handle));
+  }
+  logicalOr(other: Tensor): Tensor {
+    return wrap(native.logicalOr(this.handle, other.handle));
+  }
+  logicalXor(other: Tensor): Tensor {
+    return wrap(native.logicalXor(this.handle, other.handle));
+  }
+  logicalNot(): Tensor {
+    return wrap(native.logicalNot(this.handle));
+  }
+  /** True when both have the same shape and |a − b| ≤ atol + rtol·|b| everywhere. */
+  allclose(other: Tensor, rtol = 1e-5, atol = 1e-8): boolean {
+    return native.allclose(this.handle, other.handle, rtol, atol) as boolean;
+  }
+  /** True when both have the same shape and identical values. */
+  equal(other: Tensor): boolean {
+    return native.equal(this.handle, other.handle) as boolean;
+  }
+  neg(): Tensor {
+    return wrap(native.neg(this.handle));
+  }
+  abs(): Tensor {
+    return wrap(native.abs(this.handle));
+  }
+  exp(): Tensor {
+    return wrap(native.exp(this.handle));
+  }
+  expm1(): Tensor {
+    return wrap(native.expm1(this.handle));
+  }
+  log(): Tensor {
+    return wrap(native.log(this.handle));
+  }
+  log1p(): Tensor {
+    return wrap(native.log1p(this.handle));
+  }
+  log2(): Tensor {
+    return wrap(native.log2(this.handle));
+  }
+  sqrt(): Tensor {
+    return wrap(native.sqrt(this.handle));
+  }
+  rsqrt(): Tensor {
+    return wrap(native.rsqrt(this.handle));
+  }
+  square(): Tensor {
+    return wrap(native.square(this.handle));
+  }
+  reciprocal(): Tensor {
+    return wrap(native.reciprocal(this.handle));
+  }
+  sin(): Tensor {
+    return wrap(native.sin(this.handle));
+  }
+  cos(): Tensor {
+    return wrap(native.cos(this.handle));
+  }
+  tanh(): Tensor {
+    return wrap(native.tanh(this.handle));
+  }
+  erf(): Tensor {
+    return wrap(native.erf(this.handle));
+  }
+  sigmoid(): Tensor {
+    return wrap(native.sigmoid(this.handle));
+  }
+  relu(): Tensor {
+    return wrap(native.relu(this.handle));
+  }
+  floor(): Tensor {
+    return wrap(native.floor(this.handle));
+  }
+  ceil(): Tensor {
+    return wrap(native.ceil(this.handle));
+  }
+  round(): Tensor {
+    return wrap(native.round(this.handle));
+  }
+  trunc(): Tensor {
+    return wrap(native.trunc(this.handle));
+  }
+  sign(): Tensor {
+    return wrap(native.sign(this.handle));
+  }
+  isnan(): Tensor {
+    return wrap(native.isnan(this.handle));
+  }
+  isinf(): Tensor {
+    return wrap(native.isinf(this.handle));
+  }
+  isfinite(): Tensor {
+    return wrap(native.isfinite(this.handle));
+  }
+  softmax(dim: number): Tensor {
+    return wrap(native.softmax(this.handle, dim));
+  }
+  logSoftmax(dim: number): Tensor {
+    return wrap(native.logSoftmax(this.handle, dim));
+  }
+
+  // -- reductions ----------------------------------------------------------------------------------
+  // Without `dims` a reduction runs over every element.
+  sum(dims?: number | number[], keepdim = false, dtype?: DType): Tensor {
+    return wrap(native.sum(this.handle, normalizeDims(dims), keepdim, dtype ?? null));
+  }
+  mean(dims?: number | number[], keepdim = false, dtype?: DType): Tensor {
+    return wrap(native.mean(this.handle, normalizeDims(dims), keepdim, dtype ?? null));
+  }
+  prod(dim?: number, keepdim = false): Tensor {
+    return wrap(native.prod(this.handle, dim ?? null, keepdim));
+  }
+  cumsum(dim: number): Tensor {
+    return wrap(native.cumsum(this.handle, dim));
+  }
+  /** Maximum over `dims` (all elements without it), values only. */
+  amax(dims?: number | number[], keepdim = false): Tensor {
+    return wrap(native.amax(this.handle, normalizeDims(dims), keepdim));
+  }
+  amin(dims?: number | number[], keepdim = false): Tensor {
+    return wrap(native.amin(this.handle, normalizeDims(dims), keepdim));
+  }
+  /** The largest element (no dim), or values and indices along `dim`. */
+  max(): Tensor;
+  max(dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
+  max(dim?: number, keepdim = false): Tensor | { values: Tensor; indices: Tensor } {
+    if (dim === undefined) return this.amax();
+    const [values, indices] = wrapList(native.maxDim(this.handle, dim, keepdim));
+    return { values, indices };
+  }
+  min(): Tensor;
+  min(dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
+  min(dim?: number, keepdim = false): Tensor | { values: Tensor; indices: Tensor } {
+    if (dim === undefined) return this.amin();
+    const [values, indices] = wrapList(native.minDim(this.handle, dim, keepdim));
+    return { values, indices };
+  }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return wrap(native.argmax(this.handle, dim ?? null, keepdim));
+  }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return wrap(native.argmin(this.handle, dim ?? null, keepdim));
+  }
+  logsumexp(dims: number | number[], keepdim = false): Tensor {
+    return wrap(native.logsumexp(this.handle, normalizeDims(dims), keepdim));
+  }
+  /** Variance with `correction` (1 = unbiased, 0 = population). */
+  var(dims?: number | number[], opts: { correction?: number; keepdim?: boolean } = {}): Tensor {
+    return wrap(native.var(this.handle, normalizeDims(dims), opts.correction ?? 1, opts.keepdim ?? false));
+  }
+  /** p-norm (default 2) over `dims`, or over every element. */
+  norm(p = 2, dims?: number | number[], keepdim = false): Tensor {
+    return wrap(native.norm(this.handle, p, normalizeDims(dims), keepdim));
+  }
+  all(): Tensor {
+    return wrap(native.all(this.handle));
+  }
+  any(): Tensor {
+    return wrap(native.any(this.handle));
+  }
+
+  // -- linear algebra ----------------------------------------------------------------------------
+  matmul(other: Tensor): Tensor {
+    return wrap(native.matmul(this.handle, other.handle));
+  }
+  bmm(other: Tensor): Tensor {
+    return wrap(native.bmm(this.handle, other.handle));
+  }
+
+  // -- in-place updates (no autograd history; for optimisers, buffers and initialisation) ------
+  zero_(): this {
+    native.zero_(this.handle);
+    return this;
+  }
+  fill_(value: Scalar): this {
+    native.fill_(this.handle, value);
+    return this;
+  }
+  copy_(src: Tensor): this {
+    native.copy_(this.handle, src.handle);
+    return this;
+  }
+  add_(other: TensorOrScalar, alpha?: number): this {
+    native.add_(this.handle, handleOf(other), alpha);
+    return this;
+  }
+  mul_(other: TensorOrScalar): this {
+    native.mul_(this.handle, handleOf(other));
+    return this;
+  }
+  uniform_(low = 0, high = 1): this {
+    native.uniform_(this.handle, low, high);
+    return this;
+  }
+  normal_(mean = 0, std = 1): this {
+    native.normal_(this.handle, mean, std);
+    return this;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+
+export function isDType(value: string): value is DType {
+  return (DTYPES as readonly string[]).includes(value);
+}
+
+/** Throws a clear error for a CUDA device when the linked libtorch has none. */
+export function checkDevice(device: Device): void {
+  if (device.startsWith('cuda') && !(native.cudaIsAvailable() as boolean)) {
+    throw new Error(`device '${device}' requested, but the linked libtorch has no usable CUDA (build with LIBTORCH pointing at a CUDA libtorch)`);
+  }
+}
+
+function flatShape(args: number[] | [number[]]): number[] {
+  return Array.isArray(args[0]) ? args[0] : (args as number[]);
+}
+
+function formatValues(values: number[], shape: number[], dtype: DType): string {
+  const limit = 6;
+  const fmt = (v: number) => (dtype.startsWith('float') || dtype === 'bfloat16' ? v.toPrecision(5) : String(v));
+  if (shape.length === 0) return fmt(values[0]);
+  const render = (offset: number, dim: number): string => {
+    const stride = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
+    const n = shape[dim];
+    const indices = n > limit ? [0, 1, 2, -1, n - 3, n - 2, n - 1] : Array.from({ length: n }, (_, i) => i);
+    const parts = indices.map((i) => {
+      if (i < 0) return '...';
+      return dim === shape.length - 1 ? fmt(values[offset + i]) : render(offset + i * stride, dim + 1);
+    });
+    return `[${parts.join(dim === shape.length - 1 ? ', ' : ',\n')}]`;
+  };
+  return render(0, 0);
+}

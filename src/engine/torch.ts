@@ -1,0 +1,6 @@
+// The engine namespace: `import { torch } from 'smml'`.
+export * from './tensor.ts';
+export * from './creation.ts';
+export * from './functional.ts';
+export * from './runtime.ts';
+export * as nn from './nn/index.ts';

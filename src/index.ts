@@ -1,0 +1,2 @@
+// Public API of smml.
+export * from './engine/index.ts';
