@@ -1,0 +1,181 @@
+// Segmentation metrics on label volumes: BraTS regions, Dice, Hausdorff 95 %, ET post-processing.
+//
+// Label volumes are class-index arrays in C order over (X, Y, Z) (Z fastest), the layout the
+// preprocessing cache uses; `spacing` gives the voxel size in millimetres along X, Y, Z.
+
+export type Region = 'WT' | 'TC' | 'ET';
+export const REGIONS: readonly Region[] = ['WT', 'TC', 'ET'];
+
+/** Classes that make up each region, for 4-class (BraTS 2018–2021/2023) and 5-class (BraTS 2015) labels. */
+export function regionClasses(numClasses: number): Record<Region, number[]> {
+  if (numClasses === 4) return { WT: [1, 2, 3], TC: [1, 3], ET: [3] };
+  if (numClasses === 5) return { WT: [1, 2, 3, 4], TC: [1, 3, 4], ET: [4] };
+  throw new Error(`BraTS regions are defined for 4 or 5 classes, not ${numClasses}`);
+}
+
+/** A binary mask (1 inside) of the voxels whose class belongs to `classes`. */
+export function regionMask(labels: ArrayLike<number>, classes: readonly number[]): Uint8Array {
+  const inRegion = new Uint8Array(256);
+  for (const c of classes) inRegion[c] = 1;
+  const mask = new Uint8Array(labels.length);
+  for (let i = 0; i < labels.length; i++) mask[i] = inRegion[labels[i]];
+  return mask;
+}
+
+/** 2|A∩B| / (|A| + |B|); 1 when both masks are empty (nothing to find, nothing found). */
+export function dice(prediction: Uint8Array, truth: Uint8Array): number {
+  if (prediction.length !== truth.length) throw new Error(`dice: masks have ${prediction.length} and ${truth.length} voxels`);
+  let both = 0;
+  let sum = 0;
+  for (let i = 0; i < prediction.length; i++) {
+    both += prediction[i] & truth[i];
+    sum += prediction[i] + truth[i];
+  }
+  return sum === 0 ? 1 : (2 * both) / sum;
+}
+
+/**
+ * SPEC §7 post-processing: a predicted enhancing tumour smaller than `minVoxels` is relabelled as
+ * necrosis (class 1), since tiny ET predictions are mostly false positives. Returns a new array.
+ */
+export function suppressSmallEnhancingTumour(labels: Uint8Array, numClasses: number, minVoxels = 500): Uint8Array {
+  const et = regionClasses(numClasses).ET[0];
+  let count = 0;
+  for (let i = 0; i < labels.length; i++) if (labels[i] === et) count++;
+  const out = labels.slice();
+  if (count > 0 && count < minVoxels) for (let i = 0; i < out.length; i++) if (out[i] === et) out[i] = 1;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hausdorff distance.
+
+type Shape3 = readonly [number, number, number];
+
+/** Voxels of the mask with at least one 6-neighbour outside it (the volume border counts as outside). */
+function surface(mask: Uint8Array, [nx, ny, nz]: Shape3): Uint8Array {
+  const out = new Uint8Array(mask.length);
+  const sy = nz;
+  const sx = ny * nz;
+  for (let x = 0; x < nx; x++)
+    for (let y = 0; y < ny; y++)
+      for (let z = 0; z < nz; z++) {
+        const i = x * sx + y * sy + z;
+        if (!mask[i]) continue;
+        const border = x === 0 || y === 0 || z === 0 || x === nx - 1 || y === ny - 1 || z === nz - 1;
+        if (border || !mask[i - sx] || !mask[i + sx] || !mask[i - sy] || !mask[i + sy] || !mask[i - 1] || !mask[i + 1]) out[i] = 1;
+      }
+  return out;
+}
+
+/**
+ * Exact squared Euclidean distance along one line (lower envelope of parabolas, Felzenszwalb &
+ * Huttenlocher), in place on `f` with sample spacing `h`.
+ */
+function distanceTransform1d(f: Float64Array, n: number, h: number, v: Int32Array, zb: Float64Array, out: Float64Array): void {
+  let k = 0;
+  let first = 0;
+  while (first < n && f[first] === Infinity) first++;
+  if (first === n) return;
+  v[0] = first;
+  zb[0] = -Infinity;
+  zb[1] = Infinity;
+  for (let q = first + 1; q < n; q++) {
+    if (f[q] === Infinity) continue;
+    let s: number;
+    // zb[0] = −∞ stops the search at the first parabola at the latest.
+    for (;;) {
+      const p = v[k];
+      s = (f[q] + (q * h) ** 2 - (f[p] + (p * h) ** 2)) / (2 * h * (q - p));
+      if (s > zb[k]) break;
+      k--;
+    }
+    k++;
+    v[k] = q;
+    zb[k] = s;
+    zb[k + 1] = Infinity;
+  }
+  k = 0;
+  for (let q = 0; q < n; q++) {
+    while (zb[k + 1] < q * h) k++;
+    out[q] = ((q - v[k]) * h) ** 2 + f[v[k]];
+  }
+  for (let q = 0; q < n; q++) f[q] = out[q];
+}
+
+/** Squared distance (mm²) from every voxel to the nearest voxel set in `seeds`. */
+function squaredDistanceTo(seeds: Uint8Array, shape: Shape3, spacing: Shape3): Float64Array {
+  const [nx, ny, nz] = shape;
+  const d = new Float64Array(seeds.length);
+  for (let i = 0; i < seeds.length; i++) d[i] = seeds[i] ? 0 : Infinity;
+  const longest = Math.max(nx, ny, nz);
+  const line = new Float64Array(longest);
+  const out = new Float64Array(longest);
+  const v = new Int32Array(longest);
+  const zb = new Float64Array(longest + 1);
+  const strides = [ny * nz, nz, 1];
+  const sizes = [nx, ny, nz];
+  for (let axis = 0; axis < 3; axis++) {
+    const n = sizes[axis];
+    const stride = strides[axis];
+    const others = [0, 1, 2].filter((a) => a !== axis);
+    for (let a = 0; a < sizes[others[0]]; a++)
+      for (let b = 0; b < sizes[others[1]]; b++) {
+        const base = a * strides[others[0]] + b * strides[others[1]];
+        for (let q = 0; q < n; q++) line[q] = d[base + q * stride];
+        distanceTransform1d(line, n, spacing[axis], v, zb, out);
+        for (let q = 0; q < n; q++) d[base + q * stride] = line[q];
+      }
+  }
+  return d;
+}
+
+/** The p-th percentile with linear interpolation between order statistics (numpy's default). */
+export function percentile(values: Float64Array, p: number): number {
+  const sorted = values.slice().sort();
+  const rank = (p / 100) * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+}
+
+function directedSurfaceDistances(from: Uint8Array, toDistances: Float64Array): Float64Array {
+  const out: number[] = [];
+  for (let i = 0; i < from.length; i++) if (from[i]) out.push(Math.sqrt(toDistances[i]));
+  return Float64Array.from(out);
+}
+
+/**
+ * 95th-percentile Hausdorff distance in millimetres between the surfaces of two masks: the larger of
+ * the two directed 95th percentiles (MONAI's definition). Both empty → 0; exactly one empty → the
+ * diagonal of the volume, the worst distance possible on this grid (as the BraTS challenge scores it).
+ */
+export function hausdorff95(prediction: Uint8Array, truth: Uint8Array, shape: Shape3, spacing: Shape3 = [1, 1, 1]): number {
+  const predictionSurface = surface(prediction, shape);
+  const truthSurface = surface(truth, shape);
+  const hasPrediction = predictionSurface.some((v) => v === 1);
+  const hasTruth = truthSurface.some((v) => v === 1);
+  if (!hasPrediction && !hasTruth) return 0;
+  if (!hasPrediction || !hasTruth) return Math.hypot(shape[0] * spacing[0], shape[1] * spacing[1], shape[2] * spacing[2]);
+  const toTruth = directedSurfaceDistances(predictionSurface, squaredDistanceTo(truthSurface, shape, spacing));
+  const toPrediction = directedSurfaceDistances(truthSurface, squaredDistanceTo(predictionSurface, shape, spacing));
+  return Math.max(percentile(toTruth, 95), percentile(toPrediction, 95));
+}
+
+export interface RegionScores {
+  dice: Record<Region, number>;
+  hausdorff95: Record<Region, number>;
+}
+
+/** Dice and HD95 of WT, TC and ET for one case. */
+export function scoreCase(prediction: Uint8Array, truth: Uint8Array, numClasses: number, shape: Shape3, spacing: Shape3 = [1, 1, 1]): RegionScores {
+  const classes = regionClasses(numClasses);
+  const scores: RegionScores = { dice: { WT: 0, TC: 0, ET: 0 }, hausdorff95: { WT: 0, TC: 0, ET: 0 } };
+  for (const region of REGIONS) {
+    const p = regionMask(prediction, classes[region]);
+    const t = regionMask(truth, classes[region]);
+    scores.dice[region] = dice(p, t);
+    scores.hausdorff95[region] = hausdorff95(p, t, shape, spacing);
+  }
+  return scores;
+}
