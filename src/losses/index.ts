@@ -1,0 +1,17 @@
+// SMML's losses (SPEC §5) as functions of tensors.
+export { diceLoss, taskLoss, weightedCrossEntropy } from './task.ts';
+export { pixelBidirectionalLoss, type PixelBidirectionalLoss, type PixelBidirectionalOptions } from './pixel-bidirectional.ts';
+export { classEntropy, featureRelationalLoss, nearestLabelDownsample } from './feature-relational.ts';
+export { refinementConsistencyLoss } from './refinement.ts';
+export { klDivergencePerVoxel } from './common.ts';
+export {
+  branchObjectives,
+  DEFAULT_OBJECTIVE_CONFIG,
+  type BranchObjective,
+  type BranchPredictions,
+  type BranchTerms,
+  type LossSwitches,
+  type Objective,
+  type ObjectiveConfig,
+  type ObjectiveInputs,
+} from './objective.ts';

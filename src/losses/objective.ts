@@ -1,0 +1,169 @@
+// Assembly of the branch objectives L_1, L_2 from the individual losses, with a switch per term and the
+// warm-up that holds back the two distillation (KL) terms.
+import { torch, type Tensor } from '../engine/index.ts';
+import { featureRelationalLoss } from './feature-relational.ts';
+import { pixelBidirectionalLoss } from './pixel-bidirectional.ts';
+import { refinementConsistencyLoss } from './refinement.ts';
+import { taskLoss } from './task.ts';
+
+/** What one branch produced for a batch. All full-resolution maps are (B, C, H, W, D). */
+export interface BranchPredictions {
+  /** The initial prediction Ŷ_i (logits). */
+  logits: Tensor;
+  /** Deep-supervision heads, as probabilities (softmax applied) upsampled to full size. */
+  deepSupervisionProbs: Tensor[];
+  /** Separate-decoder predictions, one per modality, as probabilities. */
+  separateProbs: Tensor[];
+  /** The SRN's refined prediction Ŷ_i^ref (logits); required while the srn or refinementKl term is on. */
+  refinedLogits?: Tensor;
+  /** The fused bottleneck features F_i, (B, d, P, P, P); required for FRC in dual-branch mode. */
+  bottleneck?: Tensor;
+}
+
+export interface LossSwitches {
+  /** Task(σ(Ŷ_i)). */
+  task: boolean;
+  /** Task on every deep-supervision head and every separate-decoder prediction. */
+  aux: boolean;
+  /** Task(σ(Ŷ_i^ref)). */
+  srn: boolean;
+  /** L_i^pc (after warm-up, dual-branch only). */
+  pbc: boolean;
+  /** L_fc (dual-branch only). */
+  frc: boolean;
+  /** L_i^ref = KL(σ(Ŷ_i^ref) ‖ σ(Ŷ_i)) (after warm-up). */
+  refinementKl: boolean;
+}
+
+export interface ObjectiveConfig {
+  /** The KL terms (pbc, refinementKl) count from epoch `warmupEpochs` on (epochs counted from 0). */
+  warmupEpochs: number;
+  switches: LossSwitches;
+  /** PBC softmax temperature. */
+  tau: number;
+  /** Multiply PBC by τ². */
+  scaleByTauSquared: boolean;
+}
+
+export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
+  warmupEpochs: 100,
+  switches: { task: true, aux: true, srn: true, pbc: true, frc: true, refinementKl: true },
+  tau: 6,
+  scaleByTauSquared: true,
+};
+
+export interface ObjectiveInputs {
+  branch1: BranchPredictions;
+  /** Absent in single-branch (baseline) mode: then only branch 1's own terms count, no PBC and no FRC. */
+  branch2?: BranchPredictions;
+  /** Float one-hot ground truth, (B, C, H, W, D). */
+  onehot: Tensor;
+  /** Integer class indices, (B, H, W, D). */
+  labels: Tensor;
+  /** The current epoch, counted from 0. */
+  epoch: number;
+}
+
+/** The terms of one branch; a term that is switched off (or still in warm-up) is absent. */
+export interface BranchTerms {
+  task?: Tensor;
+  /** Σ Task over the deep-supervision heads. */
+  deepSupervision?: Tensor;
+  /** Σ Task over the separate-decoder predictions. */
+  separate?: Tensor;
+  /** Task(σ(Ŷ_i^ref)). */
+  refinedTask?: Tensor;
+  pbc?: Tensor;
+  refinementKl?: Tensor;
+}
+
+export interface BranchObjective {
+  /** L_i: this branch's terms plus the shared L_fc. */
+  total: Tensor;
+  terms: BranchTerms;
+}
+
+export interface Objective {
+  /**
+   * L_1 + L_2 − L_fc (L_fc counted once). Every cross term is detached on its teacher side, so one backward
+   * pass gives each branch's parameters the gradient of its own L_i.
+   */
+  total: Tensor;
+  branch1: BranchObjective;
+  branch2?: BranchObjective;
+  /** The shared L_fc, when active. */
+  fc?: Tensor;
+}
+
+/** Every tensor is a scalar; an empty list sums to a zero of `like`'s dtype and device. */
+function sumScalars(values: Tensor[], like: Tensor): Tensor {
+  return values.reduce<Tensor>((sum, value) => sum.add(value), torch.zeros([], { dtype: like.dtype, device: like.device }));
+}
+
+function requireInput<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`branchObjectives: ${what} is required by the switched-on terms but was not given`);
+  return value;
+}
+
+/** The terms that belong to one branch alone (everything except PBC and L_fc). */
+function ownTerms(branch: BranchPredictions, name: string, onehot: Tensor, distilling: boolean, config: ObjectiveConfig): BranchTerms {
+  const { switches } = config;
+  const terms: BranchTerms = {};
+  if (switches.task) terms.task = taskLoss(branch.logits.softmax(1), onehot);
+  if (switches.aux && branch.deepSupervisionProbs.length > 0) {
+    terms.deepSupervision = sumScalars(branch.deepSupervisionProbs.map((probs) => taskLoss(probs, onehot)), branch.logits);
+  }
+  if (switches.aux && branch.separateProbs.length > 0) {
+    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot)), branch.logits);
+  }
+  if (switches.srn) {
+    terms.refinedTask = taskLoss(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1), onehot);
+  }
+  if (switches.refinementKl && distilling) {
+    terms.refinementKl = refinementConsistencyLoss(branch.logits, requireInput(branch.refinedLogits, `${name}.refinedLogits`));
+  }
+  return terms;
+}
+
+const termSum = (terms: BranchTerms, like: Tensor): Tensor => sumScalars(Object.values(terms) as Tensor[], like);
+
+/**
+ * L_i = Task(σ(Ŷ_i)) + Σ aux + Task(σ(Ŷ_i^ref)) + L_fc + [epoch ≥ warmupEpochs] (L_i^pc + L_i^ref), each term
+ * behind its switch, for one or two branches; see `Objective` for how `total` combines them.
+ */
+export function branchObjectives(inputs: ObjectiveInputs, config: ObjectiveConfig = DEFAULT_OBJECTIVE_CONFIG): Objective {
+  const { branch1, branch2, onehot, labels, epoch } = inputs;
+  const { switches } = config;
+  const distilling = epoch >= config.warmupEpochs;
+  return torch.tidy(() => {
+    const terms1 = ownTerms(branch1, 'branch1', onehot, distilling, config);
+    if (!branch2) {
+      const total = termSum(terms1, branch1.logits);
+      return { total, branch1: { total, terms: terms1 } };
+    }
+    const terms2 = ownTerms(branch2, 'branch2', onehot, distilling, config);
+    if (switches.pbc && distilling) {
+      const pbc = pixelBidirectionalLoss(branch1.logits, branch2.logits, onehot, { tau: config.tau, scaleByTauSquared: config.scaleByTauSquared });
+      terms1.pbc = pbc.branch1;
+      terms2.pbc = pbc.branch2;
+    }
+    const own1 = termSum(terms1, branch1.logits);
+    const own2 = termSum(terms2, branch2.logits);
+    if (!switches.frc) {
+      return { total: own1.add(own2), branch1: { total: own1, terms: terms1 }, branch2: { total: own2, terms: terms2 } };
+    }
+    const fc = featureRelationalLoss(
+      requireInput(branch1.bottleneck, 'branch1.bottleneck'),
+      requireInput(branch2.bottleneck, 'branch2.bottleneck'),
+      branch1.logits,
+      branch2.logits,
+      labels,
+    );
+    return {
+      total: own1.add(own2).add(fc),
+      branch1: { total: own1.add(fc), terms: terms1 },
+      branch2: { total: own2.add(fc), terms: terms2 },
+      fc,
+    };
+  });
+}

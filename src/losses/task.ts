@@ -1,0 +1,45 @@
+// The task loss of one prediction (RFNet's): class-weighted cross-entropy plus soft Dice.
+import { torch, type Tensor } from '../engine/index.ts';
+import { requireChannelsFirst, requireSameShape } from './common.ts';
+
+/** Probabilities below this are raised to it before the logarithm, so confident mistakes cost at most −ln 0.005. */
+const PROBABILITY_FLOOR = 0.005;
+const DICE_EPSILON = 1e-7;
+
+const spatialDims = (t: Tensor): number[] => Array.from({ length: t.ndim - 2 }, (_, i) => i + 2);
+
+/**
+ * Weighted cross-entropy: mean over the voxels of the batch of Σ_c −w_c·Y_c·ln(clamp(p_c, 0.005, 1)),
+ * with per-sample weights w_c = 1 − (voxels of class c in the sample / voxels in the sample).
+ */
+export function weightedCrossEntropy(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
+  requireChannelsFirst('weightedCrossEntropy', 'probs', probs);
+  requireSameShape('weightedCrossEntropy', ['probs', 'onehot'], probs, onehot);
+  return torch.tidy(() => {
+    const dims = spatialDims(onehot);
+    const voxelsPerSample = dims.reduce((n, d) => n * onehot.size(d), 1);
+    const classWeights = onehot.sum(dims, true).div(voxelsPerSample).rsub(1); // (B, C, 1, 1, 1)
+    const logProbs = probs.clamp(PROBABILITY_FLOOR, 1).log();
+    return classWeights.mul(onehot).mul(logProbs).sum(1).mean().neg();
+  });
+}
+
+/** Soft Dice loss 1 − (1/C) Σ_c 2Σ(p_c·Y_c) / (Σp_c + ΣY_c + 1e-7), every sum over the whole batch. */
+export function diceLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
+  requireChannelsFirst('diceLoss', 'probs', probs);
+  requireSameShape('diceLoss', ['probs', 'onehot'], probs, onehot);
+  return torch.tidy(() => {
+    const dims = [0, ...spatialDims(onehot)];
+    const overlap = probs.mul(onehot).sum(dims);
+    const size = probs.sum(dims).add(onehot.sum(dims)).add(DICE_EPSILON);
+    return overlap.mul(2).div(size).mean().rsub(1);
+  });
+}
+
+/**
+ * Task(p) = weighted cross-entropy + Dice loss of class probabilities `probs` (softmax already applied)
+ * against the float one-hot ground truth. Returns a scalar tensor.
+ */
+export function taskLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
+  return torch.tidy(() => weightedCrossEntropy(probs, onehot).add(diceLoss(probs, onehot)));
+}
