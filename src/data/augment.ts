@@ -12,7 +12,7 @@
  *   volume at c + R·(p − (P−1)/2), c being the centre of the crop window;
  *   without rotation this is an exact integer copy.
  * - Rotation: about ONE axis chosen uniformly from x, y, z, by an angle
- *   uniform in ±maxRotationDegrees (as the reference implementation does).
+ *   uniform in ±maxRotationDegrees.
  *   Trilinear interpolation for float channels, nearest neighbour for labels,
  *   zero outside the volume.
  * - Intensity: per image channel x' = x·(1+s) + m with s ~ U(±intensityScale),
@@ -177,7 +177,7 @@ export function rotationMatrix(axis: 0 | 1 | 2, degrees: number): Matrix3 {
   return matrix;
 }
 
-function checkArrays(input: AugmentInput): number {
+function checkArrays(input: AugmentInput): void {
   const [X, Y, Z] = input.shape;
   const voxels = X * Y * Z;
   const arrays: ArrayLike<number>[] = [...input.images, ...(input.extras ?? [])];
@@ -187,7 +187,6 @@ function checkArrays(input: AugmentInput): number {
       throw new Error(`augmentation: array of length ${array.length} does not match shape (${X}, ${Y}, ${Z})`);
     }
   }
-  return voxels;
 }
 
 function allocateOutput(input: AugmentInput, patchVoxels: number, out?: AugmentOutput): AugmentOutput {
@@ -236,9 +235,9 @@ export function resamplePatch(
   return result;
 }
 
-type VoxelArray = Float32Array | Uint8Array;
+type PatchArray = Float32Array | Uint8Array;
 
-function copyWindow(shape: Shape3, patchSize: Shape3, origin: Shape3, sources: VoxelArray[], targets: VoxelArray[]): void {
+function copyWindow(shape: Shape3, patchSize: Shape3, origin: Shape3, sources: PatchArray[], targets: PatchArray[]): void {
   const [X, Y, Z] = shape;
   const [PX, PY, PZ] = patchSize;
   const [ox, oy, oz] = origin;
@@ -262,6 +261,11 @@ function copyWindow(shape: Shape3, patchSize: Shape3, origin: Shape3, sources: V
   }
 }
 
+/** Where a sample point falls: no neighbour inside, all 8 neighbours inside, or some inside. */
+const OUTSIDE = 0;
+const INTERIOR = 1;
+const BORDER = 2;
+
 function resampleRotated(
   shape: Shape3,
   patchSize: Shape3,
@@ -278,13 +282,17 @@ function resampleRotated(
   const centre = origin.map((o, axis) => o + half[axis]);
   const [r00, r01, r02, r10, r11, r12, r20, r21, r22] = rotation;
   const strideX = Y * Z;
-  const channelCount = sources.length;
-  let target = 0;
+  // Geometry of one patch row (fixed px, py) is computed once and reused by every channel.
+  const kinds = new Uint8Array(PZ);
+  const bases = new Int32Array(PZ);
+  const corners = new Int32Array(3 * PZ);
+  const fractions = new Float64Array(3 * PZ);
   for (let px = 0; px < PX; px++) {
     const dx = px - half[0];
     for (let py = 0; py < PY; py++) {
       const dy = py - half[1];
-      for (let pz = 0; pz < PZ; pz++, target++) {
+      const rowStart = (px * PY + py) * PZ;
+      for (let pz = 0; pz < PZ; pz++) {
         const dz = pz - half[2];
         const vx = centre[0] + r00 * dx + r01 * dy + r02 * dz;
         const vy = centre[1] + r10 * dx + r11 * dy + r12 * dz;
@@ -294,44 +302,44 @@ function resampleRotated(
           const ny = Math.floor(vy + 0.5);
           const nz = Math.floor(vz + 0.5);
           const inside = nx >= 0 && nx < X && ny >= 0 && ny < Y && nz >= 0 && nz < Z;
-          labelTarget[target] = inside ? labelSource[nx * strideX + ny * Z + nz] : 0;
+          labelTarget[rowStart + pz] = inside ? labelSource[nx * strideX + ny * Z + nz] : 0;
         }
         const x0 = Math.floor(vx);
         const y0 = Math.floor(vy);
         const z0 = Math.floor(vz);
-        if (x0 < -1 || x0 >= X || y0 < -1 || y0 >= Y || z0 < -1 || z0 >= Z) {
-          for (let c = 0; c < channelCount; c++) targets[c][target] = 0;
-          continue;
-        }
-        const fx = vx - x0;
-        const fy = vy - y0;
-        const fz = vz - z0;
-        const base = x0 * strideX + y0 * Z + z0;
-        if (x0 >= 0 && x0 + 1 < X && y0 >= 0 && y0 + 1 < Y && z0 >= 0 && z0 + 1 < Z) {
-          const w000 = (1 - fx) * (1 - fy) * (1 - fz);
-          const w001 = (1 - fx) * (1 - fy) * fz;
-          const w010 = (1 - fx) * fy * (1 - fz);
-          const w011 = (1 - fx) * fy * fz;
-          const w100 = fx * (1 - fy) * (1 - fz);
-          const w101 = fx * (1 - fy) * fz;
-          const w110 = fx * fy * (1 - fz);
-          const w111 = fx * fy * fz;
-          for (let c = 0; c < channelCount; c++) {
-            const s = sources[c];
-            targets[c][target] =
-              w000 * s[base] +
-              w001 * s[base + 1] +
-              w010 * s[base + Z] +
-              w011 * s[base + Z + 1] +
-              w100 * s[base + strideX] +
-              w101 * s[base + strideX + 1] +
-              w110 * s[base + strideX + Z] +
-              w111 * s[base + strideX + Z + 1];
+        corners[3 * pz] = x0;
+        corners[3 * pz + 1] = y0;
+        corners[3 * pz + 2] = z0;
+        fractions[3 * pz] = vx - x0;
+        fractions[3 * pz + 1] = vy - y0;
+        fractions[3 * pz + 2] = vz - z0;
+        bases[pz] = x0 * strideX + y0 * Z + z0;
+        if (x0 < -1 || x0 >= X || y0 < -1 || y0 >= Y || z0 < -1 || z0 >= Z) kinds[pz] = OUTSIDE;
+        else if (x0 >= 0 && x0 + 1 < X && y0 >= 0 && y0 + 1 < Y && z0 >= 0 && z0 + 1 < Z) kinds[pz] = INTERIOR;
+        else kinds[pz] = BORDER;
+      }
+      for (let c = 0; c < sources.length; c++) {
+        const source = sources[c];
+        const target = targets[c];
+        for (let pz = 0; pz < PZ; pz++) {
+          const kind = kinds[pz];
+          if (kind === OUTSIDE) {
+            target[rowStart + pz] = 0;
+            continue;
           }
-        } else {
-          for (let c = 0; c < channelCount; c++) {
-            targets[c][target] = trilinearAtBorder(sources[c], shape, x0, y0, z0, fx, fy, fz);
+          const fx = fractions[3 * pz];
+          const fy = fractions[3 * pz + 1];
+          const fz = fractions[3 * pz + 2];
+          if (kind === BORDER) {
+            target[rowStart + pz] = trilinearAtBorder(source, shape, corners[3 * pz], corners[3 * pz + 1], corners[3 * pz + 2], fx, fy, fz);
+            continue;
           }
+          const base = bases[pz];
+          const low = (1 - fz) * source[base] + fz * source[base + 1];
+          const lowY = (1 - fz) * source[base + Z] + fz * source[base + Z + 1];
+          const highX = (1 - fz) * source[base + strideX] + fz * source[base + strideX + 1];
+          const highXY = (1 - fz) * source[base + strideX + Z] + fz * source[base + strideX + Z + 1];
+          target[rowStart + pz] = (1 - fx) * ((1 - fy) * low + fy * lowY) + fx * ((1 - fy) * highX + fy * highXY);
         }
       }
     }
@@ -379,7 +387,7 @@ export function scaleNonZero(data: Float32Array, scale: number, shift: number): 
 }
 
 /** Reverses `data` (shape (X, Y, Z), z fastest) along `axis`, in place. */
-export function flipInPlace(data: VoxelArray, shape: Shape3, axis: 0 | 1 | 2): void {
+export function flipInPlace(data: PatchArray, shape: Shape3, axis: 0 | 1 | 2): void {
   const [X, Y, Z] = shape;
   if (data.length !== X * Y * Z) {
     throw new Error(`flipInPlace: array of length ${data.length} does not match shape (${X}, ${Y}, ${Z})`);

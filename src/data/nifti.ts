@@ -464,5 +464,6 @@ export function writeNifti(filePath: string, data: VoxelArray, shape: readonly n
   fileBytes.set(new TextEncoder().encode('smml'), layout.descrip.offset);
   fileBytes.set([0x6e, 0x2b, 0x31, 0x00], layout.magic.offset); // "n+1\0"
   fileBytes.set(voxelBytes, NIFTI1_SINGLE_FILE_VOX_OFFSET);
-  writeFileAtomic(filePath, compress ? gzipSync(fileBytes) : fileBytes);
+  // Level 1: about 1.5x faster than the default on volume data for a few percent larger files.
+  writeFileAtomic(filePath, compress ? gzipSync(fileBytes, { level: 1, mtime: 0 }) : fileBytes);
 }

@@ -31,6 +31,7 @@ import {
   readCacheIndex,
   writeCachedCase,
   writeCacheIndex,
+  type ArrayToStore,
   type CaseMeta,
   type Verification,
 } from './cache.ts';
@@ -215,10 +216,7 @@ export function preprocessCase(entry: BratsCase, dataset: Pick<PreprocessDataset
   allVolumes.forEach((volume, index) => checkFinite(volume, allFiles[index]));
   const shape = spatialShape(volumes[0], files[0]);
 
-  const brainBox = nonZeroBoundingBox(
-    volumes.map((volume) => volume.data),
-    shape,
-  );
+  const brainBox = nonZeroBoundingBox(volumes.map((volume) => volume.data), shape);
   if (!brainBox) throw new Error(`case ${entry.id}: empty brain mask (all four modalities are zero everywhere in ${entry.dir})`);
   const classes = labelVolume && entry.label ? dataset.mapLabels(labelVolume.data, entry.label) : undefined;
   const box = classes ? unionBox(brainBox, nonZeroBoundingBox([classes], shape)) : brainBox;
@@ -309,7 +307,7 @@ export async function preprocessDataset(options: PreprocessDatasetOptions): Prom
       if (finished.delete(entry.id)) saveIndex();
       const processed = preprocessCase(entry, dataset);
       const [X, Y, Z] = processed.meta.shape;
-      const arrays: Parameters<typeof writeCachedCase>[2] = {
+      const arrays: Record<string, ArrayToStore> = {
         images: { data: processed.images, shape: [BRATS_MODALITIES.length, X, Y, Z], dtype: imageDtype },
       };
       if (processed.label) arrays.label = { data: processed.label, shape: [X, Y, Z] };
@@ -330,6 +328,7 @@ export async function preprocessDataset(options: PreprocessDatasetOptions): Prom
   return { written, skipped };
 }
 
+/** Cases listed by an earlier run; a missing or unreadable index is simply rebuilt. */
 function previouslyIndexed(cacheDir: string): string[] {
   try {
     return readCacheIndex(cacheDir).cases;

@@ -225,14 +225,15 @@ describe('NIfTI-1 reading', () => {
     }
   });
 
-  test('qform with a = 0: 180° rotation about x', () => {
+  test('qform with a = 0: 180° rotation about x, b rounded slightly above 1', () => {
     const header = nifti1Header({
       datatype: 2,
       bitpix: 8,
       dims: [2, 2, 2],
       pixdim: [1, 2, 3, 4, 1, 1, 1, 1],
       qformCode: 2,
-      quatern: [1, 0, 0],
+      // float32(1.0000001) > 1, so 1 - b² < 0: the reader must renormalise instead of taking sqrt of a negative.
+      quatern: [1.0000001, 0, 0],
       qoffset: [-1, -2, -3],
     });
     const volume = readVolume(writeFile('qform-180.nii', concat(header, new Uint8Array(8))));

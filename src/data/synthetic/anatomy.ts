@@ -11,7 +11,7 @@
  * k → superior), so the phantom scales with the volume size.
  */
 import { uniform, type Rng } from '../random.ts';
-import { GradientNoise, smoothstep } from './noise.ts';
+import { GradientNoise, smoothstep, square } from './noise.ts';
 
 /** Partial-volume tissue fractions of one voxel; inside the brain they sum to 1. */
 export interface HealthyTissue {
@@ -27,6 +27,11 @@ export function emptyHealthyTissue(): HealthyTissue {
   return { inBrain: false, csf: 0, greyMatter: 0, deepGreyMatter: 0, whiteMatter: 0, choroidPlexus: 0 };
 }
 
+/** Where the healthy anatomy now at a voxel came from (a tumour's mass effect); writes that point to `out`. */
+export interface Displacement {
+  displacedSource(x: number, y: number, z: number, out: [number, number, number]): void;
+}
+
 /** An axis-aligned ellipsoid in normalised cerebrum coordinates. */
 interface Ellipsoid {
   centre: readonly [number, number, number];
@@ -35,30 +40,48 @@ interface Ellipsoid {
 
 /** Deep grey nuclei of the left hemisphere (mirrored for the right): caudate head, lentiform nucleus, thalamus. */
 const DEEP_NUCLEI: readonly Ellipsoid[] = [
-  { centre: [0.16, 0.2, 0.06], semiAxes: [0.06, 0.14, 0.12] },
-  { centre: [0.34, 0.04, -0.06], semiAxes: [0.07, 0.2, 0.13] },
-  { centre: [0.1, -0.16, -0.08], semiAxes: [0.09, 0.16, 0.13] },
+  { centre: [0.16, 0.2, 0.04], semiAxes: [0.07, 0.13, 0.15] },
+  { centre: [0.37, 0.04, -0.08], semiAxes: [0.09, 0.2, 0.16] },
+  { centre: [0.11, -0.17, -0.07], semiAxes: [0.11, 0.17, 0.16] },
 ];
 
 /** Region around the corpus callosum, septum and diencephalon where the two hemispheres are joined (no midline fissure). */
 const CALLOSAL_CORE: Ellipsoid = { centre: [0, -0.03, -0.12], semiAxes: [0.3, 0.5, 0.37] };
 
-/** Exponent of the cerebrum's axial cross-section (2 would be an ellipse). */
-const AXIAL_EXPONENT = 2.5;
+/** Amplitude of the outline's random wobble, relative to the radius (the noise stays within ±1). */
+const OUTLINE_WOBBLE = 0.15;
 
-/** Depth of a point inside an ellipsoid, in voxels along the ray from its centre (negative outside). */
-function ellipsoidDepth(dx: number, dy: number, dz: number, ax: number, ay: number, az: number): number {
-  const rho = Math.sqrt((dx / ax) ** 2 + (dy / ay) ** 2 + (dz / az) ** 2);
-  if (rho < 1e-9) return Math.min(ax, ay, az);
+/** Largest sideways excursion of the interhemispheric fissure, voxels. */
+const MIDLINE_WOBBLE = 3;
+
+/** How much the sulcal pattern changes with depth (0: purely radial sheets, 1: isotropic noise). */
+const SULCAL_DEPTH_DEPENDENCE = 0.6;
+
+/** Depth of a point inside an axis-aligned ellipsoid (voxel units), along the ray from its centre (negative outside). */
+function ellipsoidDepth(
+  x: number,
+  y: number,
+  z: number,
+  centre: readonly [number, number, number],
+  semiAxes: readonly [number, number, number],
+): number {
+  const dx = x - centre[0];
+  const dy = y - centre[1];
+  const dz = z - centre[2];
+  const u = dx / semiAxes[0];
+  const v = dy / semiAxes[1];
+  const w = dz / semiAxes[2];
+  const rho = Math.sqrt(u * u + v * v + w * w);
+  if (rho < 1e-9) return Math.min(semiAxes[0], semiAxes[1], semiAxes[2]);
   return ((1 - rho) * Math.sqrt(dx * dx + dy * dy + dz * dz)) / rho;
 }
 
 /** Normalised radius of a point relative to an ellipsoid (1 on its surface). */
 function ellipsoidRadius(u: number, v: number, w: number, shape: Ellipsoid): number {
   return Math.sqrt(
-    ((u - shape.centre[0]) / shape.semiAxes[0]) ** 2 +
-      ((v - shape.centre[1]) / shape.semiAxes[1]) ** 2 +
-      ((w - shape.centre[2]) / shape.semiAxes[2]) ** 2,
+    square((u - shape.centre[0]) / shape.semiAxes[0]) +
+      square((v - shape.centre[1]) / shape.semiAxes[1]) +
+      square((w - shape.centre[2]) / shape.semiAxes[2]),
   );
 }
 
@@ -83,6 +106,10 @@ export class BrainAnatomy {
   private readonly sulcalNoise: GradientNoise;
   private readonly midlineNoise: GradientNoise;
   private readonly foliaNoise: GradientNoise;
+  /** Scratch for the displaced point. */
+  private readonly source: [number, number, number] = [0, 0, 0];
+  /** Scratch for noise gradients. */
+  private readonly gradient = new Float64Array(3);
 
   constructor(rng: Rng, shape: readonly [number, number, number]) {
     const [sizeX, sizeY, sizeZ] = shape;
@@ -104,7 +131,7 @@ export class BrainAnatomy {
     this.brainstemCentre = [cx, cy - 0.14 * ay, cz - 0.8 * az];
     this.brainstemAxes = [0.16 * ax, 0.16 * ay, 0.6 * az];
     // Atrophy varies between patients: wider CSF spaces and larger ventricles in some.
-    this.csfWidth = Math.max(0.4, this.scale * uniform(rng, 0.015, 0.03));
+    this.csfWidth = Math.max(0.3, this.scale * uniform(rng, 0.01, 0.025));
     this.greyThickness = Math.max(1, this.scale * uniform(rng, 0.05, 0.06));
     this.sulcalDepth = this.scale * uniform(rng, 0.16, 0.24);
     this.sulcalCell = this.scale * 0.3;
@@ -128,12 +155,15 @@ export class BrainAnatomy {
     const u = (dx / this.semiAxes[0]) * (1 + 0.06 * Math.max(0, v));
     let w = dz / this.semiAxes[2];
     if (w < 0) w *= 1.1 + 0.35 * Math.max(0, v);
-    // A super-ellipse in the axial plane: the cerebrum is boxier than an ellipsoid.
-    const axial = Math.pow(Math.abs(u) ** AXIAL_EXPONENT + Math.abs(v) ** AXIAL_EXPONENT, 2 / AXIAL_EXPONENT);
+    // Halfway between an ellipse and a super-ellipse of exponent 3 in the axial plane: the cerebrum is boxier than an ellipsoid.
+    const boxyRadius = Math.cbrt(Math.abs(u * u * u) + Math.abs(v * v * v));
+    const axial = 0.5 * (u * u + v * v) + 0.5 * boxyRadius * boxyRadius;
     const rho = Math.sqrt(axial + w * w);
     const distance = Math.sqrt(dx * dx + dy * dy + dz * dz);
-    const wobble = 0.15 * this.outlineNoise.at(x, y, z);
     if (rho < 1e-9) return this.scale;
+    // Far outside, the wobble cannot bring the surface back; skip the noise (only the sign matters there).
+    if (rho > 1 + OUTLINE_WOBBLE) return ((1 - rho) * distance) / rho;
+    const wobble = OUTLINE_WOBBLE * this.outlineNoise.at(x, y, z);
     return ((1 + wobble - rho) * distance) / rho;
   }
 
@@ -144,20 +174,19 @@ export class BrainAnatomy {
     const v = (y - this.centre[1]) / ay;
     const w = (z - this.centre[2]) / az;
     const size = this.ventricleSize;
-    // Lateral ventricles: arched tubes from the frontal horn (v = 0.3) to the atrium (v = -0.46), diverging and widening posteriorly.
+    // Lateral ventricles: arched tubes from the frontal horn (v = 0.3) to the atrium (v = -0.46), the horns diverging at both ends, widening posteriorly.
     const along = Math.min(0.3, Math.max(-0.46, v));
     const arch = (along + 0.08) / 0.38;
-    const centreU = (0.055 + 0.13 * Math.max(0, -along - 0.05)) * Math.sqrt(size);
+    const centreU = (0.055 + 0.13 * Math.max(0, -along - 0.05) + 0.1 * Math.max(0, along - 0.12)) * Math.sqrt(size);
     const centreW = -0.04 + 0.12 * (1 - arch * arch);
     const halfU = (0.05 + 0.06 * Math.max(0, -along - 0.1)) * size;
     const halfW = (0.11 + 0.04 * Math.max(0, -along - 0.2)) * size;
     const beyondEnd = (v - along) / 0.07;
-    const lateral = Math.sqrt(((Math.abs(u) - centreU) / halfU) ** 2 + ((w - centreW) / halfW) ** 2 + beyondEnd ** 2);
+    const lateral = Math.sqrt(square((Math.abs(u) - centreU) / halfU) + square((w - centreW) / halfW) + square(beyondEnd));
     const lateralDepth = (1 - lateral) * Math.min(halfU * ax, halfW * az);
     // Third ventricle: a thin midline slit below the lateral ventricles (a super-ellipsoid, so it has flat walls).
-    const third = Math.pow(
-      (u / (0.02 * size)) ** 4 + ((v + 0.08) / 0.13) ** 4 + ((w + 0.2) / (0.15 * size)) ** 4,
-      0.25,
+    const third = Math.sqrt(
+      Math.sqrt(square(square(u / (0.02 * size))) + square(square((v + 0.08) / 0.13)) + square(square((w + 0.2) / (0.15 * size)))),
     );
     const thirdDepth = (1 - third) * Math.max(0.6, 0.02 * size * ax);
     return Math.max(lateralDepth, thirdDepth);
@@ -165,20 +194,18 @@ export class BrainAnatomy {
 
   /**
    * Tissue fractions at voxel (px, py, pz). The outer brain outline is taken at
-   * p; internal structures (ventricles, nuclei, fissures, sulci) at the
-   * displaced point q, which is how a tumour's mass effect pushes them aside
-   * while the skull keeps the outline in place.
+   * p; the cerebrum's internal structures (ventricles, nuclei, fissures, sulci)
+   * at the point q that `displacement` maps p to, which is how a tumour's mass
+   * effect pushes them aside while the skull keeps the outline in place.
    */
-  sample(px: number, py: number, pz: number, qx: number, qy: number, qz: number, out: HealthyTissue): void {
+  sample(px: number, py: number, pz: number, displacement: Displacement, out: HealthyTissue): void {
     out.csf = 0;
     out.greyMatter = 0;
     out.deepGreyMatter = 0;
     out.whiteMatter = 0;
     out.choroidPlexus = 0;
-    const [cbx, cby, cbz] = this.cerebellumCentre;
-    const [bsx, bsy, bsz] = this.brainstemCentre;
-    const cerebellum = ellipsoidDepth(px - cbx, py - cby, pz - cbz, ...this.cerebellumAxes);
-    const brainstem = ellipsoidDepth(px - bsx, py - bsy, pz - bsz, ...this.brainstemAxes);
+    const cerebellum = ellipsoidDepth(px, py, pz, this.cerebellumCentre, this.cerebellumAxes);
+    const brainstem = ellipsoidDepth(px, py, pz, this.brainstemCentre, this.brainstemAxes);
     const cerebrum = Math.max(this.cerebrumDepth(px, py, pz), brainstem);
     out.inBrain = cerebrum > 0 || cerebellum > 0;
     if (!out.inBrain) return;
@@ -192,39 +219,51 @@ export class BrainAnatomy {
       this.sampleBrainstem(outer, out);
       return;
     }
+    displacement.displacedSource(px, py, pz, this.source);
+    const qx = this.source[0];
+    const qy = this.source[1];
+    const qz = this.source[2];
     const [ax, ay, az] = this.semiAxes;
     const u = (qx - this.centre[0]) / ax;
     const v = (qy - this.centre[1]) / ay;
     const w = (qz - this.centre[2]) / az;
 
     // Interhemispheric fissure: a wobbly midline sheet, absent where the hemispheres are joined.
-    const midline = Math.abs(qx - this.centre[0] - 3 * this.midlineNoise.at(0, qy, qz));
-    const joined = smoothstep(1.15, 0.85, ellipsoidRadius(u, v, w, CALLOSAL_CORE));
-    outer = Math.min(outer, midline + joined * this.scale);
+    const fromMidline = Math.abs(qx - this.centre[0]);
+    if (fromMidline - MIDLINE_WOBBLE < outer) {
+      const midline = Math.abs(qx - this.centre[0] - MIDLINE_WOBBLE * this.midlineNoise.at(0, qy, qz));
+      const joined = smoothstep(1.15, 0.85, ellipsoidRadius(u, v, w, CALLOSAL_CORE));
+      outer = Math.min(outer, midline + joined * this.scale);
+    }
 
-    // Sylvian fissure: a finite sheet entering from the lateral surface towards the insula, rising posteriorly at 45°.
-    const sylvianPlane = Math.abs((w + 0.12) * az + (v - 0.05) * ay) / Math.SQRT2;
-    const sylvian = Math.hypot(
-      sylvianPlane,
-      Math.max(0, 0.55 - Math.abs(u)) * ax,
-      Math.max(0, Math.abs(v - 0.03) - 0.3) * ay,
-      Math.max(0, Math.abs(w + 0.2) - 0.25) * az,
-    );
-    outer = Math.min(outer, sylvian);
+    // Sylvian fissure: a finite, gently waving sheet from the lateral surface in towards the insula, rising
+    // posteriorly at 45° and running obliquely (further back when deeper), over the middle third of the hemisphere.
+    const sylvianMedial = Math.max(0, 0.6 - Math.abs(u)) * ax;
+    const sylvianLevel = Math.max(0, Math.abs(w + 0.2) - 0.25) * az;
+    if (sylvianMedial < outer && sylvianLevel < outer) {
+      const wave = 2 * this.outlineNoise.at(2 * qx, 2 * qy, 2 * qz);
+      const sylvianPlane = Math.abs((w + 0.12) * az + (v - 0.05) * ay + 0.5 * (Math.abs(u) - 0.8) * ax + wave) / Math.SQRT2;
+      const sylvianEnds = Math.max(0, Math.abs(v - 0.03) - 0.3) * ay;
+      const sylvian = Math.sqrt(square(sylvianPlane) + square(sylvianMedial) + square(sylvianEnds) + square(sylvianLevel));
+      outer = Math.min(outer, sylvian);
+    }
 
     // Sulci: zero sheets of a noise field that depends mainly on the direction from the centre, so they run radially.
     let cortical = outer;
     const sulcusReach = this.sulcalDepth + this.greyThickness + this.csfWidth + 1;
     if (outer < sulcusReach) {
       const sheetDistance = this.sulcusDistance(qx, qy, qz);
-      cortical = Math.min(outer, Math.hypot(sheetDistance, Math.max(0, outer - this.sulcalDepth)));
+      const belowFundus = Math.max(0, outer - this.sulcalDepth);
+      cortical = Math.min(outer, Math.sqrt(sheetDistance * sheetDistance + belowFundus * belowFundus));
     }
     this.corticalLayers(cortical, this.csfWidth, this.greyThickness, out);
 
     // Ventricles replace everything; the choroid plexus floats in the atria.
     const ventricle = smoothstep(-0.5, 0.5, this.ventricleDepth(qx, qy, qz));
     if (ventricle > 0) {
-      const atrium = Math.hypot((Math.abs(u) - 0.1 * Math.sqrt(this.ventricleSize)) / 0.05, (v + 0.38) / 0.07, (w - 0.01) / 0.06);
+      const atrium = Math.sqrt(
+        square((Math.abs(u) - 0.1 * Math.sqrt(this.ventricleSize)) / 0.05) + square((v + 0.38) / 0.07) + square((w - 0.01) / 0.06),
+      );
       const plexus = ventricle * smoothstep(1.2, 0.8, atrium);
       const keep = 1 - ventricle;
       out.greyMatter *= keep;
@@ -243,31 +282,43 @@ export class BrainAnatomy {
     out.whiteMatter -= out.deepGreyMatter;
   }
 
-  /** The sulcal field at a voxel-space point: noise evaluated on the cerebrum outline along the ray from its centre. */
-  private sulcalField(x: number, y: number, z: number): number {
-    const [ax, ay, az] = this.semiAxes;
-    const u = (x - this.centre[0]) / ax;
-    const v = (y - this.centre[1]) / ay;
-    const w = (z - this.centre[2]) / az;
-    const rho = Math.sqrt(u * u + v * v + w * w);
-    // Mostly the direction, a little the depth, so sulci are radial sheets that curve slightly with depth.
-    const radial = rho < 1e-9 ? 0 : (1 + 0.6 * (rho - 1)) / rho;
-    const x0 = u * radial * ax;
-    const y0 = v * radial * ay;
-    const z0 = w * radial * az;
-    // A finer octave bends the sheets and adds small sulci.
-    return this.sulcalNoise.at(x0, y0, z0) + 0.5 * this.sulcalNoise.at(2 * x0 + 97, 2 * y0 + 53, 2 * z0 + 31);
-  }
-
-  /** Distance to the nearest sulcal sheet, voxels: first-order estimate |f| / |∇f| from forward differences. */
+  /**
+   * Distance to the nearest sulcal sheet, voxels: first-order estimate |f| / |∇f|.
+   * The sulcal field f is noise (two octaves, the finer one bends the sheets and
+   * adds small sulci) evaluated at P = d · s(ρ), where d is the offset from the
+   * cerebrum centre, ρ its normalised radius and s(ρ) = (1 + α(ρ − 1)) / ρ:
+   * f depends mostly on the direction and a little (α) on the depth, so sulci are
+   * radial sheets that curve slightly with depth.
+   */
   private sulcusDistance(x: number, y: number, z: number): number {
-    const step = 0.5;
-    const field = this.sulcalField(x, y, z);
-    const gradientX = (this.sulcalField(x + step, y, z) - field) / step;
-    const gradientY = (this.sulcalField(x, y + step, z) - field) / step;
-    const gradientZ = (this.sulcalField(x, y, z + step) - field) / step;
-    const gradient = Math.sqrt(gradientX * gradientX + gradientY * gradientY + gradientZ * gradientZ);
-    return Math.abs(field) / Math.max(gradient, 1e-6);
+    const [ax, ay, az] = this.semiAxes;
+    const dx = x - this.centre[0];
+    const dy = y - this.centre[1];
+    const dz = z - this.centre[2];
+    const u = dx / ax;
+    const v = dy / ay;
+    const w = dz / az;
+    const rho = Math.max(1e-6, Math.sqrt(u * u + v * v + w * w));
+    const s = (1 + SULCAL_DEPTH_DEPENDENCE * (rho - 1)) / rho;
+    const px = dx * s;
+    const py = dy * s;
+    const pz = dz * s;
+    const coarse = this.sulcalNoise.atWithGradient(px, py, pz, this.gradient);
+    let hx = this.gradient[0]!;
+    let hy = this.gradient[1]!;
+    let hz = this.gradient[2]!;
+    const fine = this.sulcalNoise.atWithGradient(2 * px + 97, 2 * py + 53, 2 * pz + 31, this.gradient);
+    const field = coarse + 0.5 * fine;
+    hx += this.gradient[0]!;
+    hy += this.gradient[1]!;
+    hz += this.gradient[2]!;
+    // Chain rule through P: ∇f = s h + (d · h) ∇s, with ∇s = s'(ρ) ∇ρ, s'(ρ) = (α − 1) / ρ², ∇ρ = (u/ax, v/ay, w/az) / ρ.
+    const along = dx * hx + dy * hy + dz * hz;
+    const radialSlope = ((SULCAL_DEPTH_DEPENDENCE - 1) / (rho * rho * rho)) * along;
+    const gx = s * hx + radialSlope * (u / ax);
+    const gy = s * hy + radialSlope * (v / ay);
+    const gz = s * hz + radialSlope * (w / az);
+    return Math.abs(field) / Math.max(Math.sqrt(gx * gx + gy * gy + gz * gz), 1e-6);
   }
 
   /** CSF / grey / white fractions from the distance to the nearest CSF surface, with one-voxel partial-volume edges. */
@@ -285,7 +336,7 @@ export class BrainAnatomy {
     const field = this.foliaNoise.at(x * 0.3, y, z);
     const sheetDistance = (Math.abs(field) * cell) / 0.88;
     const coreDepth = 0.45 * this.cerebellumAxes[2];
-    const cortical = Math.min(depth, Math.hypot(sheetDistance, Math.max(0, depth - coreDepth)));
+    const cortical = Math.min(depth, Math.sqrt(square(sheetDistance) + square(Math.max(0, depth - coreDepth))));
     this.corticalLayers(cortical, 0.6 * this.csfWidth, 1.3 * this.greyThickness, out);
   }
 

@@ -8,7 +8,7 @@
 export const SYNTHETIC_MODALITIES = ['flair', 't1', 't1ce', 't2'] as const;
 export type SyntheticModality = (typeof SYNTHETIC_MODALITIES)[number];
 
-/** Tissue classes of the phantom (healthy ones first, then tumour compartments). */
+/** Tissue classes of the phantom: healthy ones, then oedema, then the tumour core compartments (code relies on this order). */
 export const TISSUES = [
   'csf',
   'greyMatter',
@@ -21,6 +21,9 @@ export const TISSUES = [
   'enhancingTumour',
 ] as const;
 export type Tissue = (typeof TISSUES)[number];
+
+/** Position of each tissue in TISSUES. */
+export const TISSUE_INDEX = Object.fromEntries(TISSUES.map((tissue, index) => [tissue, index])) as Readonly<Record<Tissue, number>>;
 
 /**
  * Mean intensity of each tissue relative to normal white matter (= 1) on each sequence.
@@ -35,15 +38,15 @@ export type Tissue = (typeof TISSUES)[number];
  * information.
  */
 export const CONTRAST_TABLE: Readonly<Record<Tissue, Readonly<Record<SyntheticModality, number>>>> = {
-  csf: { flair: 0.22, t1: 0.3, t1ce: 0.32, t2: 3.2 },
+  csf: { flair: 0.22, t1: 0.3, t1ce: 0.32, t2: 3.3 },
   greyMatter: { flair: 1.25, t1: 0.78, t1ce: 0.8, t2: 1.45 },
   deepGreyMatter: { flair: 1.15, t1: 0.86, t1ce: 0.88, t2: 1.25 },
   whiteMatter: { flair: 1, t1: 1, t1ce: 1, t2: 1 },
   choroidPlexus: { flair: 0.9, t1: 0.75, t1ce: 1.45, t2: 1.6 },
-  edema: { flair: 2.0, t1: 0.8, t1ce: 0.82, t2: 2.2 },
-  necrosis: { flair: 0.85, t1: 0.45, t1ce: 0.42, t2: 2.8 },
-  nonEnhancingTumour: { flair: 1.7, t1: 0.7, t1ce: 0.72, t2: 2.0 },
-  enhancingTumour: { flair: 1.75, t1: 0.78, t1ce: 1.75, t2: 1.9 },
+  edema: { flair: 2.0, t1: 0.8, t1ce: 0.82, t2: 2.5 },
+  necrosis: { flair: 0.85, t1: 0.45, t1ce: 0.42, t2: 3.0 },
+  nonEnhancingTumour: { flair: 1.7, t1: 0.7, t1ce: 0.72, t2: 2.2 },
+  enhancingTumour: { flair: 1.75, t1: 0.83, t1ce: 1.75, t2: 2.1 },
 };
 
 /** Typical stored white-matter intensity per sequence (int16 units), like the scanner-dependent ranges in BraTS. */

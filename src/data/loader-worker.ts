@@ -1,0 +1,18 @@
+/**
+ * Worker thread of the batch loader: builds the batches it is sent and
+ * transfers their buffers back (see loader.ts).
+ */
+import { parentPort } from 'node:worker_threads';
+import { buildBatch, transferablesOf, type BatchRequest } from './loader.ts';
+
+if (!parentPort) throw new Error('loader-worker.ts must run as a worker thread');
+const port = parentPort;
+
+port.on('message', ({ taskId, request }: { taskId: number; request: BatchRequest }) => {
+  try {
+    const batch = buildBatch(request);
+    port.postMessage({ taskId, batch }, transferablesOf(batch));
+  } catch (error) {
+    port.postMessage({ taskId, error: (error as Error).message });
+  }
+});
