@@ -1,0 +1,18 @@
+// The smml command line: one sub-command per job.
+import { Command } from 'commander';
+import { registerSynthCommand } from './synth.ts';
+
+const program = new Command()
+  .name('smml')
+  .description('Brain-tumour segmentation with arbitrary missing MRI modalities (SMML)')
+  .showHelpAfterError();
+
+registerSynthCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Expected failures (bad input, unreadable files) are reported as one clear line, not a stack trace.
+  console.error(`smml: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+}
