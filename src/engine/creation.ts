@@ -4,7 +4,7 @@ import { checkDevice, wrap, type CreationOptions, type DType, type NestedArray, 
 
 type StorageArray = Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array;
 
-/** The dtype a typed array is stored as without conversion. */
+/** The dtype a typed array becomes by default; unsigned 16/32-bit values widen to the next signed type. */
 function nativeDType(data: TypedArray): DType {
   if (data instanceof Float32Array) return 'float32';
   if (data instanceof Float64Array) return 'float64';
@@ -12,7 +12,13 @@ function nativeDType(data: TypedArray): DType {
   if (data instanceof Int16Array) return 'int16';
   if (data instanceof Int8Array) return 'int8';
   if (data instanceof Uint8Array) return 'uint8';
-  return 'int64';
+  if (data instanceof BigInt64Array || data instanceof Uint32Array) return 'int64';
+  throw new TypeError(`tensor: unsupported array type ${Object.prototype.toString.call(data).slice(8, -1)}`);
+}
+
+/** Whether the bytes of `data` are already the storage of `dtype` (so they can be copied as they are). */
+function storesAs(data: TypedArray, dtype: DType): data is StorageArray {
+  return !(data instanceof Uint16Array || data instanceof Uint32Array) && nativeDType(data) === dtype;
 }
 
 /** Copies numbers into the typed array that holds `dtype` (half types go through float32). */
@@ -52,6 +58,9 @@ function inferShape(data: NestedArray): number[] {
 function flattenNested(data: NestedArray, shape: number[], dim = 0, out: (number | boolean)[] = []): (number | boolean)[] {
   if (dim === shape.length) {
     if (Array.isArray(data)) throw new Error('tensor: nested array is ragged');
+    if (typeof data !== 'number' && typeof data !== 'boolean') {
+      throw new TypeError(`tensor: expected numbers or booleans, got ${typeof data} (${String(data)})`);
+    }
     out.push(data);
     return out;
   }
@@ -62,11 +71,13 @@ function flattenNested(data: NestedArray, shape: number[], dim = 0, out: (number
 
 /**
  * A tensor holding a copy of `data`.
- * - a typed array keeps its own dtype unless `opts.dtype` says otherwise (Uint16Array → int32);
- * - plain or nested number arrays default to float32, boolean arrays to bool.
+ * - a typed array keeps its own dtype unless `opts.dtype` says otherwise (Uint16Array → int32,
+ *   Uint32Array → int64);
+ * - plain or nested number arrays default to float32, all-boolean arrays to bool.
  * `shape` defaults to the nesting of `data` (or to [length] for a flat array).
  */
 export function tensor(data: NestedArray | TypedArray, shape?: number[], opts: CreationOptions = {}): Tensor {
+  if (opts.device) checkDevice(opts.device);
   let values: ArrayLike<number | bigint | boolean>;
   let sourceDType: DType;
   if (ArrayBuffer.isView(data)) {
@@ -75,8 +86,9 @@ export function tensor(data: NestedArray | TypedArray, shape?: number[], opts: C
     shape ??= [data.length];
   } else {
     const inferred = inferShape(data);
-    values = flattenNested(data, inferred);
-    sourceDType = typeof values[0] === 'boolean' ? 'bool' : 'float32';
+    const flat = flattenNested(data, inferred);
+    values = flat;
+    sourceDType = flat.length > 0 && flat.every((v) => typeof v === 'boolean') ? 'bool' : 'float32';
     shape ??= inferred;
   }
   const count = shape.reduce((a, b) => a * b, 1);
@@ -84,17 +96,13 @@ export function tensor(data: NestedArray | TypedArray, shape?: number[], opts: C
     throw new Error(`tensor: shape [${shape.join(', ')}] holds ${count} values but ${values.length} were given`);
   }
   const dtype = opts.dtype ?? sourceDType;
-  const storage =
-    ArrayBuffer.isView(data) && nativeDType(data as TypedArray) === dtype && !(data instanceof Uint16Array)
-      ? { array: data as StorageArray, dtype }
-      : storageFor(values, dtype);
+  const storage = ArrayBuffer.isView(data) && storesAs(data, dtype) ? { array: data, dtype } : storageFor(values, dtype);
   let result = wrap(native.fromBuffer(storage.array, shape, storage.dtype));
   if (storage.dtype !== dtype || (opts.device && opts.device !== 'cpu')) {
     const moved = result.to({ dtype, device: opts.device });
     result.dispose();
     result = moved;
   }
-  if (opts.device) checkDevice(opts.device);
   if (opts.requiresGrad) result.requiresGrad_(true);
   return result;
 }
@@ -163,3 +171,5 @@ export const emptyLike = (t: Tensor, opts: CreationOptions = {}) => empty(t.shap
 export const fullLike = (t: Tensor, value: Scalar, opts: CreationOptions = {}) => full(t.shape, value, likeOptions(t, opts));
 export const randLike = (t: Tensor, opts: CreationOptions = {}) => rand(t.shape, likeOptions(t, opts));
 export const randnLike = (t: Tensor, opts: CreationOptions = {}) => randn(t.shape, likeOptions(t, opts));
+export const randintLike = (t: Tensor, low: number, high: number, opts: CreationOptions = {}) =>
+  randint(low, high, t.shape, likeOptions(t, opts));

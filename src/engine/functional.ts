@@ -1,8 +1,9 @@
 // Functions over tensors: joining, neural-network operations and losses (the engine's torch.nn.functional).
 import { native } from './native.ts';
-import { wrap, type NativeHandle, type Tensor, type TensorOrScalar } from './tensor.ts';
+import { Tensor, wrap, type NativeHandle, type TensorOrScalar } from './tensor.ts';
 
-const handles = (list: Tensor[]) => list.map((t) => t.handle);
+// Anything that is not a list of tensors goes to the addon as it is, which rejects it with the call's name.
+const handles = (list: Tensor[]): unknown => (Array.isArray(list) ? list.map((t) => (t instanceof Tensor ? t.handle : t)) : list);
 const opt = (t: Tensor | null | undefined) => (t ? t.handle : null);
 const operand = (v: TensorOrScalar) => (typeof v === 'object' ? v.handle : v);
 
@@ -292,7 +293,10 @@ export function binaryCrossEntropyWithLogits(
 }
 
 // -- autograd -------------------------------------------------------------------------------------
-/** Gradients of `outputs` with respect to `inputs` (null where an input is unused), like torch.autograd.grad. */
+/**
+ * Gradients of `outputs` with respect to `inputs` (null where an input is unused), like torch.autograd.grad.
+ * As there, `retainGraph` defaults to `createGraph`, so that a differentiable gradient can be differentiated again.
+ */
 export function grad(
   outputs: Tensor[],
   inputs: Tensor[],
@@ -302,7 +306,7 @@ export function grad(
     handles(outputs),
     handles(inputs),
     opts.gradOutputs ? handles(opts.gradOutputs) : null,
-    opts.retainGraph ?? false,
+    opts.retainGraph ?? opts.createGraph ?? false,
     opts.createGraph ?? false,
   ) as (NativeHandle | null)[];
   return result.map((h) => (h ? wrap(h) : null));

@@ -25,6 +25,13 @@ export function getNumThreads(): number {
 export function version(): string {
   return native.version() as string;
 }
+/**
+ * Tensor handles alive in this process (neither disposed nor garbage-collected) and the bytes of
+ * CPU storage they report to V8; a loop that frees what it makes returns both to where they started.
+ */
+export function memoryStats(): { handles: number; reportedBytes: number } {
+  return native.memoryStats() as { handles: number; reportedBytes: number };
+}
 /** libtorch's description of its parallel back end and thread settings. */
 export function parallelInfo(): string {
   return native.parallelInfo() as string;

@@ -71,7 +71,10 @@ export function tidy<T>(fn: () => T): T {
     throw error;
   }
   scopes.pop();
-  if (result instanceof Promise) throw new Error('tidy: the function must be synchronous');
+  if (result instanceof Promise) {
+    for (const t of scope) t.dispose();
+    throw new Error('tidy: the function must be synchronous (it returned a promise)');
+  }
   const kept = new Set<Tensor>();
   collectTensors(result, kept);
   const parent = scopes.at(-1);
@@ -170,7 +173,11 @@ export class Tensor {
   }
   size(dim: number): number {
     const shape = this.shape;
-    return shape[dim < 0 ? dim + shape.length : dim];
+    const index = dim < 0 ? dim + shape.length : dim;
+    if (!Number.isInteger(index) || index < 0 || index >= shape.length) {
+      throw new RangeError(`size: dimension ${dim} is out of range for a tensor of ${shape.length} dimensions`);
+    }
+    return shape[index];
   }
 
   /** Frees this handle now (the storage goes once no other tensor shares it). Idempotent. */
@@ -220,6 +227,9 @@ export class Tensor {
   }
   /** Converts to another dtype and/or device (returns this tensor's data unchanged if nothing changes). */
   to(target: DType | Device | { dtype?: DType; device?: Device }, copy = false): Tensor {
+    if (typeof target === 'string' && !isDType(target) && !isDeviceName(target)) {
+      throw new TypeError(`to: '${target}' is neither a dtype (${DTYPES.join(', ')}) nor a device ('cpu', 'cuda', 'cuda:N')`);
+    }
     const spec = typeof target === 'string' ? (isDType(target) ? { dtype: target } : { device: target }) : target;
     if (spec.device !== undefined) checkDevice(spec.device);
     return wrap(native.to(this.handle, spec.dtype ?? null, spec.device ?? null, copy));
@@ -227,8 +237,17 @@ export class Tensor {
   float(): Tensor {
     return this.to('float32');
   }
+  double(): Tensor {
+    return this.to('float64');
+  }
   long(): Tensor {
     return this.to('int64');
+  }
+  int(): Tensor {
+    return this.to('int32');
+  }
+  bool(): Tensor {
+    return this.to('bool');
   }
   clone(): Tensor {
     return wrap(native.clone(this.handle));
@@ -237,10 +256,15 @@ export class Tensor {
   contiguous(format: 'contiguous' | 'channelsLast' = 'contiguous'): Tensor {
     return wrap(native.contiguous(this.handle, format));
   }
+  /** A header line (shape, dtype, device) and the values, nested rows indented as PyTorch prints them. */
   toString(): string {
+    if (this.disposed) return 'Tensor <disposed>';
     const head = `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
-    if (this.disposed) return `${head} <disposed>`;
     return `${head}\n${formatValues(this.toArray(), this.shape, this.dtype)}`;
+  }
+  /** console.log and util.inspect show the values rather than the handle. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 
   // -- autograd ------------------------------------------------------------------------------------
@@ -265,13 +289,18 @@ export class Tensor {
   set grad(value: Tensor | null) {
     native.setGrad(this.handle, optionalHandle(value));
   }
+  /** The name of the autograd node that produced this tensor (e.g. 'MulBackward0'), or null for leaves. */
+  get gradFnName(): string | null {
+    return native.gradFnName(this.handle) as string | null;
+  }
   /** Keeps the gradient of a non-leaf tensor after backward. */
   retainGrad(): this {
     native.retainGrad(this.handle);
     return this;
   }
+  /** Accumulates gradients into the leaves. `retainGraph` defaults to `createGraph`, as in PyTorch. */
   backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    native.backward(this.handle, optionalHandle(gradient), opts.retainGraph ?? false, opts.createGraph ?? false);
+    native.backward(this.handle, optionalHandle(gradient), opts.retainGraph ?? opts.createGraph ?? false, opts.createGraph ?? false);
   }
   detach(): Tensor {
     return wrap(native.detach(this.handle));
@@ -643,19 +672,70 @@ function flatShape(args: number[] | [number[]]): number[] {
   return Array.isArray(args[0]) ? args[0] : (args as number[]);
 }
 
+const DEVICE_NAME = /^(cpu|cuda|meta|mps)(:\d+)?$/;
+
+function isDeviceName(value: string): boolean {
+  return DEVICE_NAME.test(value);
+}
+
+/** Above this many elements, each long dimension is shown as its first and last few entries. */
+const SUMMARY_THRESHOLD = 1000;
+const SUMMARY_EDGE = 3;
+
+/** One formatter per tensor, so that all shown entries share a notation. */
+function elementFormatter(values: number[], dtype: DType): (v: number) => string {
+  if (dtype === 'bool') return (v) => (v ? 'true' : 'false');
+  if (!dtype.startsWith('float') && dtype !== 'bfloat16') return (v) => String(v);
+  let largest = 0;
+  let smallest = Infinity;
+  let integral = true;
+  for (const v of values) {
+    if (!Number.isFinite(v)) continue;
+    const magnitude = Math.abs(v);
+    if (magnitude > 0) {
+      largest = Math.max(largest, magnitude);
+      smallest = Math.min(smallest, magnitude);
+    }
+    integral &&= Number.isInteger(v);
+  }
+  const scientific = largest >= 1e8 || smallest < 1e-4 || (largest >= 1e3 && largest / smallest >= 1e3);
+  return (v) => {
+    if (Number.isNaN(v)) return 'nan';
+    if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
+    if (scientific) return v.toExponential(4);
+    return integral ? `${v}.` : v.toFixed(4);
+  };
+}
+
 function formatValues(values: number[], shape: number[], dtype: DType): string {
-  const limit = 6;
-  const fmt = (v: number) => (dtype.startsWith('float') || dtype === 'bfloat16' ? v.toPrecision(5) : String(v));
-  if (shape.length === 0) return fmt(values[0]);
+  if (values.length === 0) return '[]';
+  const summarise = values.length > SUMMARY_THRESHOLD;
+  // Indices shown along a dimension of length n (null marks the elided middle).
+  const shownIndices = (n: number): (number | null)[] =>
+    summarise && n > 2 * SUMMARY_EDGE
+      ? [...Array.from({ length: SUMMARY_EDGE }, (_, i) => i), null, ...Array.from({ length: SUMMARY_EDGE }, (_, i) => n - SUMMARY_EDGE + i)]
+      : Array.from({ length: n }, (_, i) => i);
+  const strides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
+  const shownValues: number[] = [];
+  const collect = (offset: number, dim: number): void => {
+    if (dim === shape.length) {
+      shownValues.push(values[offset]);
+      return;
+    }
+    for (const i of shownIndices(shape[dim])) if (i !== null) collect(offset + i * strides[dim], dim + 1);
+  };
+  collect(0, 0);
+  const format = elementFormatter(shownValues, dtype);
+  if (shape.length === 0) return format(values[0]);
+  const width = shownValues.reduce((w, v) => Math.max(w, format(v).length), 0);
   const render = (offset: number, dim: number): string => {
-    const stride = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
-    const n = shape[dim];
-    const indices = n > limit ? [0, 1, 2, -1, n - 3, n - 2, n - 1] : Array.from({ length: n }, (_, i) => i);
-    const parts = indices.map((i) => {
-      if (i < 0) return '...';
-      return dim === shape.length - 1 ? fmt(values[offset + i]) : render(offset + i * stride, dim + 1);
-    });
-    return `[${parts.join(dim === shape.length - 1 ? ', ' : ',\n')}]`;
+    const shown = shownIndices(shape[dim]);
+    if (dim === shape.length - 1) {
+      return `[${shown.map((i) => (i === null ? '...' : format(values[offset + i]).padStart(width))).join(', ')}]`;
+    }
+    // Rows of a matrix are one line apart; blocks of higher dimensions get one blank line per extra level.
+    const separator = ',' + '\n'.repeat(shape.length - dim - 1) + ' '.repeat(dim + 1);
+    return `[${shown.map((i) => (i === null ? '...' : render(offset + i * strides[dim], dim + 1))).join(separator)}]`;
   };
   return render(0, 0);
 }

@@ -4,3 +4,5 @@ export * from './creation.ts';
 export * from './functional.ts';
 export * from './runtime.ts';
 export * as nn from './nn/index.ts';
+export * as optim from './optim/index.ts';
+export * from './safetensors.ts';

@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Reduction.h>
 
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -37,8 +38,10 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   void Release(Napi::Env env) {
     if (reported_ != 0) {
       Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+      reportedBytes -= reported_;
       reported_ = 0;
     }
+    if (tensor_.defined()) --liveHandles;
     tensor_.reset();
   }
 
@@ -47,19 +50,28 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   // not counted again.
   void Set(Napi::Env env, at::Tensor t) {
     tensor_ = std::move(t);
+    if (tensor_.defined()) ++liveHandles;
     if (tensor_.defined() && !tensor_.is_view() && tensor_.has_storage() && tensor_.device().is_cpu()) {
       reported_ = static_cast<int64_t>(tensor_.storage().nbytes());
-      if (reported_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+      if (reported_ > 0) {
+        Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+        reportedBytes += reported_;
+      }
     }
   }
 
   at::Tensor tensor_;
+  // Handles not yet disposed or collected, and the bytes they report to V8 (for leak checks).
+  static std::atomic<int64_t> liveHandles;
+  static std::atomic<int64_t> reportedBytes;
 
  private:
   int64_t reported_ = 0;
 };
 
 Napi::FunctionReference NativeTensor::constructor;
+std::atomic<int64_t> NativeTensor::liveHandles{0};
+std::atomic<int64_t> NativeTensor::reportedBytes{0};
 
 // ---------------------------------------------------------------------------------------------
 // Argument conversion.
@@ -83,13 +95,21 @@ bool IsTensor(const Napi::Value& v) {
 const at::Tensor& T(const Napi::Value& v) {
   if (!IsTensor(v)) throw Napi::TypeError::New(v.Env(), "expected a tensor");
   const at::Tensor& t = NativeTensor::Unwrap(v.As<Napi::Object>())->tensor_;
-  if (!t.defined()) throw Napi::Error::New(v.Env(), "tensor was disposed");
+  if (!t.defined())
+    throw Napi::Error::New(v.Env(), "a disposed tensor was used (disposed by dispose() or by the tidy scope that made it)");
   return t;
 }
 
 c10::optional<at::Tensor> OptT(const Napi::Value& v) {
   if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
   return T(v);
+}
+
+// Index arguments: libtorch wants int64 for gather/scatter/one_hot; other integer dtypes are widened.
+at::Tensor IndexT(const Napi::Value& v) {
+  const at::Tensor& t = T(v);
+  if (t.scalar_type() != at::kLong && at::isIntegralType(t.scalar_type(), /*includeBool=*/false)) return t.to(at::kLong);
+  return t;
 }
 
 std::vector<at::Tensor> TList(const Napi::Value& v) {
@@ -101,20 +121,24 @@ std::vector<at::Tensor> TList(const Napi::Value& v) {
   return out;
 }
 
+// A fractional size or index is a caller's bug; truncating it would hide that.
 int64_t Int(const Napi::Value& v) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected an integer");
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected an integer, got " + v.ToString().Utf8Value());
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d)
+    throw Napi::TypeError::New(v.Env(), "expected an integer, got " + v.ToString().Utf8Value());
   return v.As<Napi::Number>().Int64Value();
 }
 
 double Num(const Napi::Value& v) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected a number");
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "expected a number, got " + v.ToString().Utf8Value());
   return v.As<Napi::Number>().DoubleValue();
 }
 
 bool Bool(const Napi::Value& v) { return v.ToBoolean().Value(); }
 
 std::string Str(const Napi::Value& v) {
-  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "expected a string");
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "expected a string, got " + v.ToString().Utf8Value());
   return v.As<Napi::String>().Utf8Value();
 }
 
@@ -160,7 +184,9 @@ at::ScalarType Dtype(const Napi::Value& v) {
   std::string name = Str(v);
   for (const auto& [n, t] : DtypeNames())
     if (n == name) return t;
-  throw Napi::TypeError::New(v.Env(), "unknown dtype '" + name + "'");
+  std::string known;
+  for (const auto& entry : DtypeNames()) known += (known.empty() ? "" : ", ") + entry.first;
+  throw Napi::TypeError::New(v.Env(), "unknown dtype '" + name + "' (known: " + known + ")");
 }
 
 c10::optional<at::ScalarType> OptDtype(const Napi::Value& v) {
@@ -197,6 +223,17 @@ int64_t Reduction(const Napi::Value& v) {
 // ---------------------------------------------------------------------------------------------
 // Registration with error translation.
 
+// The same error with the function's name in front of its message, so that an argument error
+// says which call it came from.
+Napi::Error Renamed(Napi::Env env, const char* name, const Napi::Error& e) {
+  std::string message = std::string(name) + ": " + e.Message();
+  Napi::Value kind = e.Value().Get("name");
+  std::string className = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : "";
+  if (className == "TypeError") return Napi::TypeError::New(env, message);
+  if (className == "RangeError") return Napi::RangeError::New(env, message);
+  return Napi::Error::New(env, message);
+}
+
 template <typename F>
 void Def(Napi::Env env, Napi::Object exports, const char* name, F f) {
   exports.Set(name, Napi::Function::New(
@@ -204,8 +241,8 @@ void Def(Napi::Env env, Napi::Object exports, const char* name, F f) {
                         [f, name](const Napi::CallbackInfo& info) -> Napi::Value {
                           try {
                             return f(info);
-                          } catch (const Napi::Error&) {
-                            throw;
+                          } catch (const Napi::Error& e) {
+                            throw Renamed(info.Env(), name, e);
                           } catch (const c10::Error& e) {
                             throw Napi::Error::New(info.Env(), std::string(name) + ": " + e.what_without_backtrace());
                           } catch (const std::exception& e) {
@@ -273,6 +310,7 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
   // -- creation --------------------------------------------------------------------------------
   Def(env, e, "fromBuffer", [](Info info) {
     // (typedArray, shape, dtype): copies the bytes of the typed array into a new CPU tensor.
+    if (!info[0].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "expected a typed array");
     Napi::TypedArray arr = info[0].As<Napi::TypedArray>();
     auto shape = Ints(info[1]);
     auto dtype = Dtype(info[2]);
@@ -281,7 +319,7 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
     for (auto s : shape) numel *= s;
     size_t need = static_cast<size_t>(numel) * c10::elementSize(dtype);
     if (need != arr.ByteLength())
-      throw Napi::RangeError::New(info.Env(), "fromBuffer: " + std::to_string(arr.ByteLength()) +
+      throw Napi::RangeError::New(info.Env(), std::to_string(arr.ByteLength()) +
                                                   " bytes given for a tensor of " + std::to_string(need) + " bytes");
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
     if (need > 0) std::memcpy(t.data_ptr(), data, need);
@@ -340,7 +378,7 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
   Def(env, e, "item", [](Info info) -> Napi::Value {
     const at::Tensor& t = T(info[0]);
     if (t.numel() != 1)
-      throw Napi::Error::New(info.Env(), "item: tensor has " + std::to_string(t.numel()) + " elements, not 1");
+      throw Napi::Error::New(info.Env(), "tensor has " + std::to_string(t.numel()) + " elements, not 1");
     if (t.scalar_type() == at::kBool) return Napi::Boolean::New(info.Env(), t.item<bool>());
     return Napi::Number::New(info.Env(), t.item<double>());
   });
@@ -413,6 +451,12 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
     return info.Env().Undefined();
   });
   Def(env, e, "detach", [](Info info) { return Wrap(info.Env(), T(info[0]).detach()); });
+  Def(env, e, "gradFnName", [](Info info) -> Napi::Value {
+    // The autograd node that made the tensor (e.g. "MulBackward0"), or null for leaves and untracked tensors.
+    const auto& fn = T(info[0]).grad_fn();
+    if (!fn) return info.Env().Null();
+    return Napi::String::New(info.Env(), fn->name());
+  });
   Def(env, e, "isGradEnabled", [](Info info) { return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled()); });
   Def(env, e, "setGradEnabled", [](Info info) {
     bool previous = at::GradMode::is_enabled();
@@ -451,14 +495,14 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
   Def(env, e, "indexSelect", [](Info info) {
     return Wrap(info.Env(), T(info[0]).index_select(Int(info[1]), T(info[2])));
   });
-  Def(env, e, "gather", [](Info info) { return Wrap(info.Env(), T(info[0]).gather(Int(info[1]), T(info[2]))); });
+  Def(env, e, "gather", [](Info info) { return Wrap(info.Env(), T(info[0]).gather(Int(info[1]), IndexT(info[2]))); });
   Def(env, e, "scatter", [](Info info) {
     // (t, dim, index, src tensor | value)
-    if (IsTensor(info[3])) return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), T(info[2]), T(info[3])));
-    return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), T(info[2]), Scalar(info[3])));
+    if (IsTensor(info[3])) return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), IndexT(info[2]), T(info[3])));
+    return Wrap(info.Env(), T(info[0]).scatter(Int(info[1]), IndexT(info[2]), Scalar(info[3])));
   });
   Def(env, e, "scatterAdd", [](Info info) {
-    return Wrap(info.Env(), T(info[0]).scatter_add(Int(info[1]), T(info[2]), T(info[3])));
+    return Wrap(info.Env(), T(info[0]).scatter_add(Int(info[1]), IndexT(info[2]), T(info[3])));
   });
   Def(env, e, "maskedFill", [](Info info) {
     if (IsTensor(info[2])) return Wrap(info.Env(), T(info[0]).masked_fill(T(info[1]), T(info[2])));
@@ -532,9 +576,15 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
   Def(env, e, "minimum", [](Info info) { return Wrap(info.Env(), at::minimum(T(info[0]), T(info[1]))); });
   Def(env, e, "maximum", [](Info info) { return Wrap(info.Env(), at::maximum(T(info[0]), T(info[1]))); });
   Def(env, e, "clamp", [](Info info) {
-    if (IsTensor(info[1]) || IsTensor(info[2]))
-      return Wrap(info.Env(), at::clamp(T(info[0]), OptT(info[1]), OptT(info[2])));
-    return Wrap(info.Env(), at::clamp(T(info[0]), OptScalar(info[1]), OptScalar(info[2])));
+    // (t, min | null, max | null); a number beside a tensor bound becomes a tensor of t's dtype.
+    const at::Tensor& t = T(info[0]);
+    auto bound = [&t](const Napi::Value& v) -> c10::optional<at::Tensor> {
+      if (v.IsNull() || v.IsUndefined()) return c10::nullopt;
+      if (IsTensor(v)) return T(v);
+      return at::scalar_tensor(Scalar(v), t.options());
+    };
+    if (IsTensor(info[1]) || IsTensor(info[2])) return Wrap(info.Env(), at::clamp(t, bound(info[1]), bound(info[2])));
+    return Wrap(info.Env(), at::clamp(t, OptScalar(info[1]), OptScalar(info[2])));
   });
 
 #define SMML_COMPARE(NAME, OP)                                                                 \
@@ -741,7 +791,7 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     if (size.size() == 3) return Wrap(info.Env(), at::adaptive_avg_pool3d(T(info[0]), size));
     return Wrap(info.Env(), at::adaptive_avg_pool2d(T(info[0]), size));
   });
-  Def(env, e, "oneHot", [](Info info) { return Wrap(info.Env(), at::one_hot(T(info[0]), Int(info[1]))); });
+  Def(env, e, "oneHot", [](Info info) { return Wrap(info.Env(), at::one_hot(IndexT(info[0]), Int(info[1]))); });
   Def(env, e, "crossEntropy", [](Info info) {
     // (logits, target, weight | null, reduction, ignoreIndex, labelSmoothing)
     return Wrap(info.Env(), at::cross_entropy_loss(T(info[0]), T(info[1]), OptT(info[2]), Reduction(info[3]),
@@ -870,6 +920,12 @@ void InitRuntime(Napi::Env env, Napi::Object e) {
     return info.Env().Undefined();
   });
   Def(env, e, "version", [](Info info) { return Napi::String::New(info.Env(), TORCH_VERSION); });
+  Def(env, e, "memoryStats", [](Info info) {
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("handles", Napi::Number::New(info.Env(), static_cast<double>(NativeTensor::liveHandles.load())));
+    out.Set("reportedBytes", Napi::Number::New(info.Env(), static_cast<double>(NativeTensor::reportedBytes.load())));
+    return out;
+  });
   Def(env, e, "parallelInfo", [](Info info) { return Napi::String::New(info.Env(), at::get_parallel_info()); });
 }
 
