@@ -12,6 +12,7 @@
  * finished only when its manifest exists and every array it lists has the
  * recorded size and sha256. The checksum also catches files left empty by a
  * crash between write and rename (no fsync is needed for correctness).
+ * Readers may run at any time; only one process should write a cache at once.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -102,6 +103,14 @@ function describeZodError(file: string, error: z.ZodError): Error {
   return new Error(`${file}: invalid content\n${z.prettifyError(error)}`);
 }
 
+/** Indented JSON with arrays of plain numbers kept on one line (shapes, affine rows). */
+function toReadableJson(value: unknown): string {
+  const text = JSON.stringify(value, null, 2).replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, numbers: string) =>
+    `[${numbers.split(/,\s*/).join(', ')}]`,
+  );
+  return `${text}\n`;
+}
+
 function readJson(file: string): unknown {
   const text = fs.readFileSync(file, 'utf8');
   try {
@@ -133,7 +142,7 @@ function writeManifest(cacheDir: string, manifest: CaseManifest): void {
   const parsed = manifestSchema.safeParse(manifest);
   const file = path.join(caseDirectory(cacheDir, manifest.id), MANIFEST_FILE);
   if (!parsed.success) throw describeZodError(file, parsed.error);
-  writeFileAtomic(file, `${JSON.stringify(parsed.data, null, 1)}\n`);
+  writeFileAtomic(file, toReadableJson(parsed.data));
 }
 
 /**
@@ -294,7 +303,7 @@ export function readCacheIndex(cacheDir: string): CacheIndex {
 }
 
 export function writeCacheIndex(cacheDir: string, index: CacheIndex): void {
-  writeFileAtomic(path.join(cacheDir, INDEX_FILE), `${JSON.stringify(index, null, 1)}\n`);
+  writeFileAtomic(path.join(cacheDir, INDEX_FILE), toReadableJson(index));
 }
 
 const float32Scratch = new Float32Array(1);

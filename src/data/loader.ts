@@ -49,7 +49,7 @@ export interface BatchLoaderOptions {
   augment: boolean | AugmentOptions;
   /** Worker threads; 0 builds batches in the calling thread (same results). */
   workers: number;
-  /** Batches prepared ahead of the consumer; default 2 per worker (at least 1). */
+  /** Batches prepared ahead of the consumer; default 2 per worker. Without workers batches are built on demand. */
   prefetch?: number;
   /** Shuffle the case order every epoch (default true). */
   shuffle?: boolean;
@@ -268,6 +268,7 @@ function resolveAugmentation(augment: boolean | AugmentOptions): AugmentOptions 
 function checkOptions(options: BatchLoaderOptions): void {
   const positiveInteger = (value: number) => Number.isInteger(value) && value > 0;
   if (options.ids.length === 0) throw new Error('batch loader: no case ids');
+  if (!Number.isInteger(options.seed)) throw new Error(`batch loader: seed must be an integer, got ${options.seed}`);
   if (!positiveInteger(options.batchSize)) throw new Error(`batch loader: batchSize must be a positive integer, got ${options.batchSize}`);
   if (options.patchSize.length !== 3 || !options.patchSize.every(positiveInteger)) {
     throw new Error(`batch loader: patchSize must be three positive integers, got [${options.patchSize.join(', ')}]`);
@@ -288,7 +289,7 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
   checkOptions(options);
   const augment = resolveAugmentation(options.augment);
   const extraArrays = [...(options.extraArrays ?? [])];
-  const prefetch = options.prefetch ?? 2 * Math.max(1, options.workers);
+  const prefetch = options.workers === 0 ? 1 : (options.prefetch ?? 2 * options.workers);
   const batchCount = options.dropLast
     ? Math.floor(options.ids.length / options.batchSize)
     : Math.ceil(options.ids.length / options.batchSize);
