@@ -1,13 +1,21 @@
 // The smml command line: one sub-command per job.
 import { Command } from 'commander';
+import { registerDemoCommand } from './demo.ts';
+import { registerEvaluateCommand } from './evaluate.ts';
+import { registerPredictCommand } from './predict.ts';
 import { registerSynthCommand } from './synth.ts';
+import { registerTrainCommand } from './train.ts';
 
 const program = new Command()
   .name('smml')
   .description('Brain-tumour segmentation with arbitrary missing MRI modalities (SMML)')
   .showHelpAfterError();
 
+registerDemoCommand(program);
 registerSynthCommand(program);
+registerTrainCommand(program);
+registerPredictCommand(program);
+registerEvaluateCommand(program);
 
 try {
   await program.parseAsync(process.argv);

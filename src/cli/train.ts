@@ -1,0 +1,167 @@
+/**
+ * `smml train`: trains SMML (or the single-branch baseline) into a run folder; `--resume` continues it.
+ * Configuration: defaults < `--config` file < explicit flags < `--set section.key=value` (later wins).
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import * as path from 'node:path';
+import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
+import { createProgress, formatDuration } from '../training/progress.ts';
+import { readRunConfig } from '../training/run-dir.ts';
+import { createTrainer, TrainingDivergedError } from '../training/trainer.ts';
+
+function positiveInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
+  return value;
+}
+
+function nonNegativeInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError(`expected a non-negative integer, got '${text}'`);
+  return value;
+}
+
+function positiveNumber(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`expected a positive number, got '${text}'`);
+  return value;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+interface TrainOptions {
+  out: string;
+  data?: string;
+  config?: string;
+  preset?: string;
+  epochs?: number;
+  stepsPerEpoch?: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number;
+  threads?: number;
+  workers?: number;
+  device?: string;
+  cache?: string;
+  validateEvery?: number;
+  warmupEpochs?: number;
+  baseline?: boolean;
+  srn?: boolean;
+  set: string[];
+  resume?: boolean;
+}
+
+/** Each explicit flag is shorthand for one configuration field. */
+const FLAG_FIELDS: Partial<Record<keyof TrainOptions, string>> = {
+  data: 'data.root',
+  preset: 'model.preset',
+  epochs: 'training.epochs',
+  stepsPerEpoch: 'training.stepsPerEpoch',
+  batchSize: 'training.batchSize',
+  lr: 'training.lr',
+  seed: 'training.seed',
+  threads: 'training.threads',
+  workers: 'data.workers',
+  device: 'training.device',
+  cache: 'data.cacheDir',
+  validateEvery: 'validation.every',
+  warmupEpochs: 'losses.warmupEpochs',
+};
+
+/** The flags as `field=value` assignments, ahead of the user's own `--set` ones. */
+function flagAssignments(options: TrainOptions): string[] {
+  const assignments: string[] = [];
+  for (const [flag, field] of Object.entries(FLAG_FIELDS)) {
+    const value = options[flag as keyof TrainOptions];
+    if (value !== undefined) assignments.push(`${field}=${JSON.stringify(value)}`);
+  }
+  if (options.baseline) assignments.push('model.branches=1');
+  if (options.srn) assignments.push('losses.srn=true', 'losses.refinementKl=true');
+  return [...assignments, ...options.set];
+}
+
+function resolveConfig(options: TrainOptions): TrainingConfig {
+  const assignments = flagAssignments(options);
+  if (options.resume) {
+    if (options.config) throw new Error('--config cannot be combined with --resume: a resumed run keeps the configuration in its run.json');
+    const stored = readRunConfig(options.out).config;
+    return parseTrainingConfig(applyOverrides(stored as unknown as Record<string, unknown>, assignments), 'the resumed configuration');
+  }
+  const base = options.config ? readConfigFile(options.config) : {};
+  const source = options.config ? `${options.config} with the command-line options` : 'the command-line configuration';
+  return parseTrainingConfig(applyOverrides(base, assignments), source);
+}
+
+export function registerTrainCommand(program: Command): Command {
+  return program
+    .command('train')
+    .description('train SMML (or the single-branch baseline) on a BraTS folder; Ctrl-C saves a checkpoint, --resume continues')
+    .requiredOption('--out <dir>', 'run folder: run.json, checkpoint.safetensors, model.safetensors, log.jsonl')
+    .option('--data <root>', 'BraTS data folder (2015, 2018–2021 or 2023 layout, searched recursively)')
+    .option('--config <file>', 'JSON configuration file (sections model, data, training, losses, validation, log)')
+    .option('--preset <name>', 'network preset: paper, cpu-medium, cpu-small, tiny')
+    .option('--epochs <n>', 'epochs (the poly schedule runs over them)', positiveInteger)
+    .option('--steps-per-epoch <n>', 'iterations per epoch, independent of the number of cases', positiveInteger)
+    .option('--batch-size <n>', 'samples per step', positiveInteger)
+    .option('--lr <x>', 'initial learning rate', positiveNumber)
+    .option('--seed <n>', 'seed of initialisation, batches, augmentation and modality subsets', nonNegativeInteger)
+    .option('--threads <n>', 'libtorch threads (default: every core)', positiveInteger)
+    .option('--workers <n>', 'batch-building worker threads (0: on the main thread)', nonNegativeInteger)
+    .option('--device <name>', "'cpu', 'cuda' or 'cuda:N'")
+    .option('--cache <dir>', 'folder for the preprocessed cases (default <data>/.smml-cache)')
+    .option('--validate-every <n>', 'validation Dice every n epochs (0: never)', nonNegativeInteger)
+    .option('--warmup-epochs <n>', 'epochs before the KL terms (PBC, refinement KL) switch on', nonNegativeInteger)
+    .option('--baseline', 'the single-branch baseline instead of the dual-branch model')
+    .option('--srn', 'also train the semantic-guided refinement network (needs semantic priors in the cache)')
+    .option('--set <field=value>', 'set any configuration field, e.g. --set training.lr=1e-3 (repeatable)', collect, [])
+    .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers may change)')
+    .action(async (options: TrainOptions) => {
+      const config = resolveConfig(options);
+      const progress = createProgress({ printEvery: config.log.printEvery });
+      const runDir = path.resolve(options.out);
+      const trainer = await createTrainer({ runDir, config, resume: options.resume, progress });
+      const { model } = trainer.runConfig;
+      progress.note(
+        `${options.resume ? 'resuming' : 'training'} ${model.branches === 2 ? 'SMML (dual branch)' : 'the single-branch baseline'} in ${runDir}: ` +
+          `${trainer.runConfig.data.split.train.length} training / ${trainer.runConfig.data.split.val.length} validation cases, ` +
+          `${config.training.epochs} epochs × ${trainer.stepsPerEpoch} steps, patch ${model.patch}, ${trainer.model.parameterCount()} parameters`,
+      );
+      if (!usesRefinement(config)) progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
+      let interrupts = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        interrupts++;
+        if (interrupts > 1) {
+          // The last checkpoint on disk is complete (written atomically), so leaving now loses only the current epoch's steps.
+          process.exit(signal === 'SIGINT' ? 130 : 143);
+        }
+        progress.note(`${signal}: finishing the current step and saving a checkpoint (press Ctrl-C again to quit at once)`);
+        trainer.stop();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const result = await trainer.run();
+        const perStep = Number.isNaN(result.secondsPerStep) ? '' : `, ${result.secondsPerStep.toFixed(2)} s per step`;
+        if (result.status === 'interrupted') {
+          console.log(`stopped at epoch ${result.position.epoch + 1}, step ${result.position.stepInEpoch}; checkpoint saved to ${result.paths.checkpoint}`);
+          console.log(`continue with: smml train --out ${options.out} --resume`);
+          process.exitCode = 130;
+          return;
+        }
+        const best = result.best
+          ? `best validation Dice ${result.best.score.toFixed(4)} (WT ${result.best.validation.dice.WT.toFixed(3)}, TC ${result.best.validation.dice.TC.toFixed(3)}, ` +
+            `ET ${result.best.validation.dice.ET.toFixed(3)}) at epoch ${result.best.epoch + 1}`
+          : 'no validation: the model is the last epoch';
+        console.log(`finished ${result.position.step} steps${perStep}; ${best}`);
+        console.log(`model: ${result.paths.model} (elapsed ${formatDuration(process.uptime())})`);
+      } catch (error) {
+        if (!(error instanceof TrainingDivergedError)) throw error;
+        console.error(error.message);
+        process.exitCode = 1;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await trainer.close();
+      }
+    });
+}
