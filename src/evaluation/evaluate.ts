@@ -1,0 +1,134 @@
+// Evaluation of a model over modality subsets on labelled cases (SPEC.md §7): each case is
+// preprocessed as in training, every sliding window is encoded once and fused for all subsets,
+// predictions are post-processed and scored (Dice, HD95) per region.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { torch } from '../engine/index.ts';
+import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts';
+import { loadCase } from '../data/cache.ts';
+import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
+import { argmaxLabels, MIN_ENHANCING_VOXELS, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
+import type { SmmlModel } from '../models/index.ts';
+import { scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
+import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
+import type { CaseResult, EvaluationResult } from './tables.ts';
+
+/** A preprocessed, labelled case. */
+export interface EvaluationCase {
+  id: string;
+  /** (K, X, Y, Z), z fastest, cropped and z-scored, modalities in MODALITIES order. */
+  images: Float32Array;
+  /** (X, Y, Z) class indices. */
+  label: Uint8Array;
+  shape: Shape3;
+  /** Voxel size in millimetres along X, Y, Z. */
+  spacing: Shape3;
+}
+
+export interface EvaluateOptions extends WholeVolumeOptions {
+  /** Subsets to score, in output order; default the 15 of SUBSETS (Table 1 order). */
+  subsets?: readonly ModalityMask[];
+  /** Device of the model; default 'cpu'. */
+  device?: string;
+  /** ET post-processing threshold (SPEC §7); default MIN_ENHANCING_VOXELS. */
+  minEnhancingVoxels?: number;
+}
+
+/** Voxel sizes (mm) along the three voxel axes: the lengths of the affine's first three columns. */
+export function voxelSpacing(affine: readonly (readonly number[])[]): Shape3 {
+  return [0, 1, 2].map((column) => Math.hypot(affine[0][column], affine[1][column], affine[2][column])) as Shape3;
+}
+
+/** Scores one case under every subset; the scores are parallel to `options.subsets`. */
+export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, options: EvaluateOptions = {}): CaseResult {
+  const started = performance.now();
+  const subsets = options.subsets ?? SUBSETS;
+  const { classes } = model.config;
+  const [X, Y, Z] = evaluationCase.shape;
+  if (evaluationCase.images.length !== MODALITIES.length * X * Y * Z || evaluationCase.label.length !== X * Y * Z) {
+    throw new Error(`case ${evaluationCase.id}: images or label do not match the shape (${X}, ${Y}, ${Z})`);
+  }
+  let labels: Uint8Array[] = [];
+  // Assigned rather than returned: tidy would walk every element of returned typed arrays.
+  torch.tidy(() => {
+    const images = torch.tensor(evaluationCase.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
+    labels = argmaxLabels(subsetProbabilities(model, images, subsets, options));
+  });
+  const scores = labels.map((prediction) =>
+    scoreCase(
+      suppressSmallEnhancingTumour(prediction, classes, options.minEnhancingVoxels ?? MIN_ENHANCING_VOXELS),
+      evaluationCase.label,
+      classes,
+      evaluationCase.shape,
+      evaluationCase.spacing,
+    ),
+  );
+  return { id: evaluationCase.id, scores, seconds: (performance.now() - started) / 1000 };
+}
+
+export interface CaseProgress {
+  /** 1-based position of the case. */
+  done: number;
+  total: number;
+  result: CaseResult;
+}
+
+export interface EvaluateDatasetOptions extends EvaluateOptions {
+  dataset: BratsDataset;
+  /** Cases to evaluate, in output order. */
+  caseIds: readonly string[];
+  /**
+   * Preprocessing cache of the data set (the one training used): cases missing there are
+   * preprocessed into it. Without one, cases are preprocessed in memory.
+   */
+  cacheDir?: string;
+  onPreprocess?: (progress: PreprocessProgress) => void;
+  /** Before a case starts, e.g. to reset a window progress bar. */
+  onCaseStart?: (index: number, total: number, id: string) => void;
+  onCase?: (progress: CaseProgress) => void;
+}
+
+/** Throws when the model's classes do not fit the data set's labels. */
+export function checkModelFitsData(model: SmmlModel, dataset: Pick<BratsDataset, 'root' | 'numClasses'>): void {
+  const { classes, modalities } = model.config;
+  if (classes !== dataset.numClasses) {
+    throw new Error(`the model predicts ${classes} classes but the data set at ${dataset.root} has ${dataset.numClasses}: it was trained on another label set`);
+  }
+  if (modalities !== MODALITIES.length) {
+    throw new Error(`the model has ${modalities} input modalities; BraTS cases have ${MODALITIES.length} (${MODALITIES.join(', ')})`);
+  }
+}
+
+function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: string | undefined): EvaluationCase {
+  const missingLabel = () => new Error(`case ${entry.id} (${entry.dir}) has no label: evaluation needs the ground truth`);
+  if (!entry.label) throw missingLabel();
+  if (cacheDir) {
+    const cached = loadCase(cacheDir, entry.id);
+    if (!cached.label) throw missingLabel();
+    if (cached.meta.modalities.join() !== MODALITIES.join()) {
+      throw new Error(`case ${entry.id} in ${cacheDir}: channels are ${cached.meta.modalities.join(', ')}, expected ${MODALITIES.join(', ')}`);
+    }
+    return { id: entry.id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine) };
+  }
+  const processed = preprocessCase(entry, dataset);
+  if (!processed.label) throw missingLabel();
+  return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine) };
+}
+
+/** Evaluates the model on the given cases of a data set, one case in memory at a time. */
+export async function evaluateDataset(model: SmmlModel, options: EvaluateDatasetOptions): Promise<EvaluationResult> {
+  const { dataset, cacheDir } = options;
+  checkModelFitsData(model, dataset);
+  if (options.caseIds.length === 0) throw new Error(`no cases to evaluate in ${dataset.root}`);
+  const entries = selectCases(dataset, options.caseIds);
+  if (cacheDir) await preprocessDataset({ dataset, cacheDir, verify: 'size', onProgress: options.onPreprocess });
+  const subsets = options.subsets ?? SUBSETS;
+  const cases: CaseResult[] = [];
+  for (const [index, entry] of entries.entries()) {
+    options.onCaseStart?.(index, entries.length, entry.id);
+    const result = evaluateCase(model, loadEvaluationCase(entry, dataset, cacheDir), { ...options, subsets });
+    cases.push(result);
+    options.onCase?.({ done: index + 1, total: entries.length, result });
+    await yieldToEventLoop();
+  }
+  return { subsets, cases };
+}

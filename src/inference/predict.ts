@@ -1,0 +1,267 @@
+// Whole-volume segmentation of one case from any non-empty subset of its four modalities
+// (SPEC.md §1, §7): preprocess as in training, sliding window with both branches averaged, paste
+// back into the original grid, ET post-processing, labels in the data set's convention.
+import * as path from 'node:path';
+import { torch, type Tensor } from '../engine/index.ts';
+import {
+  cropBoxShape,
+  cropToCOrder,
+  nonZeroBoundingBox,
+  uncropFromCOrder,
+  zScoreNonZero,
+  type CropBox,
+  type Shape3,
+} from '../data/preprocess.ts';
+import { checkFinite, checkSameGeometry, readVolume, writeVolume, type Volume } from '../data/volume.ts';
+import { voxelCount } from '../data/voxel-array.ts';
+import { suppressSmallEnhancingTumour } from '../evaluation/metrics.ts';
+import { MODALITIES, type Modality, type ModalityMask } from '../evaluation/subsets.ts';
+import { modalityMask, type SmmlModel } from '../models/index.ts';
+import { checkWritableFile } from './output.ts';
+import { slidingWindowInference } from './sliding-window.ts';
+
+/** A trained network ready for inference and how its classes are written to label files. */
+export interface InferenceModel {
+  model: SmmlModel;
+  /** Value stored in label files for class c (index c), e.g. [0, 1, 2, 4] for BraTS 2018–2021. */
+  labelValues: readonly number[];
+}
+
+/** Sliding-window settings shared by prediction and evaluation. */
+export interface WholeVolumeOptions {
+  /** Fraction of the patch shared by neighbouring windows; default 0.5 (SPEC §7). */
+  overlap?: number;
+  /** How overlapping windows are blended; default 'uniform' (plain averaging, SPEC §7). */
+  weighting?: 'uniform' | 'gaussian';
+  /** Called after each window with (done, total). */
+  onWindow?: (done: number, total: number) => void;
+}
+
+/** SPEC §7: a predicted ET smaller than this many voxels is relabelled as necrosis. */
+export const MIN_ENHANCING_VOXELS = 500;
+
+/**
+ * Class probabilities of a whole (preprocessed) volume for several modality subsets, (S, C, X, Y, Z).
+ * With one subset the model's own inference path runs (encoders of absent modalities skipped);
+ * with several, every window is encoded once and only the fusion part runs per subset, since the
+ * encoders do not depend on the subset (SPEC §7). Images must be on the model's device; the model
+ * is switched to evaluation mode (no dropout).
+ */
+export function subsetProbabilities(
+  model: SmmlModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions = {},
+): Tensor /* (S, C, X, Y, Z) */ {
+  if (subsets.length === 0) throw new Error('subsetProbabilities: no modality subset given');
+  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+  model.eval();
+  const { patch } = model.config;
+  return torch.tidy(() => {
+    const masks = subsets.map((subset) => modalityMask([subset]).to(images.device));
+    const predictWindow =
+      masks.length === 1
+        ? (window: Tensor) => model.predictProbabilities(window, masks[0])
+        : (window: Tensor) => {
+            const encodings = model.encode(window);
+            return torch.cat(masks.map((mask) => model.fuseProbabilities(encodings, mask)), 0);
+          };
+    return slidingWindowInference(images, [patch, patch, patch], predictWindow, {
+      overlap: options.overlap ?? 0.5,
+      weighting: options.weighting ?? 'uniform',
+      onWindow: options.onWindow,
+    });
+  });
+}
+
+/** Arg-max class per voxel of each subset's probabilities: S arrays (X, Y, Z), z fastest. */
+export function argmaxLabels(probabilities: Tensor /* (S, C, X, Y, Z) */): Uint8Array[] {
+  const subsets = probabilities.size(0);
+  let all: Uint8Array = new Uint8Array(0);
+  // Assigned rather than returned: tidy would walk every element of a returned typed array.
+  torch.tidy(() => {
+    all = probabilities.argmax(1).to('uint8').to('cpu').toTypedArray() as Uint8Array;
+  });
+  const voxels = all.length / subsets;
+  return Array.from({ length: subsets }, (_, s) => all.slice(s * voxels, (s + 1) * voxels));
+}
+
+/** The modalities given for one case, preprocessed as in training (SPEC §1). */
+export interface PreparedInput {
+  /** (K, X, Y, Z), z fastest, modalities in MODALITIES order; channels of absent modalities are 0. */
+  images: Float32Array;
+  /** Cropped spatial shape (X, Y, Z). */
+  shape: Shape3;
+  present: ModalityMask;
+  cropBox: CropBox;
+  /** Shape (I, J, K) of the input grid. */
+  originalShape: Shape3;
+  /** The first given volume: its header gives the output's geometry. */
+  reference: Volume;
+}
+
+function spatialShapeOf(volume: Volume, file: string): Shape3 {
+  const [i, j, k, ...rest] = volume.shape;
+  if (k === undefined || rest.some((size) => size !== 1)) {
+    throw new Error(`${file}: expected a 3D volume, got shape [${volume.shape.join(', ')}]`);
+  }
+  return [i, j, k];
+}
+
+/**
+ * Reads the given modality files, checks they share one grid, crops to the bounding box of voxels
+ * non-zero in any of them and z-scores each over its non-zero voxels, with the same functions the
+ * training cache is made with. Absent modalities stay zero-filled.
+ */
+export function prepareModalities(files: Partial<Record<Modality, string>>): PreparedInput {
+  const given = MODALITIES.filter((modality) => files[modality] !== undefined);
+  if (given.length === 0) throw new Error(`no input modality given: pass at least one of ${MODALITIES.join(', ')}`);
+  const paths = given.map((modality) => files[modality]!);
+  const volumes = paths.map((file) => readVolume(file));
+  checkSameGeometry(volumes, paths);
+  volumes.forEach((volume, index) => checkFinite(volume, paths[index]));
+  const originalShape = spatialShapeOf(volumes[0], paths[0]);
+  const cropBox = nonZeroBoundingBox(
+    volumes.map((volume) => volume.data),
+    originalShape,
+  );
+  if (!cropBox) throw new Error(`${paths.join(', ')}: every voxel is zero, there is no brain to segment`);
+  const shape = cropBoxShape(cropBox);
+  const voxels = voxelCount(shape);
+  const images = new Float32Array(MODALITIES.length * voxels);
+  given.forEach((modality, index) => {
+    const channel = MODALITIES.indexOf(modality);
+    const target = images.subarray(channel * voxels, (channel + 1) * voxels);
+    target.set(cropToCOrder(volumes[index].data, originalShape, cropBox));
+    zScoreNonZero(target, paths[index]);
+  });
+  const present = MODALITIES.map((modality) => given.includes(modality)) as unknown as ModalityMask;
+  return { images, shape, present, cropBox, originalShape, reference: volumes[0] };
+}
+
+export interface PredictOptions extends WholeVolumeOptions {
+  /** Device of the model and of the images; default 'cpu'. */
+  device?: string;
+  /** Also return per-class probability maps. */
+  probabilities?: boolean;
+  /** ET post-processing threshold (SPEC §7); default MIN_ENHANCING_VOXELS. */
+  minEnhancingVoxels?: number;
+}
+
+export interface CasePrediction {
+  present: ModalityMask;
+  /** (I, J, K), i fastest, on the input grid: label values in the data set's convention. */
+  labels: Uint8Array;
+  /** (I, J, K, C), i fastest (class slowest): softmax averaged over branches, before ET post-processing. */
+  probabilities?: Float32Array;
+  /** Input grid (I, J, K). */
+  shape: Shape3;
+  /** Volume whose geometry outputs copy. */
+  reference: Volume;
+}
+
+/** Checks that a model can write labels of its classes and segment four-modality BraTS input. */
+function checkInferenceModel({ model, labelValues }: InferenceModel): void {
+  const { classes, modalities } = model.config;
+  if (modalities !== MODALITIES.length) {
+    throw new Error(`the model has ${modalities} input modalities; BraTS inference needs ${MODALITIES.length} (${MODALITIES.join(', ')})`);
+  }
+  if (labelValues.length !== classes) {
+    throw new Error(`the model predicts ${classes} classes but its label convention lists ${labelValues.length} values [${labelValues.join(', ')}]`);
+  }
+  if (labelValues.some((value) => !Number.isInteger(value) || value < 0 || value > 255)) {
+    throw new Error(`label values [${labelValues.join(', ')}] do not fit in uint8 label files`);
+  }
+}
+
+/** Class indices → the data set's label values. */
+function toLabelValues(classes: Uint8Array, labelValues: readonly number[]): Uint8Array {
+  const lookup = Uint8Array.from(labelValues);
+  const out = new Uint8Array(classes.length);
+  for (let i = 0; i < classes.length; i++) out[i] = lookup[classes[i]];
+  return out;
+}
+
+/**
+ * Per-class probabilities pasted into the input grid, (I, J, K, C) i fastest; outside the crop the
+ * brain is absent, so background has probability 1 there.
+ */
+function uncropProbabilities(probabilities: Float32Array /* (C, X, Y, Z) */, box: CropBox, originalShape: Shape3): Float32Array {
+  const cropped = voxelCount(cropBoxShape(box));
+  const classes = probabilities.length / cropped;
+  const gridVoxels = voxelCount(originalShape);
+  const out = new Float32Array(classes * gridVoxels);
+  for (let c = 0; c < classes; c++) {
+    out.set(uncropFromCOrder(probabilities.subarray(c * cropped, (c + 1) * cropped), box, originalShape), c * gridVoxels);
+  }
+  const [I, J, K] = originalShape;
+  let index = 0;
+  for (let k = 0; k < K; k++)
+    for (let j = 0; j < J; j++)
+      for (let i = 0; i < I; i++, index++) {
+        const inside =
+          i >= box.start[0] && i < box.end[0] && j >= box.start[1] && j < box.end[1] && k >= box.start[2] && k < box.end[2];
+        if (!inside) out[index] = 1;
+      }
+  return out;
+}
+
+/** Segments one case from the given modality files (at least one; see `prepareModalities`). */
+export function predictCase(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictOptions = {}): CasePrediction {
+  checkInferenceModel(inference);
+  const { model, labelValues } = inference;
+  const input = prepareModalities(files);
+  const [X, Y, Z] = input.shape;
+  let classes: Uint8Array = new Uint8Array(0);
+  let probabilities: Float32Array | undefined;
+  // Results leave the scope through assignments: tidy would walk every element of returned typed arrays.
+  torch.tidy(() => {
+    const images = torch.tensor(input.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
+    const blended = subsetProbabilities(model, images, [input.present], options);
+    classes = argmaxLabels(blended)[0];
+    if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
+  });
+  const processed = suppressSmallEnhancingTumour(classes, model.config.classes, options.minEnhancingVoxels ?? MIN_ENHANCING_VOXELS);
+  const prediction: CasePrediction = {
+    present: input.present,
+    labels: uncropFromCOrder(toLabelValues(processed, labelValues), input.cropBox, input.originalShape),
+    shape: input.originalShape,
+    reference: input.reference,
+  };
+  if (probabilities) prediction.probabilities = uncropProbabilities(probabilities, input.cropBox, input.originalShape);
+  return prediction;
+}
+
+const NIFTI_OUTPUT = /\.nii(\.gz)?$/i;
+
+function checkNiftiOutput(file: string, what: string): void {
+  if (!NIFTI_OUTPUT.test(file)) throw new Error(`${what} ${file}: the name must end in .nii or .nii.gz`);
+  checkWritableFile(file, what);
+}
+
+export interface PredictFilesOptions extends Omit<PredictOptions, 'probabilities'> {
+  /** Label volume to write (.nii or .nii.gz). */
+  out: string;
+  /** Optional 4D NIfTI (I, J, K, C) of per-class probabilities, volume c = class c. */
+  probabilities?: string;
+}
+
+/**
+ * `predictCase` and writing its outputs with the input's geometry. Output paths are checked before
+ * inference starts and every file is written atomically, so a failure leaves nothing half-written.
+ */
+export function predictToFiles(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictFilesOptions): CasePrediction {
+  checkNiftiOutput(options.out, 'segmentation output');
+  if (options.probabilities !== undefined) {
+    checkNiftiOutput(options.probabilities, 'probability output');
+    if (path.resolve(options.probabilities) === path.resolve(options.out)) {
+      throw new Error(`the probability maps and the segmentation would both be written to ${options.out}`);
+    }
+  }
+  const prediction = predictCase(inference, files, { ...options, probabilities: options.probabilities !== undefined });
+  if (options.probabilities !== undefined && prediction.probabilities) {
+    writeVolume(options.probabilities, prediction.probabilities, [...prediction.shape, inference.model.config.classes], prediction.reference);
+  }
+  writeVolume(options.out, prediction.labels, prediction.shape, prediction.reference);
+  return prediction;
+}
