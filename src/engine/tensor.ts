@@ -47,7 +47,8 @@ export function keep<T extends Tensor>(t: T): T {
 function collectTensors(value: unknown, into: Set<Tensor>, seen = new Set<unknown>()): void {
   if (value instanceof Tensor) {
     into.add(value);
-  } else if (value !== null && typeof value === 'object' && !seen.has(value)) {
+  } else if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value) && !seen.has(value)) {
+    // Typed arrays hold numbers only; walking their elements would cost a visit per voxel.
     seen.add(value);
     const items = value instanceof Map ? value.values() : Array.isArray(value) ? value : Object.values(value);
     for (const item of items) collectTensors(item, into, seen);

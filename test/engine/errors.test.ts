@@ -38,6 +38,8 @@ describe('libtorch errors become JavaScript errors carrying libtorch’s message
     throwsWith(() => torch.tensor([1, 2]).item(), Error, /^item: tensor has 2 elements, not 1$/);
     throwsWith(() => torch.randint(3, 3, [2]), Error, /^randint: random_ expects 'from' to be less than 'to'/);
     throwsWith(() => torch.zeros([1]).backward(), Error, /^backward: element 0 of tensors does not require grad/);
+    // 4 PiB is beyond any address space: the allocation fails and says so
+    throwsWith(() => torch.empty([2 ** 50]), Error, /^empty: out of CPU memory allocating 4503599627370496 bytes/);
   });
 });
 

@@ -7,14 +7,52 @@
 #include <torch/torch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Reduction.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <atomic>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 namespace {
+
+// ---------------------------------------------------------------------------------------------
+// CPU memory.
+//
+// libtorch's default CPU allocator uses posix_memalign. glibc before 2.38 rarely reuses a block
+// freed by posix_memalign for a later aligned request of the same size (the request asks for
+// size + alignment), so a training loop that frees everything it allocates still grows the heap
+// by roughly its per-step allocations, step after step. This allocator takes plain malloc blocks,
+// which glibc reuses, and aligns inside them; the malloc pointer sits in the word before the
+// aligned address so that the aligned address alone can free it (libtorch's raw_allocate needs
+// data == context).
+
+constexpr size_t kCpuAlignment = 64;  // as libtorch's own allocator (AVX-512 lines)
+
+void FreeAligned(void* aligned) {
+  if (aligned != nullptr) std::free(static_cast<void**>(aligned)[-1]);
+}
+
+class ReusingCpuAllocator final : public at::Allocator {
+ public:
+  at::DataPtr allocate(size_t nbytes) const override {
+    const at::Device cpu(at::DeviceType::CPU);
+    if (nbytes == 0) return {nullptr, nullptr, &FreeAligned, cpu};
+    constexpr size_t overhead = kCpuAlignment + sizeof(void*);
+    void* raw = nbytes <= SIZE_MAX - overhead ? std::malloc(nbytes + overhead) : nullptr;
+    TORCH_CHECK(raw != nullptr, "out of CPU memory allocating ", nbytes, " bytes");
+    uintptr_t first = reinterpret_cast<uintptr_t>(raw) + sizeof(void*);
+    void* aligned = reinterpret_cast<void*>((first + kCpuAlignment - 1) & ~(uintptr_t{kCpuAlignment} - 1));
+    static_cast<void**>(aligned)[-1] = raw;
+    return {aligned, aligned, &FreeAligned, cpu};
+  }
+  at::DeleterFnPtr raw_deleter() const override { return &FreeAligned; }
+};
+
+ReusingCpuAllocator cpuAllocator;
 
 // ---------------------------------------------------------------------------------------------
 // The tensor handle.
@@ -930,6 +968,8 @@ void InitRuntime(Napi::Env env, Napi::Object e) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // Above the default allocator's priority (0); tensors it already made keep their own deleter.
+  c10::SetCPUAllocator(&cpuAllocator, /*priority=*/1);
   NativeTensor::Init(env, exports);
   InitTensorOps(env, exports);
   InitNnOps(env, exports);
