@@ -15,6 +15,11 @@ type NativeFunction = (...args: any[]) => any;
 
 const addonPath = fileURLToPath(new URL('./native/build/Release/smml_torch.node', import.meta.url));
 
+// OpenMP threads that spin while waiting steal the cores from Node's worker threads (batch loading)
+// and from other processes, which slows steps down tenfold or more on a busy machine. Passive waiting
+// must be chosen before libgomp initialises, that is before the addon loads.
+process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+
 function loadAddon(): Record<string, NativeFunction> {
   if (!existsSync(addonPath)) {
     throw new Error(`the libtorch addon is not built (${addonPath} is missing): run \`npm run setup\``);

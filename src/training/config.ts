@@ -1,0 +1,200 @@
+// The training configuration (SPEC.md §5–6): a zod schema with the paper's defaults, reading from a JSON
+// file, and `path=value` overrides from the command line.
+import * as fs from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { SPLIT_PRESETS, type BratsLayout } from '../data/brats.ts';
+import { MODEL_PRESET_NAMES, modelConfig, type ModelConfig, type ModelConfigOverrides } from '../models/index.ts';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().min(0);
+const SPLIT_PRESET_NAMES = Object.keys(SPLIT_PRESETS) as (keyof typeof SPLIT_PRESETS)[];
+const LAYOUTS = ['brats2018', 'brats2023', 'brats2015'] as const satisfies readonly BratsLayout[];
+
+/**
+ * The network: a preset plus field replacements (any field of ModelConfig, e.g. `patch`, `branches: 1` for the
+ * single-branch baseline). `classes` defaults to the data set's; `refinement.enabled` follows the SRN loss switches.
+ */
+const modelSectionSchema = z.object({ preset: z.enum(MODEL_PRESET_NAMES).default('cpu-small') }).catchall(z.unknown());
+
+const splitSchema = z.strictObject({
+  /** Seed of the train/val/test shuffle (ids are sorted first, so only the set of ids matters). */
+  seed: nonNegativeInt.default(1024),
+  /** A paper preset (brats2015/2018/2020 counts) or [train, val, test] counts or fractions. */
+  proportions: z.union([z.enum(SPLIT_PRESET_NAMES), z.tuple([z.number().min(0), z.number().min(0), z.number().min(0)])]).default([0.7, 0.1, 0.2]),
+  /** Split files (one id per line) replace the seeded split; without val/test files those parts are empty. */
+  trainFile: z.string().min(1).optional(),
+  valFile: z.string().min(1).optional(),
+  testFile: z.string().min(1).optional(),
+});
+
+const dataSchema = z.strictObject({
+  /** A BraTS folder in any supported layout (searched recursively). */
+  root: z.string().min(1),
+  /** Only look for this layout (otherwise detected). */
+  layout: z.enum(LAYOUTS).optional(),
+  /** Where preprocessed cases are kept; default `<root>/.smml-cache`. */
+  cacheDir: z.string().min(1).optional(),
+  imageDtype: z.enum(['float32', 'float16']).default('float32'),
+  split: splitSchema.prefault({}),
+  /** Batch-building worker threads (0: build batches on the main thread). */
+  workers: nonNegativeInt.default(1),
+  /** The paper's augmentation (rotation, intensity, flips) on top of the random crop. */
+  augment: z.boolean().default(true),
+});
+
+const optimisationSchema = z.strictObject({
+  epochs: positiveInt.default(1000),
+  /** Iterations per epoch independent of the data set size; null: one pass over the training cases. */
+  stepsPerEpoch: positiveInt.nullable().default(null),
+  batchSize: positiveInt.default(2),
+  /** lr0 of the poly policy lr = lr0·(1 − epoch/epochs)^lrPower. */
+  lr: z.number().positive().default(2e-4),
+  lrPower: z.number().positive().default(0.9),
+  weightDecay: z.number().min(0).default(1e-4),
+  betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+  eps: z.number().min(0).default(1e-8),
+  amsgrad: z.boolean().default(true),
+  seed: nonNegativeInt.default(1024),
+  /** libtorch threads; null: every core of the machine. */
+  threads: positiveInt.nullable().default(null),
+  /** 'cpu', 'cuda' or 'cuda:N'. Bit-exact resume is guaranteed on the CPU. */
+  device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
+});
+
+/** One switch per term of SPEC.md §5 (see src/losses/objective.ts). */
+const lossesSchema = z.strictObject({
+  task: z.boolean().default(true),
+  aux: z.boolean().default(true),
+  pbc: z.boolean().default(true),
+  frc: z.boolean().default(true),
+  /** Task loss of the refinement network; needs semantic priors in the cache. */
+  srn: z.boolean().default(false),
+  /** KL(σ(Ŷ^ref) ‖ σ(Ŷ)) after warm-up; needs semantic priors in the cache. */
+  refinementKl: z.boolean().default(false),
+  /** The two KL terms (PBC, refinement KL) count from this epoch on (counted from 0). */
+  warmupEpochs: nonNegativeInt.default(100),
+  tau: z.number().positive().default(6),
+  scaleByTauSquared: z.boolean().default(true),
+});
+
+const validationSchema = z.strictObject({
+  /** Validate after every N-th epoch (and after the last); 0: never, and model.safetensors is the last epoch's. */
+  every: nonNegativeInt.default(10),
+  /** Use at most this many validation cases (the first ones of the split); null: all. */
+  maxCases: positiveInt.nullable().default(null),
+  /** Sliding-window overlap. */
+  overlap: z.number().min(0).lt(1).default(0.5),
+});
+
+const logSchema = z.strictObject({
+  /** Without a terminal, print a progress line every N steps (epoch summaries are always printed). */
+  printEvery: positiveInt.default(10),
+});
+
+export const trainingConfigSchema = z.strictObject({
+  model: modelSectionSchema.prefault({}),
+  data: dataSchema,
+  training: optimisationSchema.prefault({}),
+  losses: lossesSchema.prefault({}),
+  validation: validationSchema.prefault({}),
+  log: logSchema.prefault({}),
+});
+
+/** A configuration as written in a JSON file (defaults not yet applied). */
+export type TrainingConfigInput = z.input<typeof trainingConfigSchema>;
+/** A validated configuration with every default filled in. */
+export type TrainingConfig = z.output<typeof trainingConfigSchema>;
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`).join('; ');
+}
+
+/** Validates a configuration object and fills in the defaults; `source` names it in errors. */
+export function parseTrainingConfig(value: unknown, source = 'training configuration'): TrainingConfig {
+  const result = trainingConfigSchema.safeParse(value);
+  if (!result.success) throw new Error(`${source} is invalid: ${describeIssues(result.error)}`);
+  return result.data;
+}
+
+/** Reads a JSON configuration file (not yet validated: overrides may still complete it). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`${file}: cannot read the configuration file (${(error as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${file}: the configuration must be a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+/** `"1e-3"` → 1e-3, `"true"` → true, `"[1,2]"` → [1, 2]; text that is not JSON stays a string. */
+function parseOverrideValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Applies `section.key=value` assignments (e.g. `training.lr=1e-3`, `model.patch=64`) to a copy of `raw`.
+ * Values are read as JSON when they parse, otherwise as strings; intermediate objects are created.
+ */
+export function applyOverrides(raw: Record<string, unknown>, assignments: readonly string[]): Record<string, unknown> {
+  const result = structuredClone(raw);
+  for (const assignment of assignments) {
+    const match = /^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)=(.*)$/s.exec(assignment);
+    if (!match) throw new Error(`override '${assignment}' is not of the form section.key=value (e.g. training.lr=1e-3)`);
+    const keys = match[1].split('.');
+    let target: Record<string, unknown> = result;
+    for (const key of keys.slice(0, -1)) {
+      const next = target[key];
+      if (next === undefined) target[key] = {};
+      else if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+        throw new Error(`override '${assignment}': '${key}' is not a section`);
+      }
+      target = target[key] as Record<string, unknown>;
+    }
+    target[keys.at(-1)!] = parseOverrideValue(match[2]);
+  }
+  return result;
+}
+
+/** The libtorch thread count a configuration asks for. */
+export function resolvedThreads(config: TrainingConfig): number {
+  return config.training.threads ?? availableParallelism();
+}
+
+/** Whether the configuration trains the semantic-guided refinement network (and so needs priors). */
+export function usesRefinement(config: TrainingConfig): boolean {
+  return config.losses.srn || config.losses.refinementKl;
+}
+
+/**
+ * The network for a data set of `numClasses` classes: the preset with the section's replacements,
+ * `classes` from the data (an explicit different value is an error) and the SRN built exactly when a
+ * loss uses it.
+ */
+export function resolveModelConfig(config: TrainingConfig, numClasses: number): ModelConfig {
+  const { preset, ...overrides } = config.model;
+  const requested = overrides as ModelConfigOverrides;
+  if (requested.classes !== undefined && requested.classes !== numClasses) {
+    throw new Error(`model.classes is ${requested.classes}, but the data set has ${numClasses} classes`);
+  }
+  const refinement = usesRefinement(config);
+  if (requested.refinement?.enabled !== undefined && requested.refinement.enabled !== refinement) {
+    throw new Error(
+      `model.refinement.enabled is ${requested.refinement.enabled}, but the losses ${refinement ? 'use' : 'do not use'} the refinement network ` +
+        '(it is built exactly when losses.srn or losses.refinementKl is on)',
+    );
+  }
+  return modelConfig(preset, { ...requested, classes: numClasses, refinement: { ...requested.refinement, enabled: refinement } });
+}

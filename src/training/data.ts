@@ -1,0 +1,103 @@
+// The data side of a training run: find the labelled BraTS cases, preprocess them into the cache (finished
+// cases are skipped), split them, and check that the cache has what the configuration needs.
+import * as path from 'node:path';
+import { discoverBrats, makeSplit, readSplit, selectCases, type BratsDataset } from '../data/brats.ts';
+import { readCacheIndex, readCaseManifest } from '../data/cache.ts';
+import { preprocessDataset, type PreprocessProgress } from '../data/preprocess.ts';
+import type { TrainingConfig } from './config.ts';
+import type { RunData } from './run-dir.ts';
+
+/** Name of the default cache folder inside the data root. */
+export const DEFAULT_CACHE_FOLDER = '.smml-cache';
+
+/** Name of the cached array holding a case's semantic priors, (C·K, X, Y, Z) class-major then modality. */
+export const PRIORS_ARRAY = 'priors';
+
+export function cacheDirOf(config: TrainingConfig): string {
+  return path.resolve(config.data.cacheDir ?? path.join(config.data.root, DEFAULT_CACHE_FOLDER));
+}
+
+function labelledOnly(dataset: BratsDataset): BratsDataset {
+  const cases = dataset.cases.filter((entry) => entry.label !== undefined);
+  if (cases.length === 0) throw new Error(`${dataset.root}: no case has a label file; training needs labelled cases`);
+  return { ...dataset, cases };
+}
+
+function splitOf(config: TrainingConfig, dataset: BratsDataset): RunData['split'] {
+  const { split } = config.data;
+  if (split.trainFile) {
+    const read = (file: string | undefined) => {
+      if (!file) return [];
+      const ids = readSplit(file);
+      selectCases(dataset, ids, file);
+      return ids;
+    };
+    const result = { train: read(split.trainFile), val: read(split.valFile), test: read(split.testFile) };
+    const all = [...result.train, ...result.val, ...result.test];
+    const repeated = all.filter((id, i) => all.indexOf(id) !== i);
+    if (repeated.length > 0) throw new Error(`split files: case(s) in more than one part: ${[...new Set(repeated)].slice(0, 10).join(', ')}`);
+    return result;
+  }
+  if (split.valFile || split.testFile) throw new Error('data.split: valFile/testFile need trainFile as well');
+  return makeSplit(
+    dataset.cases.map((entry) => entry.id),
+    split.seed,
+    split.proportions,
+  );
+}
+
+/**
+ * Discovers the labelled cases under `data.root`, preprocesses them into the cache and splits them.
+ * Returns the data description stored in run.json.
+ */
+export async function prepareTrainingData(config: TrainingConfig, onProgress?: (progress: PreprocessProgress) => void): Promise<RunData> {
+  const root = path.resolve(config.data.root);
+  const dataset = labelledOnly(discoverBrats(root, { layout: config.data.layout }));
+  const cacheDir = cacheDirOf(config);
+  await preprocessDataset({ dataset, cacheDir, imageDtype: config.data.imageDtype, onProgress });
+  const split = splitOf(config, dataset);
+  if (split.train.length === 0) throw new Error(`${root}: the split leaves no training case (${dataset.cases.length} labelled cases)`);
+  return {
+    root,
+    layout: dataset.layout,
+    numClasses: dataset.numClasses,
+    labelConvention: { layout: dataset.layout, values: [...dataset.labelValues] },
+    cacheDir,
+    split,
+  };
+}
+
+/** Checks that the cache still holds every training and validation case with `numClasses` classes. */
+export function checkCache(data: RunData, ids: readonly string[]): void {
+  const index = readCacheIndex(data.cacheDir);
+  if (index.numClasses !== data.numClasses) {
+    throw new Error(`${data.cacheDir}: the cache holds ${index.numClasses}-class labels, the run expects ${data.numClasses} classes`);
+  }
+  const cached = new Set(index.cases);
+  const missing = ids.filter((id) => !cached.has(id));
+  if (missing.length > 0) {
+    throw new Error(`${data.cacheDir}: ${missing.length} case(s) of the split are not in the cache: ${missing.slice(0, 10).join(', ')} (preprocess the data again)`);
+  }
+}
+
+/**
+ * Throws naming the cases that lack semantic priors (or have the wrong number of prior channels) when
+ * the refinement network is trained.
+ */
+export function checkPriors(cacheDir: string, ids: readonly string[], channels: number): void {
+  const missing: string[] = [];
+  const wrong: string[] = [];
+  for (const id of ids) {
+    const entry = readCaseManifest(cacheDir, id).arrays[PRIORS_ARRAY];
+    if (!entry) missing.push(id);
+    else if (entry.shape[0] !== channels) wrong.push(`${id} (${entry.shape[0]} channels)`);
+  }
+  const list = (items: string[]) => `${items.slice(0, 10).join(', ')}${items.length > 10 ? `, … (${items.length} in all)` : ''}`;
+  if (missing.length > 0) {
+    throw new Error(
+      `the refinement network (losses.srn / losses.refinementKl) needs semantic priors, but ${missing.length} training case(s) in ${cacheDir} have none: ` +
+        `${list(missing)}. Compute the priors first, or switch losses.srn and losses.refinementKl off`,
+    );
+  }
+  if (wrong.length > 0) throw new Error(`semantic priors in ${cacheDir} must have ${channels} channels (classes × modalities): ${list(wrong)}`);
+}

@@ -1,0 +1,522 @@
+// The SMML trainer (SPEC.md §2, §5, §6): dual-branch masked mutual learning (or the single-branch
+// baseline), Adam per branch on the poly schedule, validation Dice to keep the best model, atomic
+// checkpoints every epoch and on request, and exact resumption.
+//
+// Reproducibility: a step's batch (cases, crop, augmentation) is a function of (seed, epoch, step) through
+// the loader, its modality subsets a function of the same through `deriveSeed`, and dropout draws from
+// libtorch's generator, whose state the checkpoint carries. Resuming from a checkpoint therefore takes the
+// same steps as the uninterrupted run (bit-exact on the CPU).
+import * as fs from 'node:fs';
+import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
+import { loadCase } from '../data/cache.ts';
+import { createRng, randInt, type Rng } from '../data/random.ts';
+import { torch } from '../engine/index.ts';
+import { dice, regionClasses, regionMask, REGIONS } from '../evaluation/metrics.ts';
+import { SUBSETS, subsetName } from '../evaluation/subsets.ts';
+import { slidingWindowInference } from '../inference/sliding-window.ts';
+import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
+import { modalityMask, SmmlModel, type BranchOutput } from '../models/index.ts';
+import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
+import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
+import { checkCache, checkPriors, prepareTrainingData, PRIORS_ARRAY } from './data.ts';
+import { silentProgress, type ProgressReporter } from './progress.ts';
+import {
+  encodeModelMetadata,
+  MODEL_FORMAT,
+  readRunConfig,
+  RUN_FORMAT,
+  RUN_FORMAT_VERSION,
+  runPaths,
+  writeRunConfig,
+  type RunConfig,
+  type RunPaths,
+  type ValidationScores,
+} from './run-dir.ts';
+import { RunLog } from './run-log.ts';
+
+/** Configuration fields that do not change what is computed, so a resumed run may set them anew. */
+const RUNTIME_FIELDS = ['training.threads', 'data.workers', 'log.printEvery'] as const;
+
+/** Seed stream tag of the modality subsets (the loader's streams use other argument counts). */
+const SUBSET_STREAM = 0x5eb5e7;
+
+/** Training stopped because the loss (or the weights) stopped being finite. */
+export class TrainingDivergedError extends Error {
+  override name = 'TrainingDivergedError';
+}
+
+export interface TrainerHooks {
+  /** Called before every step with the position of that step (tests use it to interrupt a run or to inject a fault). */
+  beforeStep?(position: TrainingPosition, trainer: Trainer): void;
+}
+
+export interface CreateTrainerOptions {
+  runDir: string;
+  /** A new run's configuration. With `resume` it may be omitted; if given, only runtime fields (threads, workers, printEvery) may differ from run.json. */
+  config?: TrainingConfig;
+  /** Continue the run in `runDir` from its checkpoint (from the start if it has none yet). */
+  resume?: boolean;
+  progress?: ProgressReporter;
+  hooks?: TrainerHooks;
+}
+
+export interface TrainResult {
+  status: 'finished' | 'interrupted';
+  /** Where training stands (what the last checkpoint holds). */
+  position: TrainingPosition;
+  best: BestModel | null;
+  /** Mean wall time of the steps of this session (NaN if none ran). */
+  secondsPerStep: number;
+  paths: RunPaths;
+}
+
+/** Numbers of one branch's objective: its total and every active term. */
+export type TermValues = Record<string, number>;
+
+interface StepValues {
+  loss: number;
+  branches: TermValues[];
+  fc?: number;
+}
+
+/** The modality subsets (indices into SUBSETS) of one step: [branch][sample]; the branches' subsets differ per sample. */
+export function drawSubsets(rng: Rng, batchSize: number, branches: number): number[][] {
+  const drawn = Array.from({ length: branches }, () => [] as number[]);
+  for (let sample = 0; sample < batchSize; sample++) {
+    const first = randInt(rng, 0, SUBSETS.length);
+    drawn[0].push(first);
+    if (branches === 2) {
+      // Uniform over the 14 other subsets.
+      const other = randInt(rng, 0, SUBSETS.length - 1);
+      drawn[1].push(other >= first ? other + 1 : other);
+    }
+  }
+  return drawn;
+}
+
+function predictionsOf(output: BranchOutput): BranchPredictions {
+  return {
+    logits: output.logits,
+    deepSupervisionProbs: output.deepSupervision,
+    separateProbs: output.separate,
+    refinedLogits: output.refined,
+    bottleneck: output.bottleneck,
+  };
+}
+
+function valuesOf(objective: Objective): StepValues {
+  const branchValues = (branch: Objective['branch1']): TermValues => {
+    const values: TermValues = { total: branch.total.item() };
+    for (const [name, term] of Object.entries(branch.terms)) if (term) values[name] = term.item();
+    return values;
+  };
+  return {
+    loss: objective.total.item(),
+    branches: [branchValues(objective.branch1), ...(objective.branch2 ? [branchValues(objective.branch2)] : [])],
+    fc: objective.fc?.item(),
+  };
+}
+
+/** "end of epoch 3, step 120 of the run" or "epoch 4, step 7 (step 127 of the run)" (epochs counted from 1). */
+function describePosition(position: TrainingPosition): string {
+  const { epoch, stepInEpoch, step } = position;
+  return stepInEpoch === 0 ? `end of epoch ${epoch}, step ${step} of the run` : `epoch ${epoch + 1}, step ${stepInEpoch} (step ${step} of the run)`;
+}
+
+const isEqualJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** Top-level `section.key` paths whose values differ between two configurations. */
+function changedFields(a: TrainingConfig, b: TrainingConfig): string[] {
+  const fields: string[] = [];
+  for (const section of Object.keys(a) as (keyof TrainingConfig)[]) {
+    const left = a[section] as Record<string, unknown>;
+    const right = b[section] as Record<string, unknown>;
+    for (const key of new Set([...Object.keys(left), ...Object.keys(right)])) {
+      if (!isEqualJson(left[key], right[key])) fields.push(`${section}.${key}`);
+    }
+  }
+  return fields;
+}
+
+/** The stored configuration with the runtime fields of `requested`; any other difference is an error. */
+function resumedConfig(stored: TrainingConfig, requested: TrainingConfig | undefined, file: string): TrainingConfig {
+  if (!requested) return stored;
+  const changed = changedFields(stored, requested).filter((field) => !(RUNTIME_FIELDS as readonly string[]).includes(field));
+  if (changed.length > 0) {
+    throw new Error(`cannot resume with a different configuration (${changed.join(', ')} differ from ${file}); only ${RUNTIME_FIELDS.join(', ')} may change`);
+  }
+  const merged = structuredClone(stored);
+  for (const field of RUNTIME_FIELDS) {
+    const [section, key] = field.split('.') as [keyof TrainingConfig, string];
+    (merged[section] as Record<string, unknown>)[key] = (requested[section] as Record<string, unknown>)[key];
+  }
+  return merged;
+}
+
+export class Trainer {
+  readonly paths: RunPaths;
+  readonly model: SmmlModel;
+  readonly optimizers: torch.optim.Adam[];
+  readonly stepsPerEpoch: number;
+  private position: TrainingPosition;
+  private best: BestModel | null;
+  private stopRequested = false;
+  private readonly objectiveConfig: ObjectiveConfig;
+  private readonly log: RunLog;
+  private validationCases: { id: string; images: Float32Array; label: Uint8Array; shape: [number, number, number] }[] | undefined;
+
+  constructor(
+    readonly runConfig: RunConfig,
+    runDir: string,
+    private readonly loader: BatchLoader,
+    private readonly progress: ProgressReporter,
+    private readonly hooks: TrainerHooks,
+    resume: boolean,
+  ) {
+    const { config } = runConfig;
+    this.paths = runPaths(runDir);
+    this.stepsPerEpoch = config.training.stepsPerEpoch ?? loader.batchesPerEpoch;
+    const { warmupEpochs, tau, scaleByTauSquared, ...switches } = config.losses;
+    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, switches };
+    // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
+    torch.manualSeed(config.training.seed);
+    this.model = new SmmlModel(runConfig.model);
+    if (config.training.device !== 'cpu') this.model.to({ device: config.training.device });
+    this.model.train();
+    const { lr, betas, eps, weightDecay, amsgrad } = config.training;
+    this.optimizers = this.model.branches.map((branch) => new torch.optim.Adam({ params: branch.parameters(), lr, betas, eps, weightDecay, amsgrad }));
+    this.position = { epoch: 0, stepInEpoch: 0, step: 0 };
+    this.best = null;
+    this.log = new RunLog(this.paths.log);
+    if (resume && fs.existsSync(this.paths.checkpoint)) {
+      const restored = loadCheckpoint(this.paths.checkpoint, this.model, this.optimizers);
+      this.position = restored.position;
+      this.best = restored.best;
+      this.log.truncateAfter(this.position);
+    } else {
+      this.log.clear();
+    }
+  }
+
+  /** Asks the run to stop after the current step; it saves a checkpoint and `run` resolves 'interrupted'. */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  private get config(): TrainingConfig {
+    return this.runConfig.config;
+  }
+
+  private get device(): string {
+    return this.config.training.device;
+  }
+
+  private setLearningRate(epoch: number): number {
+    const { lr, epochs, lrPower } = this.config.training;
+    const rate = torch.optim.polyLearningRate(lr, epoch, epochs, lrPower);
+    for (const optimizer of this.optimizers) for (const group of optimizer.paramGroups) group.lr = rate;
+    return rate;
+  }
+
+  /** The batches of `epoch` from step `skip` on; an epoch may span several passes over the cases. */
+  private async *batches(epoch: number, skip: number): AsyncGenerator<Batch> {
+    const perPass = this.loader.batchesPerEpoch;
+    const passes = Math.ceil(this.stepsPerEpoch / perPass);
+    for (let pass = Math.floor(skip / perPass); pass < passes; pass++) {
+      let index = pass * perPass;
+      for await (const batch of this.loader.epoch(epoch * passes + pass)) {
+        if (index >= this.stepsPerEpoch) break;
+        if (index++ < skip) continue;
+        yield batch;
+      }
+    }
+  }
+
+  /** One optimisation step; returns the loss values, or null (weights untouched) when the loss is not finite. */
+  private step(batch: Batch, epoch: number, stepInEpoch: number): { values: StepValues; finite: boolean; subsets: number[][] } {
+    const { classes, modalities, patch, branches } = this.model.config;
+    const batchSize = batch.ids.length;
+    const spatial = [patch, patch, patch];
+    if (batch.channels.images !== modalities) throw new Error(`the cache holds ${batch.channels.images} image channels, the network expects ${modalities}`);
+    const subsets = drawSubsets(createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch)), batchSize, branches);
+    return torch.tidy(() => {
+      const device = this.device;
+      const images = torch.tensor(batch.images, [batchSize, modalities, ...spatial], { device });
+      const labels = torch.tensor(batch.labels, [batchSize, ...spatial]).to({ dtype: 'int64', device });
+      const onehot = torch.oneHot(labels, classes).permute(0, 4, 1, 2, 3).to('float32').contiguous();
+      const masks = subsets.map((rows) => modalityMask(rows.map((s) => SUBSETS[s])).to(device));
+      const priorData = batch.extras[PRIORS_ARRAY];
+      const inputs = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
+      const outputs = this.model.forward(images, masks, inputs);
+      const objective = branchObjectives(
+        { branch1: predictionsOf(outputs[0]), branch2: outputs[1] && predictionsOf(outputs[1]), onehot, labels, epoch },
+        this.objectiveConfig,
+      );
+      const values = valuesOf(objective);
+      if (!Number.isFinite(values.loss)) return { values, finite: false, subsets };
+      for (const optimizer of this.optimizers) optimizer.zeroGrad();
+      objective.total.backward();
+      for (const optimizer of this.optimizers) optimizer.step();
+      for (const optimizer of this.optimizers) optimizer.zeroGrad();
+      return { values, finite: true, subsets };
+    });
+  }
+
+  private loadValidationCases(): NonNullable<Trainer['validationCases']> {
+    if (!this.validationCases) {
+      const { maxCases } = this.config.validation;
+      const ids = this.runConfig.data.split.val.slice(0, maxCases ?? undefined);
+      this.validationCases = ids.map((id) => {
+        const loaded = loadCase(this.runConfig.data.cacheDir, id);
+        if (!loaded.label) throw new Error(`validation case "${id}" in ${this.runConfig.data.cacheDir} has no label`);
+        return { id, images: loaded.images, label: loaded.label, shape: loaded.shape };
+      });
+    }
+    return this.validationCases;
+  }
+
+  /** Mean Dice of WT, TC and ET over the validation cases, all four modalities, sliding window, plain argmax. */
+  validate(): ValidationScores {
+    const cases = this.loadValidationCases();
+    const { modalities, patch, classes } = this.model.config;
+    const regions = regionClasses(classes);
+    const sums = { WT: 0, TC: 0, ET: 0 };
+    this.model.eval();
+    try {
+      for (const entry of cases) {
+        const prediction = torch.tidy(() => {
+          const volume = torch.tensor(entry.images, [1, modalities, ...entry.shape], { device: this.device });
+          const mask = modalityMask([Array.from({ length: modalities }, () => true)]).to(this.device);
+          const probabilities = slidingWindowInference(volume, [patch, patch, patch], (window) => this.model.predictProbabilities(window, mask), {
+            overlap: this.config.validation.overlap,
+          });
+          return probabilities.argmax(1).to({ dtype: 'uint8', device: 'cpu' }).toTypedArray() as Uint8Array;
+        });
+        for (const region of REGIONS) sums[region] += dice(regionMask(prediction, regions[region]), regionMask(entry.label, regions[region]));
+      }
+    } finally {
+      this.model.train();
+    }
+    const count = Math.max(1, cases.length);
+    const meanDice = { WT: sums.WT / count, TC: sums.TC / count, ET: sums.ET / count };
+    return { dice: meanDice, mean: (meanDice.WT + meanDice.TC + meanDice.ET) / 3, cases: cases.length };
+  }
+
+  private requireFiniteWeights(what: string): void {
+    if (parametersAreFinite(this.model)) return;
+    throw new TrainingDivergedError(
+      `training stopped: the weights are no longer finite at ${what}; ${this.keptCheckpointText()} Lower training.lr, then resume with --resume.`,
+    );
+  }
+
+  private keptCheckpointText(): string {
+    return fs.existsSync(this.paths.checkpoint)
+      ? `the last good checkpoint ${this.paths.checkpoint} (${describePosition(this.position)}) is kept.`
+      : 'no checkpoint had been written yet.';
+  }
+
+  private saveCheckpointAt(position: TrainingPosition): void {
+    this.requireFiniteWeights(`epoch ${position.epoch + 1}, step ${position.step}`);
+    saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best });
+    this.position = position;
+  }
+
+  private saveModel(epoch: number, validation: ValidationScores | null): void {
+    const { data } = this.runConfig;
+    torch.saveModule(
+      this.paths.model,
+      this.model,
+      encodeModelMetadata({
+        format: MODEL_FORMAT,
+        formatVersion: RUN_FORMAT_VERSION,
+        modelConfig: this.model.config,
+        numClasses: data.numClasses,
+        labelConvention: data.labelConvention,
+        epoch,
+        validation,
+      }),
+    );
+  }
+
+  /** Validation, best model, checkpoint and the epoch record at the end of `epoch`. */
+  private finishEpoch(epoch: number, lr: number, steps: StepValues[], started: number): void {
+    const { every } = this.config.validation;
+    const { epochs } = this.config.training;
+    const validating = every > 0 && this.runConfig.data.split.val.length > 0;
+    const due = validating && ((epoch + 1) % every === 0 || epoch + 1 === epochs);
+    this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
+    const validation = due ? this.validate() : null;
+    let improved = false;
+    if (validation && (!this.best || validation.mean > this.best.score)) {
+      this.best = { epoch, score: validation.mean, validation };
+      improved = true;
+    }
+    // Until a first validation exists the latest weights stand in for the best ones.
+    if (improved || !this.best) this.saveModel(epoch, validation);
+    this.saveCheckpointAt({ epoch: epoch + 1, stepInEpoch: 0, step: this.position.step });
+    const mean = (pick: (values: StepValues) => number | undefined) => {
+      const picked = steps.map(pick).filter((v): v is number => v !== undefined);
+      return picked.length > 0 ? picked.reduce((a, b) => a + b, 0) / picked.length : undefined;
+    };
+    const record = {
+      type: 'epoch' as const,
+      epoch,
+      steps: steps.length,
+      lr,
+      loss: mean((v) => v.loss),
+      branchLosses: this.model.branches.map((_, b) => mean((v) => v.branches[b]?.total)),
+      fc: mean((v) => v.fc),
+      seconds: (performance.now() - started) / 1000,
+      validation,
+      best: this.best ? { epoch: this.best.epoch, score: this.best.score } : null,
+    };
+    this.log.append(record);
+    const validationText = validation
+      ? ` | val Dice WT ${validation.dice.WT.toFixed(3)} TC ${validation.dice.TC.toFixed(3)} ET ${validation.dice.ET.toFixed(3)}${improved ? ' (best)' : ''}`
+      : '';
+    this.progress.note(`epoch ${epoch + 1}/${epochs} loss ${record.loss?.toFixed(4)} in ${record.seconds.toFixed(1)} s${validationText}`);
+  }
+
+  /** Trains until the last epoch or until `stop()`; throws TrainingDivergedError on a non-finite loss. */
+  async run(): Promise<TrainResult> {
+    const { epochs } = this.config.training;
+    const stepSeconds: number[] = [];
+    const result = (status: TrainResult['status']): TrainResult => ({
+      status,
+      position: { ...this.position },
+      best: this.best,
+      secondsPerStep: stepSeconds.length > 0 ? stepSeconds.reduce((a, b) => a + b, 0) / stepSeconds.length : NaN,
+      paths: this.paths,
+    });
+    const start = { ...this.position };
+    this.log.append({ type: 'start', time: new Date().toISOString(), position: start, threads: torch.getNumThreads(), device: this.device });
+    this.progress.start({ epochs, stepsPerEpoch: this.stepsPerEpoch, epoch: start.epoch, stepInEpoch: start.stepInEpoch });
+    try {
+      for (let epoch = start.epoch; epoch < epochs; epoch++) {
+        const lr = this.setLearningRate(epoch);
+        const epochStarted = performance.now();
+        const steps: StepValues[] = [];
+        let stepInEpoch = epoch === start.epoch ? start.stepInEpoch : 0;
+        for await (const batch of this.batches(epoch, stepInEpoch)) {
+          const position = { epoch, stepInEpoch, step: this.position.step };
+          this.hooks.beforeStep?.(position, this);
+          const stepStarted = performance.now();
+          const { values, finite, subsets } = this.step(batch, epoch, stepInEpoch);
+          const seconds = (performance.now() - stepStarted) / 1000;
+          if (!finite) {
+            this.log.append({ type: 'diverged', time: new Date().toISOString(), ...position, ...values });
+            throw new TrainingDivergedError(
+              `training stopped: the loss is ${values.loss} at epoch ${epoch + 1}, step ${stepInEpoch + 1} ` +
+                `(terms ${JSON.stringify(values.branches)}); the weights were not updated and ${this.keptCheckpointText()} ` +
+                'Lower training.lr or check the data, then resume with --resume.',
+            );
+          }
+          stepSeconds.push(seconds);
+          steps.push(values);
+          stepInEpoch++;
+          this.position = { ...this.position, step: this.position.step + 1 };
+          this.log.append({
+            type: 'step',
+            epoch,
+            stepInEpoch,
+            step: this.position.step,
+            lr,
+            ...values,
+            cases: batch.ids,
+            subsets: subsets.map((rows) => rows.map((s) => subsetName(SUBSETS[s]))),
+            seconds,
+          });
+          this.progress.step({ epoch, stepInEpoch, loss: values.loss, branchLosses: values.branches.map((b) => b.total), lr });
+          // Batches built on this thread arrive through promise callbacks alone; a turn of the event loop lets
+          // signal handlers (Ctrl-C) and the progress display run between steps.
+          await new Promise((resolve) => setImmediate(resolve));
+          if (this.stopRequested && stepInEpoch < this.stepsPerEpoch) {
+            this.saveCheckpointAt({ epoch, stepInEpoch, step: this.position.step });
+            this.log.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
+            return result('interrupted');
+          }
+        }
+        this.finishEpoch(epoch, lr, steps, epochStarted);
+        if (this.stopRequested && epoch + 1 < epochs) {
+          this.log.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
+          return result('interrupted');
+        }
+      }
+      this.log.append({ type: 'finished', time: new Date().toISOString(), position: this.position, best: this.best });
+      return result('finished');
+    } finally {
+      this.progress.stop();
+    }
+  }
+
+  /** Stops the loader's worker threads. */
+  async close(): Promise<void> {
+    await this.loader.close();
+  }
+}
+
+/** Creates the run folder up front, so that an unwritable output fails before any preprocessing. */
+function createRunFolder(runDir: string): void {
+  try {
+    fs.mkdirSync(runDir, { recursive: true });
+    fs.accessSync(runDir, fs.constants.W_OK);
+  } catch (error) {
+    throw new Error(`${runDir}: cannot create or write the run folder (${(error as Error).message})`);
+  }
+}
+
+/**
+ * Prepares a run: a new one (data discovered, preprocessed and split, run.json written) or, with `resume`,
+ * the one in `runDir` restored from its checkpoint.
+ */
+export async function createTrainer(options: CreateTrainerOptions): Promise<Trainer> {
+  const paths = runPaths(options.runDir);
+  const progress = options.progress ?? silentProgress;
+  let run: RunConfig;
+  if (options.resume) {
+    const stored = readRunConfig(options.runDir);
+    run = { ...stored, config: resumedConfig(stored.config, options.config, paths.config) };
+  } else {
+    if (!options.config) throw new Error('createTrainer: a configuration is needed for a new run');
+    if (fs.existsSync(paths.config)) {
+      throw new Error(`${options.runDir} already holds a training run (${paths.config}); pass --resume to continue it or choose another folder`);
+    }
+    const config = options.config;
+    createRunFolder(options.runDir);
+    const data = await prepareTrainingData(config, (p) => {
+      if (p.status === 'written') progress.note(`preprocessed ${p.id} (${p.done}/${p.total})`);
+    });
+    run = {
+      format: RUN_FORMAT,
+      formatVersion: RUN_FORMAT_VERSION,
+      createdAt: new Date().toISOString(),
+      config,
+      model: resolveModelConfig(config, data.numClasses),
+      data,
+    };
+  }
+  const { config, data, model } = run;
+  if (config.training.device !== 'cpu') torch.checkDevice(config.training.device);
+  checkCache(data, [...data.split.train, ...data.split.val]);
+  if (usesRefinement(config)) checkPriors(data.cacheDir, data.split.train, model.classes * model.modalities);
+  if (!options.resume) writeRunConfig(options.runDir, run);
+  torch.setNumThreads(resolvedThreads(config));
+  const loader = createBatchLoader({
+    cacheDir: data.cacheDir,
+    ids: data.split.train,
+    batchSize: config.training.batchSize,
+    patchSize: [model.patch, model.patch, model.patch],
+    seed: config.training.seed,
+    augment: config.data.augment,
+    workers: config.data.workers,
+    // Every step sees a full batch (when there are enough cases); the cases left over differ per epoch.
+    dropLast: data.split.train.length >= config.training.batchSize,
+    extraArrays: usesRefinement(config) ? [PRIORS_ARRAY] : [],
+  });
+  try {
+    return new Trainer(run, options.runDir, loader, progress, options.hooks ?? {}, options.resume ?? false);
+  } catch (error) {
+    await loader.close();
+    throw error;
+  }
+}

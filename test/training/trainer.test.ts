@@ -1,0 +1,335 @@
+// The trainer on a tiny synthetic data set (4 cases of 32 x 32 x 21, the `tiny` network, a few steps):
+// run files, log contents, resume-equals-uninterrupted, NaN handling and bad checkpoints.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { addCaseArray, readCacheIndex, readCaseManifest } from '../../src/data/cache.ts';
+import { createRng } from '../../src/data/random.ts';
+import { synthesizeDataset } from '../../src/data/synthetic.ts';
+import { torch } from '../../src/engine/index.ts';
+import { SUBSETS, subsetName } from '../../src/evaluation/subsets.ts';
+import { applyOverrides, parseTrainingConfig, type TrainingConfig } from '../../src/training/config.ts';
+import { assertSameClasses, loadTrainedModel, readRunConfig, runPaths } from '../../src/training/run-dir.ts';
+import { readRunLog, type LogRecord } from '../../src/training/run-log.ts';
+import { createTrainer, TrainingDivergedError, type TrainerHooks, type TrainResult } from '../../src/training/trainer.ts';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
+const dataDir = path.join(root, 'data');
+const cacheDir = path.join(root, 'cache');
+
+/** Two epochs of two steps, one training case per batch pair, validation every epoch, PBC from epoch 1. */
+function tinyConfig(...assignments: string[]): TrainingConfig {
+  const base = {
+    model: { preset: 'tiny' },
+    data: { root: dataDir, cacheDir, workers: 0, split: { proportions: [2, 1, 1] } },
+    training: { epochs: 2, stepsPerEpoch: 2, threads: 1 },
+    losses: { warmupEpochs: 1 },
+    validation: { every: 1 },
+  };
+  return parseTrainingConfig(applyOverrides(base, assignments), 'test configuration');
+}
+
+/** Stops the run (as Ctrl-C does) before the step at `epoch`, `stepInEpoch`. */
+const stopBefore = (epoch: number, stepInEpoch: number): TrainerHooks => ({
+  beforeStep(position, trainer) {
+    if (position.epoch === epoch && position.stepInEpoch === stepInEpoch) trainer.stop();
+  },
+});
+
+async function train(runDir: string, options: { config?: TrainingConfig; resume?: boolean; hooks?: TrainerHooks } = {}): Promise<TrainResult> {
+  const trainer = await createTrainer({ runDir, config: options.config, resume: options.resume, hooks: options.hooks });
+  try {
+    return await trainer.run();
+  } finally {
+    await trainer.close();
+  }
+}
+
+function copyRun(from: string): string {
+  const to = fs.mkdtempSync(path.join(root, 'copy-'));
+  fs.cpSync(from, to, { recursive: true });
+  return to;
+}
+
+/** Every tensor of two safetensors files is identical (weights, optimiser states, random state). */
+function assertSameTensors(fileA: string, fileB: string): void {
+  const a = torch.loadSafetensors(fileA);
+  const b = torch.loadSafetensors(fileB);
+  try {
+    assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
+    for (const [name, tensor] of a.tensors) assert.ok(tensor.equal(b.tensors.get(name)!), `tensor ${name} differs`);
+  } finally {
+    torch.dispose([...a.tensors.values(), ...b.tensors.values()]);
+  }
+}
+
+const stepRecords = (records: LogRecord[]) => records.filter((r) => r.type === 'step');
+const epochRecords = (records: LogRecord[]) => records.filter((r) => r.type === 'epoch');
+
+before(() => {
+  synthesizeDataset({ out: dataDir, cases: 4, size: 32, seed: 7 });
+});
+
+after(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+describe('training a tiny SMML model', () => {
+  const uninterrupted = path.join(root, 'uninterrupted');
+  let result: TrainResult;
+
+  it('an uninterrupted run writes run.json, the checkpoint, the best model and the log', async () => {
+    // One batch-building worker here, none in the resumed run below: the batches must not depend on it.
+    result = await train(uninterrupted, { config: tinyConfig('data.workers=1') });
+    assert.equal(result.status, 'finished');
+    assert.deepEqual(result.position, { epoch: 2, stepInEpoch: 0, step: 4 });
+    for (const file of Object.values(runPaths(uninterrupted)).slice(1)) assert.ok(fs.existsSync(file), `${file} exists`);
+
+    const run = readRunConfig(uninterrupted);
+    assert.equal(run.config.training.epochs, 2);
+    assert.equal(run.config.training.batchSize, 2);
+    assert.equal(run.model.classes, 4);
+    assert.equal(run.model.refinement.enabled, false);
+    assert.equal(run.data.numClasses, 4);
+    assert.deepEqual(run.data.labelConvention, { layout: 'brats2018', values: [0, 1, 2, 4] });
+    assert.equal(run.data.cacheDir, cacheDir);
+    const { train: trainIds, val, test } = run.data.split;
+    assert.deepEqual([trainIds.length, val.length, test.length], [2, 1, 1]);
+    assert.deepEqual([...trainIds, ...val, ...test].sort(), ['SMML_Synth_001', 'SMML_Synth_002', 'SMML_Synth_003', 'SMML_Synth_004']);
+  });
+
+  it('logs every step and epoch with the poly learning rate, the warm-up switch and differing subsets', () => {
+    const records = readRunLog(runPaths(uninterrupted).log);
+    const steps = stepRecords(records);
+    assert.deepEqual(steps.map((r) => r.step), [1, 2, 3, 4]);
+    assert.deepEqual(steps.map((r) => [r.epoch, r.stepInEpoch]), [[0, 1], [0, 2], [1, 1], [1, 2]]);
+    // lr = 2e-4 · (1 − epoch/2)^0.9
+    assert.deepEqual(steps.map((r) => r.lr), [2e-4, 2e-4, 2e-4 * 0.5 ** 0.9, 2e-4 * 0.5 ** 0.9]);
+    const run = readRunConfig(uninterrupted);
+    const subsetNames = new Set(SUBSETS.map(subsetName));
+    for (const step of steps) {
+      const branches = step.branches as Record<string, number>[];
+      assert.equal(branches.length, 2);
+      for (const branch of branches) {
+        assert.ok(Number.isFinite(branch.total) && branch.task > 0 && branch.deepSupervision > 0 && branch.separate > 0);
+        // PBC is held back during the single warm-up epoch.
+        assert.equal('pbc' in branch, step.epoch === 1, `pbc term at epoch ${step.epoch}`);
+        assert.ok(!('refinedTask' in branch), 'no SRN term with the SRN off');
+      }
+      // L_1 + L_2 − L_fc (both branch totals include L_fc).
+      const total = branches[0].total + branches[1].total - (step.fc as number);
+      assert.ok(Math.abs((step.loss as number) - total) < 1e-4 * Math.abs(total));
+      const [first, second] = step.subsets as string[][];
+      assert.equal(first.length, 2);
+      first.forEach((name, sample) => {
+        assert.ok(subsetNames.has(name) && subsetNames.has(second[sample]));
+        assert.notEqual(name, second[sample], 'the two branches see different subsets');
+      });
+      assert.ok((step.cases as string[]).every((id) => run.data.split.train.includes(id)));
+    }
+    const epochs = epochRecords(records);
+    assert.deepEqual(epochs.map((r) => r.epoch), [0, 1]);
+    epochs.forEach((record, e) => {
+      const own = steps.filter((s) => s.epoch === e).map((s) => s.loss as number);
+      assert.ok(Math.abs((record.loss as number) - (own[0] + own[1]) / 2) < 1e-9);
+      const validation = record.validation as { dice: Record<string, number>; mean: number; cases: number };
+      assert.equal(validation.cases, 1);
+      for (const value of Object.values(validation.dice)) assert.ok(value >= 0 && value <= 1);
+      assert.ok(Math.abs(validation.mean - (validation.dice.WT + validation.dice.TC + validation.dice.ET) / 3) < 1e-12);
+    });
+    const bestScore = Math.max(...epochs.map((r) => (r.validation as { mean: number }).mean));
+    assert.equal(result.best?.score, bestScore);
+    assert.equal(records.at(-1)?.type, 'finished');
+  });
+
+  it('loadTrainedModel returns the best model in evaluation mode with its class convention', () => {
+    const trained = loadTrainedModel(uninterrupted);
+    try {
+      assert.equal(trained.numClasses, 4);
+      assert.deepEqual(trained.labelConvention, { layout: 'brats2018', values: [0, 1, 2, 4] });
+      assert.equal(trained.metadata.epoch, result.best!.epoch);
+      assert.deepEqual(trained.metadata.validation, result.best!.validation);
+      assert.equal(trained.model.training, false);
+      assert.equal(trained.model.branches.length, 2);
+      assert.deepEqual(trained.config.data.split, readRunConfig(uninterrupted).data.split);
+    } finally {
+      trained.model.dispose();
+    }
+  });
+
+  it('interrupted mid-epoch and at an epoch boundary, then resumed, reaches exactly the same state', async () => {
+    const interrupted = path.join(root, 'interrupted');
+    const first = await train(interrupted, { config: tinyConfig(), hooks: stopBefore(0, 0) });
+    assert.equal(first.status, 'interrupted');
+    assert.deepEqual(first.position, { epoch: 0, stepInEpoch: 1, step: 1 });
+    assert.ok(fs.existsSync(runPaths(interrupted).checkpoint));
+    assert.ok(!fs.existsSync(runPaths(interrupted).model), 'no model before the first epoch ends');
+
+    const second = await train(interrupted, { resume: true, hooks: stopBefore(0, 1) });
+    assert.equal(second.status, 'interrupted');
+    assert.deepEqual(second.position, { epoch: 1, stepInEpoch: 0, step: 2 });
+
+    const third = await train(interrupted, { resume: true });
+    assert.equal(third.status, 'finished');
+    assert.deepEqual(third.position, result.position);
+    assertSameTensors(runPaths(uninterrupted).checkpoint, runPaths(interrupted).checkpoint);
+    assertSameTensors(runPaths(uninterrupted).model, runPaths(interrupted).model);
+    const losses = (dir: string) => stepRecords(readRunLog(runPaths(dir).log)).map((r) => r.loss);
+    assert.deepEqual(losses(interrupted), losses(uninterrupted));
+    const types = readRunLog(runPaths(interrupted).log).map((r) => r.type);
+    assert.equal(types.filter((t) => t === 'interrupted').length, 2);
+    assert.equal(types.filter((t) => t === 'start').length, 3);
+  });
+
+  it('a resumed run refuses a changed configuration but accepts new thread and worker counts', async () => {
+    const copy = copyRun(uninterrupted);
+    await assert.rejects(createTrainer({ runDir: copy, resume: true, config: tinyConfig('training.lr=1e-3', 'training.epochs=3') }), (error: Error) => {
+      assert.match(error.message, /training\.epochs, training\.lr differ/);
+      return true;
+    });
+    const trainer = await createTrainer({ runDir: copy, resume: true, config: tinyConfig('training.threads=2', 'data.workers=0') });
+    await trainer.close();
+    assert.equal(trainer.runConfig.config.training.threads, 2);
+  });
+
+  it('a new run in a folder that holds one, or in one that cannot be created, is refused', async () => {
+    await assert.rejects(createTrainer({ runDir: uninterrupted, config: tinyConfig() }), /already holds a training run .*--resume/);
+    const file = path.join(root, 'a-file');
+    fs.writeFileSync(file, '');
+    await assert.rejects(createTrainer({ runDir: path.join(file, 'run'), config: tinyConfig() }), /a-file\/run: cannot create or write the run folder \(ENOTDIR/);
+  });
+
+  it('resuming from a corrupt, foreign or mismatched checkpoint fails naming the file', async () => {
+    const corrupt = copyRun(uninterrupted);
+    const checkpoint = runPaths(corrupt).checkpoint;
+    fs.truncateSync(checkpoint, 1000);
+    await assert.rejects(createTrainer({ runDir: corrupt, resume: true }), (error: Error) => error.message.startsWith(checkpoint));
+
+    const foreign = copyRun(uninterrupted);
+    torch.saveSafetensors(runPaths(foreign).checkpoint, { weight: torch.zeros([2]) }, { format: 'pt' });
+    await assert.rejects(createTrainer({ runDir: foreign, resume: true }), /checkpoint\.safetensors: not an smml training checkpoint \(format "pt"/);
+
+    const otherNetwork = copyRun(uninterrupted);
+    const runFile = runPaths(otherNetwork).config;
+    const stored = JSON.parse(fs.readFileSync(runFile, 'utf8'));
+    stored.model.baseChannels = 4;
+    fs.writeFileSync(runFile, JSON.stringify(stored));
+    await assert.rejects(createTrainer({ runDir: otherNetwork, resume: true }), /checkpoint\.safetensors: written for a different network/);
+  });
+
+  it('loadTrainedModel fails clearly on a missing, corrupt or foreign model and on a class mismatch', () => {
+    assert.throws(() => loadTrainedModel(path.join(root, 'nowhere')), /run\.json: not found/);
+
+    const corrupt = copyRun(uninterrupted);
+    fs.writeFileSync(runPaths(corrupt).model, 'not a safetensors file');
+    assert.throws(() => loadTrainedModel(corrupt), (error: Error) => error.message.startsWith(runPaths(corrupt).model));
+
+    const foreign = copyRun(uninterrupted);
+    torch.saveSafetensors(runPaths(foreign).model, { weight: torch.zeros([2]) });
+    assert.throws(() => loadTrainedModel(foreign), /model\.safetensors: not an smml model file \(no format tag/);
+
+    const fiveClassData = copyRun(uninterrupted);
+    const runFile = runPaths(fiveClassData).config;
+    const stored = JSON.parse(fs.readFileSync(runFile, 'utf8'));
+    stored.data.numClasses = 5;
+    fs.writeFileSync(runFile, JSON.stringify(stored));
+    assert.throws(() => loadTrainedModel(fiveClassData), /a 4-class model, but .*run\.json describes 5-class data/);
+
+    const trained = loadTrainedModel(uninterrupted);
+    trained.model.dispose();
+    assert.throws(() => assertSameClasses(trained, 5, 'BraTS2015 folder'), /BraTS2015 folder: 5-class data, but the model was trained for 4 classes/);
+    assert.doesNotThrow(() => assertSameClasses(trained, 4, 'BraTS2020 folder'));
+  });
+});
+
+describe('faults during training', () => {
+  it('a non-finite loss stops training, names the step and keeps the last good checkpoint', async () => {
+    const runDir = path.join(root, 'diverging');
+    const config = tinyConfig('training.stepsPerEpoch=1', 'validation.every=0');
+    let goodCheckpoint: Buffer | undefined;
+    const poison: TrainerHooks = {
+      beforeStep(position, trainer) {
+        if (position.epoch !== 1) return;
+        goodCheckpoint = fs.readFileSync(runPaths(runDir).checkpoint);
+        torch.noGrad(() => trainer.model.parameters()[0].fill_(Number.NaN));
+      },
+    };
+    await assert.rejects(train(runDir, { config, hooks: poison }), (error: Error) => {
+      assert.ok(error instanceof TrainingDivergedError);
+      assert.match(error.message, /the loss is NaN at epoch 2, step 1/);
+      assert.ok(error.message.includes(`${runPaths(runDir).checkpoint} (end of epoch 1, step 1 of the run) is kept`));
+      return true;
+    });
+    assert.ok(goodCheckpoint && goodCheckpoint.equals(fs.readFileSync(runPaths(runDir).checkpoint)), 'checkpoint untouched');
+    const records = readRunLog(runPaths(runDir).log);
+    assert.equal(records.at(-1)?.type, 'diverged');
+    assert.equal(stepRecords(records).length, 1);
+
+    // The kept checkpoint is good: resuming (without the fault) finishes the run with finite weights.
+    const resumed = await train(runDir, { resume: true });
+    assert.equal(resumed.status, 'finished');
+    const trained = loadTrainedModel(runDir);
+    try {
+      for (const parameter of trained.model.parameters()) assert.equal(parameter.isfinite().all().item(), 1);
+    } finally {
+      trained.model.dispose();
+    }
+  });
+
+  it('switching the SRN on without semantic priors names the cases that lack them', async () => {
+    await assert.rejects(createTrainer({ runDir: path.join(root, 'srn'), config: tinyConfig('losses.srn=true') }), (error: Error) => {
+      assert.match(error.message, /needs semantic priors, but 2 training case\(s\) .* have none: SMML_Synth_00\d, SMML_Synth_00\d/);
+      return true;
+    });
+    assert.ok(!fs.existsSync(path.join(root, 'srn', 'run.json')), 'nothing is written for a run that cannot start');
+  });
+});
+
+describe('the refinement network', () => {
+  it('with semantic priors in the cache, trains the SRN terms from the start when there is no warm-up', async () => {
+    const priorCache = path.join(root, 'cache-with-priors');
+    fs.cpSync(cacheDir, priorCache, { recursive: true });
+    const rng = createRng(3);
+    for (const id of readCacheIndex(priorCache).cases) {
+      const [x, y, z] = readCaseManifest(priorCache, id).shape;
+      const priors = Float32Array.from({ length: 16 * x * y * z }, () => rng());
+      addCaseArray(priorCache, id, 'priors', { data: priors, shape: [16, x, y, z] });
+    }
+    const runDir = path.join(root, 'srn-run');
+    const config = tinyConfig(`data.cacheDir=${priorCache}`, 'losses.srn=true', 'losses.refinementKl=true', 'training.epochs=1', 'training.stepsPerEpoch=1', 'validation.every=0', 'losses.warmupEpochs=0');
+    await train(runDir, { config });
+    assert.equal(readRunConfig(runDir).model.refinement.enabled, true);
+    const [step] = stepRecords(readRunLog(runPaths(runDir).log));
+    for (const branch of step.branches as Record<string, number>[]) {
+      assert.ok(branch.refinedTask > 0, 'Task(σ(Ŷ^ref)) is trained');
+      assert.ok(branch.refinementKl >= 0, 'KL(σ(Ŷ^ref) ‖ σ(Ŷ)) is trained');
+      assert.ok(branch.pbc >= 0, 'PBC is on without warm-up');
+    }
+  });
+});
+
+describe('the single-branch baseline', () => {
+  it('trains one branch with one optimiser and no mutual terms', async () => {
+    const runDir = path.join(root, 'baseline');
+    const outcome = await train(runDir, { config: tinyConfig('model.branches=1', 'training.epochs=1', 'training.stepsPerEpoch=1', 'validation.every=0') });
+    assert.equal(outcome.status, 'finished');
+    const [step] = stepRecords(readRunLog(runPaths(runDir).log));
+    assert.equal((step.branches as unknown[]).length, 1);
+    assert.equal(step.fc, undefined);
+    assert.equal((step.subsets as string[][]).length, 1);
+    const { tensors, metadata } = torch.loadSafetensors(runPaths(runDir).checkpoint);
+    try {
+      assert.ok([...tensors.keys()].every((name) => !name.includes('branch2')));
+      assert.ok([...tensors.keys()].some((name) => name.startsWith('optimizer.branch1.')));
+      assert.equal(JSON.parse(metadata.optimizers).length, 1);
+    } finally {
+      torch.dispose([...tensors.values()]);
+    }
+    const trained = loadTrainedModel(runDir);
+    assert.equal(trained.model.branches.length, 1);
+    assert.equal(trained.metadata.validation, null);
+    trained.model.dispose();
+  });
+});
