@@ -1,0 +1,114 @@
+// Building blocks shared by the encoders, decoders and the refinement network.
+import { torch, type Tensor } from '../engine/index.ts';
+
+const LEAKY_SLOPE = 0.2;
+
+/**
+ * A Conv3d initialised as the authors' code does: kaiming normal weights (a = 0, fan_in, gain √2,
+ * i.e. std = √(2 / fan_in)); the bias keeps PyTorch's default U(±1/√fan_in).
+ * A 3x3x3 kernel is padded by 1 with `paddingMode`, a 1x1x1 kernel is not padded.
+ */
+export function kaimingConv3d(
+  inChannels: number,
+  outChannels: number,
+  kernel: 1 | 3,
+  opts: { stride?: number; bias?: boolean; paddingMode?: 'zeros' | 'reflect' } = {},
+): torch.nn.Conv3d {
+  const conv = new torch.nn.Conv3d(inChannels, outChannels, kernel, {
+    stride: opts.stride ?? 1,
+    padding: kernel === 3 ? 1 : 0,
+    paddingMode: opts.paddingMode ?? 'zeros',
+    bias: opts.bias ?? true,
+  });
+  torch.nn.init.kaimingNormal_(conv.weight);
+  return conv;
+}
+
+/** Trilinear resize by an integer factor with align_corners = true (as the authors' nn.Upsample). */
+export function upsample(x: Tensor /* (B, C, H, W, D) */, factor: number): Tensor {
+  if (factor === 1) return x;
+  const size = x.shape.slice(2).map((s) => s * factor);
+  return torch.interpolate(x, size, 'trilinear', true);
+}
+
+/**
+ * The pre-norm convolution of mmFormer/RFNet: InstanceNorm (no affine) → LeakyReLU(0.2) →
+ * Conv3d with bias and reflect padding. `kernel` 3 pads by 1, `kernel` 1 does not pad.
+ */
+export class PreNormConv extends torch.nn.Module {
+  readonly conv: torch.nn.Conv3d;
+
+  constructor(inChannels: number, outChannels: number, opts: { kernel?: 1 | 3; stride?: number } = {}) {
+    super();
+    this.conv = this.registerModule('conv', kaimingConv3d(inChannels, outChannels, opts.kernel ?? 3, { stride: opts.stride, paddingMode: 'reflect' }));
+  }
+
+  forward(x: Tensor): Tensor {
+    return torch.tidy(() => this.conv.forward(torch.leakyRelu(torch.instanceNorm(x), LEAKY_SLOPE)));
+  }
+}
+
+/** x + b(a(x)) with two pre-norm 3x3x3 convs keeping the width (the encoders' residual pair). */
+export class ResidualPair extends torch.nn.Module {
+  readonly first: PreNormConv;
+  readonly second: PreNormConv;
+
+  constructor(channels: number) {
+    super();
+    this.first = this.registerModule('first', new PreNormConv(channels, channels));
+    this.second = this.registerModule('second', new PreNormConv(channels, channels));
+  }
+
+  forward(x: Tensor): Tensor {
+    return torch.tidy(() => x.add(this.second.forward(this.first.forward(x))));
+  }
+}
+
+/**
+ * One decoder level going up: upsample ×2, pre-norm 3x3x3 conv to `outChannels`, concatenate with
+ * the skip map of that level (skip first), pre-norm 3x3x3 conv 2·out→out, pre-norm 1x1x1 conv.
+ * Used by both the fusion decoder and the separate decoder.
+ */
+export class UpStep extends torch.nn.Module {
+  readonly reduce: PreNormConv;
+  readonly merge: PreNormConv;
+  readonly project: PreNormConv;
+
+  constructor(inChannels: number, outChannels: number) {
+    super();
+    this.reduce = this.registerModule('reduce', new PreNormConv(inChannels, outChannels));
+    this.merge = this.registerModule('merge', new PreNormConv(2 * outChannels, outChannels));
+    this.project = this.registerModule('project', new PreNormConv(outChannels, outChannels, { kernel: 1 }));
+  }
+
+  forward(below: Tensor /* (B, in, s/2, …) */, skip: Tensor /* (B, out, s, …) */): Tensor {
+    return torch.tidy(() => {
+      const up = this.reduce.forward(upsample(below, 2));
+      return this.project.forward(this.merge.forward(torch.cat([skip, up], 1)));
+    });
+  }
+}
+
+/** Conv3d (zero padding, no bias: the batch norm shifts) → BatchNorm3d → ReLU, for the refinement U-Net. */
+export class ConvBnRelu extends torch.nn.Module {
+  readonly conv: torch.nn.Conv3d;
+  readonly norm: torch.nn.BatchNorm3d;
+
+  constructor(inChannels: number, outChannels: number, opts: { stride?: number } = {}) {
+    super();
+    this.conv = this.registerModule('conv', kaimingConv3d(inChannels, outChannels, 3, { stride: opts.stride, bias: false }));
+    this.norm = this.registerModule('norm', new torch.nn.BatchNorm3d(outChannels));
+  }
+
+  forward(x: Tensor): Tensor {
+    return torch.tidy(() => this.norm.forward(this.conv.forward(x)).relu());
+  }
+}
+
+/** Applies the modality-presence mask: features (B, K, …) are zeroed where mask (B, K) is false. */
+export function maskModalities(features: Tensor /* (B, K, …) */, mask: Tensor /* (B, K) bool */): Tensor {
+  return torch.tidy(() => {
+    const trailing = Array(features.ndim - 2).fill(1);
+    return features.mul(mask.to({ dtype: features.dtype, device: features.device }).reshape(mask.size(0), mask.size(1), ...trailing));
+  });
+}

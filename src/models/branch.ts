@@ -1,0 +1,180 @@
+// One branch of SMML (SPEC.md §3): modality encoders, intra-modal transformers, feature masking, the
+// inter-modal transformer, the fusion decoder, and — in training only — the separate decoder and the
+// semantic-guided refinement network.
+import { torch, type Tensor } from '../engine/index.ts';
+import { maskModalities } from './blocks.ts';
+import { levelChannels, parseModelConfig, tokenGrid, type ModelConfig } from './config.ts';
+import { ModalityEncoder } from './encoder.ts';
+import { FusionDecoder } from './fusion-decoder.ts';
+import { RefinementNetwork } from './refinement.ts';
+import { SeparateDecoder } from './separate-decoder.ts';
+import { InterModalTransformer, IntraModalTransformer } from './transformer.ts';
+
+/** What the subset-independent part of a branch computes from the images (nothing here is masked). */
+export interface BranchEncoding {
+  /** Level l = 1..5 (index l − 1): (B, K, c_l, H/2^(l−1), W/2^(l−1), D/2^(l−1)), every modality's encoder maps. */
+  levels: Tensor[];
+  /** (B, K, P^3, E): every modality's intra-modal transformer output. */
+  tokens: Tensor;
+}
+
+export interface BranchOutput {
+  /** Ŷ: the initial prediction's logits (B, C, H, W, D). */
+  logits: Tensor;
+  /** Softmax probabilities of the deep-supervision heads at levels 5, 4, 3, 2, upsampled to (B, C, H, W, D). */
+  deepSupervision: Tensor[];
+  /** Softmax probabilities (B, C, H, W, D) of the separate decoder, one per modality in modality order (unmasked). */
+  separate: Tensor[];
+  /** F: the fused bottleneck (B, d_f, P, P, P), d_f = K·16b — the inter-modal transformer's output after its 1x1x1 conv. */
+  bottleneck: Tensor;
+  /** Ŷ^ref: the refinement network's logits (B, C, H, W, D); present when the SRN is enabled and priors were given. */
+  refined?: Tensor;
+}
+
+export interface TrainingInputs {
+  /** (B, C·K, H, W, D) per-class, per-modality prior maps, class-major then modality. */
+  priors?: Tensor;
+  /** (B, H, W, D) integer class indices; required with `priors`. */
+  labels?: Tensor;
+}
+
+const shapeText = (t: Tensor) => `[${t.shape.join(', ')}]`;
+
+export class Branch extends torch.nn.Module {
+  readonly encoders: ModalityEncoder[];
+  readonly intraModal: IntraModalTransformer[];
+  readonly interModal: InterModalTransformer;
+  readonly fusionDecoder: FusionDecoder;
+  readonly separateDecoder: SeparateDecoder;
+  /** Null when the configuration switches the SRN off. */
+  readonly refinement: RefinementNetwork | null;
+
+  readonly config: ModelConfig;
+
+  /** `config` is validated here (a preset's or `parseModelConfig`'s result passes unchanged). */
+  constructor(config: ModelConfig) {
+    super();
+    this.config = parseModelConfig(config);
+    const { modalities, classes, embedDim, heads, ffnHidden, dropout } = this.config;
+    const channels = levelChannels(this.config);
+    const top = channels[channels.length - 1];
+    const tokens = tokenGrid(this.config) ** 3;
+    this.encoders = Array.from({ length: modalities }, (_, k) => this.registerModule(`encoder${k}`, new ModalityEncoder(channels)));
+    this.intraModal = Array.from({ length: modalities }, (_, k) =>
+      this.registerModule(`intraModal${k}`, new IntraModalTransformer(top, embedDim, tokens, heads, ffnHidden, dropout)),
+    );
+    this.interModal = this.registerModule('interModal', new InterModalTransformer(modalities, embedDim, modalities * top, heads, ffnHidden, dropout));
+    this.fusionDecoder = this.registerModule('fusionDecoder', new FusionDecoder(modalities, channels, classes));
+    this.separateDecoder = this.registerModule('separateDecoder', new SeparateDecoder(channels, classes));
+    const { enabled, filters, reweightHidden } = this.config.refinement;
+    this.refinement = enabled ? this.registerModule('refinement', new RefinementNetwork(modalities, classes, filters, reweightHidden)) : null;
+  }
+
+  private checkImages(images: Tensor): void {
+    const { modalities, patch } = this.config;
+    const [, k, ...spatial] = images.shape;
+    if (images.ndim !== 5 || k !== modalities || spatial.some((s) => s !== patch)) {
+      throw new Error(`expected images (B, ${modalities}, ${patch}, ${patch}, ${patch}), got ${shapeText(images)}`);
+    }
+  }
+
+  private checkMask(mask: Tensor, batch: number): void {
+    if (mask.ndim !== 2 || mask.size(0) !== batch || mask.size(1) !== this.config.modalities) {
+      throw new Error(`expected a modality mask (${batch}, ${this.config.modalities}), got ${shapeText(mask)}`);
+    }
+  }
+
+  /**
+   * Runs the encoders and intra-modal transformers; nothing here depends on the modality subset, so
+   * one encoding serves every subset (see `fuse`). Modalities whose `present` flag is false are not
+   * computed: their maps are zeros, which is what masking would make of them anyway.
+   */
+  encode(images: Tensor /* (B, K, H, W, D) */, present?: readonly boolean[]): BranchEncoding {
+    this.checkImages(images);
+    return torch.tidy(() => {
+      const perModality = this.encoders.map((encoder, k) => {
+        if (present && !present[k]) return null;
+        const levels = encoder.forward(images.narrow(1, k, 1));
+        const tokens = this.intraModal[k].forward(levels[levels.length - 1]);
+        return { levels, tokens };
+      });
+      const computed = perModality.find((m) => m !== null);
+      if (!computed) throw new Error('encode: no modality is present');
+      // Stacks one output of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
+      const gather = (pick: (m: { levels: Tensor[]; tokens: Tensor }) => Tensor) => {
+        const parts = perModality.map((m) => (m ? pick(m) : null));
+        const like = pick(computed);
+        const stacked = torch.stack(parts.map((p) => p ?? torch.zeros(like.shape, { dtype: like.dtype, device: like.device })), 1);
+        for (const p of parts) p?.dispose();
+        return stacked;
+      };
+      const levels = computed.levels.map((_, l) => gather((m) => m.levels[l]));
+      return { levels, tokens: gather((m) => m.tokens) };
+    });
+  }
+
+  /** Masks an encoding with `mask` and runs the inter-modal transformer and the fusion decoder. */
+  private decode(encoding: BranchEncoding, mask: Tensor, deepSupervision: boolean): { logits: Tensor; deepSupervision: Tensor[]; bottleneck: Tensor } {
+    this.checkMask(mask, encoding.tokens.size(0));
+    return torch.tidy(() => {
+      const masked = encoding.levels.slice(0, -1).map((level) => maskModalities(level, mask).flatten(1, 2));
+      const positions = this.intraModal.map((t) => t.position);
+      const bottleneck = this.interModal.forward(maskModalities(encoding.tokens, mask), positions);
+      const decoded = this.fusionDecoder.forward([...masked, bottleneck], { deepSupervision });
+      return { ...decoded, bottleneck };
+    });
+  }
+
+  /** Initial logits (B, C, H, W, D) for one modality subset from an encoding made by `encode`. */
+  fuse(encoding: BranchEncoding, mask: Tensor /* (B, K) */): Tensor {
+    return torch.tidy(() => this.decode(encoding, mask, false).logits);
+  }
+
+  /**
+   * Inference: the initial logits only (no deep supervision, separate decoder or SRN). Encoders of
+   * modalities that no sample in the batch has are skipped.
+   */
+  predict(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */): Tensor /* (B, C, H, W, D) */ {
+    this.checkImages(images);
+    this.checkMask(mask, images.size(0));
+    return torch.tidy(() => {
+      const present = mask.to('float32').amax(0).toArray().map((v) => v > 0);
+      return this.fuse(this.encode(images, present), mask);
+    });
+  }
+
+  /** Training: every output of the branch (see BranchOutput). */
+  forward(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */, inputs: TrainingInputs = {}): BranchOutput {
+    this.checkImages(images);
+    this.checkMask(mask, images.size(0));
+    const refinement =
+      this.refinement && inputs.priors
+        ? { network: this.refinement, priors: inputs.priors, labels: this.checkRefinementInputs(inputs.priors, inputs.labels, images.size(0)) }
+        : null;
+    return torch.tidy(() => {
+      const encoding = this.encode(images);
+      const { logits, deepSupervision, bottleneck } = this.decode(encoding, mask, true);
+      const separate = this.separateDecoder.forward(encoding.levels);
+      const output: BranchOutput = { logits, deepSupervision, separate, bottleneck };
+      if (refinement) {
+        const onehot = torch.oneHot(refinement.labels.to('int64'), this.config.classes).permute(0, 4, 1, 2, 3).to(refinement.priors.dtype);
+        output.refined = refinement.network.forward(refinement.priors, mask, onehot, logits);
+      }
+      return output;
+    });
+  }
+
+  /** Checks the SRN's inputs before any work is done and returns the labels. */
+  private checkRefinementInputs(priors: Tensor, labels: Tensor | undefined, batch: number): Tensor {
+    const { classes, modalities, patch } = this.config;
+    const expectedPriors = [batch, classes * modalities, patch, patch, patch];
+    if (priors.ndim !== 5 || priors.shape.some((s, i) => s !== expectedPriors[i])) {
+      throw new Error(`expected priors (${expectedPriors.join(', ')}) (class-major, then modality), got ${shapeText(priors)}`);
+    }
+    if (!labels) throw new Error('the refinement network needs the labels with the priors');
+    if (labels.ndim !== 4 || labels.size(0) !== batch || labels.shape.slice(1).some((s) => s !== patch)) {
+      throw new Error(`expected labels (${batch}, ${patch}, ${patch}, ${patch}) of class indices, got ${shapeText(labels)}`);
+    }
+    return labels;
+  }
+}

@@ -1,0 +1,73 @@
+// The fusion decoder (RFNet-style, SPEC.md §3): merges the K masked encoder maps level by level and
+// decodes them into the branch's initial prediction, with deep-supervision heads at levels 5..2.
+import { torch, type Tensor } from '../engine/index.ts';
+import { kaimingConv3d, PreNormConv, UpStep, upsample } from './blocks.ts';
+
+/** Pre-norm 1x1x1 conv K·c→c, pre-norm 3x3x3 conv, pre-norm 1x1x1 conv. */
+export class FusionUnit extends torch.nn.Module {
+  readonly reduce: PreNormConv;
+  readonly mix: PreNormConv;
+  readonly project: PreNormConv;
+
+  constructor(modalities: number, channels: number) {
+    super();
+    this.reduce = this.registerModule('reduce', new PreNormConv(modalities * channels, channels, { kernel: 1 }));
+    this.mix = this.registerModule('mix', new PreNormConv(channels, channels));
+    this.project = this.registerModule('project', new PreNormConv(channels, channels, { kernel: 1 }));
+  }
+
+  forward(stacked: Tensor /* (B, K·c, …), modality-major */): Tensor /* (B, c, …) */ {
+    return torch.tidy(() => this.project.forward(this.mix.forward(this.reduce.forward(stacked))));
+  }
+}
+
+export interface FusionDecoderOutput {
+  logits: Tensor /* (B, C, H, W, D) */;
+  /** Softmax of the heads at levels 5, 4, 3, 2 (in that order), each upsampled to (B, C, H, W, D). */
+  deepSupervision: Tensor[];
+}
+
+export class FusionDecoder extends torch.nn.Module {
+  readonly fusion: FusionUnit[];
+  readonly ups: UpStep[];
+  /** 1x1x1 conv heads on levels 5..2 (index 0 = level 5). */
+  readonly heads: torch.nn.Conv3d[];
+  readonly classifier: torch.nn.Conv3d;
+
+  constructor(
+    modalities: number,
+    readonly channels: readonly number[] /* per level, finest first */,
+    classes: number,
+  ) {
+    super();
+    const levels = channels.length;
+    this.fusion = channels.map((c, i) => this.registerModule(`fusion${i + 1}`, new FusionUnit(modalities, c)));
+    this.ups = channels.slice(0, -1).map((c, i) => this.registerModule(`up${i + 1}`, new UpStep(channels[i + 1], c)));
+    this.heads = [];
+    for (let l = levels; l >= 2; l--) this.heads.push(this.registerModule(`head${l}`, kaimingConv3d(channels[l - 1], classes, 1)));
+    this.classifier = this.registerModule('classifier', kaimingConv3d(channels[0], classes, 1));
+  }
+
+  /**
+   * `levels[l]` is (B, K·c_l, …): the masked encoder maps of levels 1–4 and the inter-modal output at
+   * level 5. Without `deepSupervision` the auxiliary heads are not evaluated.
+   */
+  forward(levels: Tensor[], opts: { deepSupervision: boolean }): FusionDecoderOutput {
+    return torch.tidy(() => {
+      const top = levels.length - 1;
+      const deepSupervision: Tensor[] = [];
+      const supervise = (decoded: Tensor, level: number) => {
+        if (!opts.deepSupervision) return;
+        const probabilities = this.heads[top - level].forward(decoded).softmax(1);
+        deepSupervision.push(upsample(probabilities, 2 ** level));
+      };
+      let decoded = this.fusion[top].forward(levels[top]);
+      supervise(decoded, top);
+      for (let level = top - 1; level >= 0; level--) {
+        decoded = this.ups[level].forward(decoded, this.fusion[level].forward(levels[level]));
+        if (level > 0) supervise(decoded, level);
+      }
+      return { logits: this.classifier.forward(decoded), deepSupervision };
+    });
+  }
+}
