@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <malloc.h>
+
 #include <cstring>
 #include <functional>
 #include <string>
@@ -300,19 +302,40 @@ Napi::Value Binary(Info info, TT tensor_op, TS scalar_op) {
   return Wrap(info.Env(), scalar_op(a, Scalar(info[1])));
 }
 
-// libtorch 1.13 sends a float32 convolution with batch 1 and N·C·D·H ≤ 20480 to its slow reference
-// kernels (`slow_conv3d`, ~2 GFLOP/s) in both directions. For that case the forward calls oneDNN
-// directly and the backward runs libtorch's oneDNN backward on the batch padded with a zero sample
-// (which leaves every gradient unchanged: a zero sample contributes nothing to the weight sums,
-// and its input gradient is dropped). The bias is added outside, by ordinary autograd.
-bool NeedsOneDnnRoute(const at::Tensor& x, const at::Tensor& w) {
-  if (!at::hasMKLDNN() || !at::globalContext().userEnabledMkldnn()) return false;
-  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
-  if (x.layout() != at::kStrided || x.dim() < 4 || x.size(0) != 1) return false;
-  return x.size(0) * x.size(1) * x.size(2) * x.size(3) <= 20480;
+// Float32 CPU convolutions that libtorch 1.13 runs slowly, routed through oneDNN by hand:
+// - batch 1 with N·C·D·H ≤ 20480: libtorch picks its reference kernel (`slow_conv3d`, ~2 GFLOP/s)
+//   in both directions;
+// - few channels at stride 1: oneDNN's own backward kernels are 5–15× slower than its forward
+//   convolution on the same sizes.
+// The forward is oneDNN's. At stride 1 (dilation 1, one group) both gradients are themselves
+// forward convolutions: the input gradient convolves the output gradient with the flipped,
+// transposed kernel, and the weight gradient convolves the input with the output gradient after
+// swapping the batch and channel axes. Otherwise the backward is libtorch's oneDNN backward, run on
+// a batch padded with a zero sample when the batch is 1 (a zero sample adds nothing to the weight
+// gradient, and its input gradient is dropped). Both backward forms are built from differentiable
+// operations, so second derivatives work. The bias is added outside, by ordinary autograd.
+constexpr int64_t kFewChannels = 8;
+
+bool IsPlainStride1(const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                    const std::vector<int64_t>& dilation, int64_t groups, const at::Tensor& w) {
+  if (groups != 1) return false;
+  for (size_t i = 0; i < stride.size(); ++i) {
+    if (stride[i] != 1 || dilation[i] != 1 || padding[i] > w.size(static_cast<int64_t>(i) + 2) - 1) return false;
+  }
+  return true;
 }
 
-struct OneDnnBatch1Convolution : public torch::autograd::Function<OneDnnBatch1Convolution> {
+bool NeedsOneDnnRoute(const at::Tensor& x, const at::Tensor& w, const std::vector<int64_t>& stride,
+                      const std::vector<int64_t>& padding, const std::vector<int64_t>& dilation, int64_t groups) {
+  if (!at::hasMKLDNN() || !at::globalContext().userEnabledMkldnn()) return false;
+  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
+  if (x.layout() != at::kStrided || x.dim() < 4 || x.dim() > 5) return false;
+  bool smallBatch1 = x.size(0) == 1 && x.size(0) * x.size(1) * x.size(2) * x.size(3) <= 20480;
+  bool fewChannels = std::max(w.size(0), w.size(1)) <= kFewChannels && IsPlainStride1(stride, padding, dilation, groups, w);
+  return smallBatch1 || fewChannels;
+}
+
+struct OneDnnConvolution : public torch::autograd::Function<OneDnnConvolution> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,
                             std::vector<int64_t> dilation, int64_t groups) {
@@ -321,7 +344,7 @@ struct OneDnnBatch1Convolution : public torch::autograd::Function<OneDnnBatch1Co
     ctx->saved_data["padding"] = padding;
     ctx->saved_data["dilation"] = dilation;
     ctx->saved_data["groups"] = groups;
-    return at::mkldnn_convolution(x, w, c10::nullopt, padding, stride, dilation, groups);
+    return at::mkldnn_convolution(x.contiguous(), w.contiguous(), c10::nullopt, padding, stride, dilation, groups);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -334,13 +357,36 @@ struct OneDnnBatch1Convolution : public torch::autograd::Function<OneDnnBatch1Co
     auto dilation = ctx->saved_data["dilation"].toIntVector();
     int64_t groups = ctx->saved_data["groups"].toInt();
     at::Tensor gy = grads[0].contiguous();
-    at::Tensor x2 = at::cat({x, at::zeros_like(x)});
-    at::Tensor gy2 = at::cat({gy, at::zeros_like(gy)});
-    std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
-    std::vector<int64_t> outputPadding(padding.size(), 0);
-    auto [gx, gw, gb] = at::convolution_backward(gy2, x2, w, c10::nullopt, stride, padding, dilation, false, outputPadding,
-                                                 groups, mask);
-    return {gx.defined() ? gx.narrow(0, 0, 1) : gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    at::Tensor gx, gw;
+    if (IsPlainStride1(stride, padding, dilation, groups, w)) {
+      std::vector<int64_t> spatial, ones(padding.size(), 1), inputPadding(padding.size());
+      for (size_t i = 0; i < padding.size(); ++i) {
+        spatial.push_back(static_cast<int64_t>(i) + 2);
+        inputPadding[i] = w.size(static_cast<int64_t>(i) + 2) - 1 - padding[i];
+      }
+      if (ctx->needs_input_grad(0)) {
+        at::Tensor flipped = w.transpose(0, 1).flip(spatial).contiguous();
+        gx = at::mkldnn_convolution(gy, flipped, c10::nullopt, inputPadding, ones, ones, 1);
+      }
+      if (ctx->needs_input_grad(1)) {
+        gw = at::mkldnn_convolution(x.transpose(0, 1).contiguous(), gy.transpose(0, 1).contiguous(), c10::nullopt, padding,
+                                    ones, ones, 1)
+                 .transpose(0, 1)
+                 .contiguous();
+      }
+    } else {
+      bool pad = x.size(0) == 1;
+      at::Tensor xb = pad ? at::cat({x, at::zeros_like(x)}) : x;
+      at::Tensor gyb = pad ? at::cat({gy, at::zeros_like(gy)}) : gy;
+      std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), false};
+      std::vector<int64_t> outputPadding(padding.size(), 0);
+      auto result = at::convolution_backward(gyb, xb, w, c10::nullopt, stride, padding, dilation, false, outputPadding,
+                                             groups, mask);
+      gx = std::get<0>(result);
+      gw = std::get<1>(result);
+      if (pad && gx.defined()) gx = gx.narrow(0, 0, 1);
+    }
+    return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -754,8 +800,8 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     auto bias = OptT(info[2]);
     auto stride = Ints(info[3]), padding = Ints(info[4]), dilation = Ints(info[5]);
     int64_t groups = Int(info[6]);
-    if (NeedsOneDnnRoute(x, w)) {
-      at::Tensor y = OneDnnBatch1Convolution::apply(x, w, stride, padding, dilation, groups);
+    if (NeedsOneDnnRoute(x, w, stride, padding, dilation, groups)) {
+      at::Tensor y = OneDnnConvolution::apply(x, w, stride, padding, dilation, groups);
       if (bias) {
         std::vector<int64_t> shape(y.dim(), 1);
         shape[1] = -1;
@@ -970,6 +1016,10 @@ void InitRuntime(Napi::Env env, Napi::Object e) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Above the default allocator's priority (0); tensors it already made keep their own deleter.
   c10::SetCPUAllocator(&cpuAllocator, /*priority=*/1);
+  // Keep freed blocks up to 32 MiB in the heap instead of returning them to the system: a training
+  // step frees and reallocates the same sizes, and re-faulting fresh pages cost ~5 % of a step.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   NativeTensor::Init(env, exports);
   InitTensorOps(env, exports);
   InitNnOps(env, exports);

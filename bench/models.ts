@@ -1,0 +1,148 @@
+// Benchmark section `models`: one training step (forward + backward) of the SMML model per
+// configuration, with peak resident memory and the GFLOP/s achieved on the analytic convolution and
+// matrix FLOPs. Each configuration runs in its own child process, so that its peak memory is its own.
+//
+// Run as a child: `tsx bench/models.ts '<WorkerRequest JSON>'` prints one WorkerResult JSON line.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { torch, type Tensor } from '../src/engine/index.ts';
+import { createModel, modalityMask, modelConfig, trainingStepFlops, modelParameterCount, type ModelConfigOverrides, type ModelPresetName } from '../src/models/index.ts';
+import { describeTiming, formatMs, MIB, summarise, type BenchContext, type Section } from './harness.ts';
+import type { BenchRow } from './table.ts';
+
+const BATCH = 2;
+
+interface WorkerRequest {
+  preset: ModelPresetName;
+  overrides: ModelConfigOverrides;
+  warmup: number;
+  runs: number;
+  threads: number;
+}
+
+interface WorkerResult {
+  samplesMs: number[];
+  forwardMs: number[];
+  /** CPU time of the whole process per timed step: with other work on the cores it stays honest. */
+  cpuMs: number[];
+  peakRssMiB: number;
+}
+
+/** What one step computes: every output of both branches feeds a cheap surrogate of the SMML loss. */
+function trainingStep(
+  model: ReturnType<typeof createModel>,
+  batch: { images: Tensor; masks: Tensor[]; priors: Tensor; labels: Tensor; onehot: Tensor },
+): number {
+  return torch.tidy(() => {
+    const start = performance.now();
+    const outputs = model.forward(batch.images, batch.masks, { priors: batch.priors, labels: batch.labels });
+    const forwardMs = performance.now() - start;
+    let loss = torch.zeros([]);
+    for (const out of outputs) {
+      const probabilities = [out.logits.softmax(1), ...out.deepSupervision, ...out.separate, ...(out.refined ? [out.refined.softmax(1)] : [])];
+      for (const p of probabilities) loss = loss.sub(p.mul(batch.onehot).mean());
+      loss = loss.add(out.bottleneck.square().mean());
+    }
+    loss.backward();
+    model.zeroGrad();
+    return forwardMs;
+  });
+}
+
+function runWorker(request: WorkerRequest): WorkerResult {
+  torch.setNumThreads(request.threads);
+  torch.manualSeed(1024);
+  const model = createModel(request.preset, request.overrides);
+  const { modalities: K, classes: C, patch } = model.config;
+  const masks = model.branches.map((_, i) =>
+    modalityMask(Array.from({ length: BATCH }, (_, b) => Array.from({ length: K }, (_, k) => (k + b + i) % 3 !== 0))),
+  );
+  const labels = torch.randint(0, C, [BATCH, patch, patch, patch]);
+  const batch = {
+    images: torch.randn([BATCH, K, patch, patch, patch]),
+    masks,
+    priors: torch.rand([BATCH, C * K, patch, patch, patch]),
+    labels,
+    onehot: torch.oneHot(labels, C).permute(0, 4, 1, 2, 3).to('float32'),
+  };
+  const samplesMs: number[] = [];
+  const forwardMs: number[] = [];
+  const cpuMs: number[] = [];
+  for (let i = 0; i < request.warmup + request.runs; i++) {
+    const start = performance.now();
+    const cpuStart = process.cpuUsage();
+    const forward = trainingStep(model, batch);
+    if (i >= request.warmup) {
+      samplesMs.push(performance.now() - start);
+      const cpu = process.cpuUsage(cpuStart);
+      cpuMs.push((cpu.user + cpu.system) / 1000);
+      forwardMs.push(forward);
+    }
+  }
+  return { samplesMs, forwardMs, cpuMs, peakRssMiB: (process.resourceUsage().maxRSS * 1024) / MIB };
+}
+
+function spawnWorker(request: WorkerRequest): WorkerResult {
+  const script = fileURLToPath(import.meta.url);
+  const result = spawnSync(process.execPath, ['--import', 'tsx', script, JSON.stringify(request)], {
+    encoding: 'utf8',
+    maxBuffer: 16 * MIB,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (result.status !== 0) {
+    const how = result.signal ? `was killed by ${result.signal} (out of memory?)` : `exited with status ${result.status}`;
+    throw new Error(`the model benchmark worker for ${request.preset} ${JSON.stringify(request.overrides)} ${how}`);
+  }
+  return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '') as WorkerResult;
+}
+
+interface Workload {
+  preset: ModelPresetName;
+  overrides: ModelConfigOverrides;
+  /** Untimed steps first (oneDNN builds its kernels on the first call of each shape). */
+  warmup: number;
+  runs: number;
+  quickRuns: number;
+}
+
+// `paper` at 128^3 needs several times the memory of this machine class (activations grow with the
+// voxels: see the peak RSS at 32^3 and 64^3), so it is measured at reduced patches; one step at 64^3
+// already takes minutes on 2 cores, hence no warm-up there.
+const WORKLOADS: Workload[] = [
+  { preset: 'cpu-small', overrides: {}, warmup: 1, runs: 5, quickRuns: 2 },
+  { preset: 'cpu-medium', overrides: {}, warmup: 1, runs: 3, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 32 }, warmup: 1, runs: 2, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 64 }, warmup: 0, runs: 1, quickRuns: 1 },
+];
+
+/** One row per workload: step time, forward time, GFLOP/s, peak RSS and parameter count. */
+export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
+  return WORKLOADS.map((w) => {
+    const config = modelConfig(w.preset, w.overrides);
+    const label = `${w.preset} @${config.patch}³`;
+    const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
+    ctx.log(`models: ${label}, batch ${BATCH}, ${request.runs} timed step(s)`);
+    const result = spawnWorker(request);
+    const step = summarise(result.samplesMs);
+    const forward = summarise(result.forwardMs);
+    const flops = trainingStepFlops(config, BATCH);
+    const gflops = flops / 1e9 / (step.medianMs / 1000);
+    const cpu = summarise(result.cpuMs);
+    ctx.log(`models: ${label}: step ${describeTiming(step)}, forward ${describeTiming(forward)}, CPU time per step ${formatMs(cpu.medianMs)}, peak RSS ${result.peakRssMiB.toFixed(0)} MiB`);
+    const params = (modelParameterCount(config) / 1e6).toFixed(2);
+    return {
+      benchmark: `SMML ${label} dual-branch training step, batch ${BATCH} (${params} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`,
+      ours:
+        `${formatMs(step.medianMs)} (forward ${formatMs(forward.medianMs)}; ${gflops.toFixed(1)} GFLOP/s; ` +
+        `CPU time ${formatMs(cpu.medianMs)}; peak RSS ${(result.peakRssMiB / 1024).toFixed(2)} GiB)`,
+    };
+  });
+}
+
+export const modelSections: Section[] = [
+  { name: 'models', description: 'SMML dual-branch training step per model preset (time, GFLOP/s, peak memory)', run: modelBenchmarks },
+];
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2]) {
+  console.log(JSON.stringify(runWorker(JSON.parse(process.argv[2]) as WorkerRequest)));
+}
