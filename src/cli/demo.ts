@@ -224,7 +224,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--cases <n>', 'synthetic cases', Number, 30)
     .option('--size <voxels>', 'synthetic volume edge length', Number, 64)
     .option('--seed <n>', 'seed of data, split and training', Number, 1)
-    .option('--epochs <n>', 'training epochs', Number, 20)
+    .option('--epochs <n>', 'training epochs', Number, 12)
     .option('--steps-per-epoch <n>', 'training steps per epoch', Number, 25)
     .option('--lr <lr>', 'initial learning rate (the paper uses 2e-4 over 1000 epochs; the short demo needs a larger one)', Number, 1e-3)
     .option('--fresh', 'delete the output folder first')
