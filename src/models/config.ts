@@ -120,14 +120,15 @@ export const MODEL_PRESETS = {
 export type ModelPresetName = keyof typeof MODEL_PRESETS;
 export const MODEL_PRESET_NAMES = Object.keys(MODEL_PRESETS) as ModelPresetName[];
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(config)'}: ${i.message}`).join('; ');
+/** One line listing a failed validation's issues as `path: message`; `rootLabel` stands for an empty path. */
+export function describeZodIssues(error: z.ZodError, rootLabel: string): string {
+  return error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : rootLabel}: ${issue.message}`).join('; ');
 }
 
 /** Validates a complete configuration (e.g. one read from a checkpoint); `source` names it in errors. */
 export function parseModelConfig(value: unknown, source = 'model config'): ModelConfig {
   const result = modelSchema.safeParse(value);
-  if (!result.success) throw new Error(`${source} is invalid: ${describeIssues(result.error)}`);
+  if (!result.success) throw new Error(`${source} is invalid: ${describeZodIssues(result.error, '(config)')}`);
   return result.data;
 }
 

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { SPLIT_PRESETS, type BratsLayout } from '../data/brats.ts';
-import { MODEL_PRESET_NAMES, modelConfig, type ModelConfig, type ModelConfigOverrides } from '../models/index.ts';
+import { describeZodIssues, MODEL_PRESET_NAMES, modelConfig, type ModelConfig, type ModelConfigOverrides } from '../models/index.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().min(0);
@@ -106,14 +106,10 @@ export type TrainingConfigInput = z.input<typeof trainingConfigSchema>;
 /** A validated configuration with every default filled in. */
 export type TrainingConfig = z.output<typeof trainingConfigSchema>;
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`).join('; ');
-}
-
 /** Validates a configuration object and fills in the defaults; `source` names it in errors. */
 export function parseTrainingConfig(value: unknown, source = 'training configuration'): TrainingConfig {
   const result = trainingConfigSchema.safeParse(value);
-  if (!result.success) throw new Error(`${source} is invalid: ${describeIssues(result.error)}`);
+  if (!result.success) throw new Error(`${source} is invalid: ${describeZodIssues(result.error, '(root)')}`);
   return result.data;
 }
 

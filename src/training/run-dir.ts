@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
 import { torch, type Device } from '../engine/index.ts';
-import { parseModelConfig, SmmlModel, type ModelConfig } from '../models/index.ts';
+import { describeZodIssues, parseModelConfig, SmmlModel, type ModelConfig } from '../models/index.ts';
 import { parseTrainingConfig, type TrainingConfig } from './config.ts';
 
 export const RUN_FORMAT = 'smml-run';
@@ -78,10 +78,6 @@ export interface RunConfig {
   data: RunData;
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.length ? issue.path.join('.') : '(root)'}: ${issue.message}`).join('; ');
-}
-
 function parseJson(text: string, source: string): unknown {
   try {
     return JSON.parse(text);
@@ -103,7 +99,7 @@ export function readRunConfig(runDir: string): RunConfig {
     throw new Error(`${file}: not an smml run file (format is ${JSON.stringify((raw as { format?: unknown }).format)}, expected "${RUN_FORMAT}")`);
   }
   const parsed = runFileSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(`${file}: invalid run file: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new Error(`${file}: invalid run file: ${describeZodIssues(parsed.error, '(root)')}`);
   return {
     ...parsed.data,
     config: parseTrainingConfig(parsed.data.config, `${file} (config)`),
@@ -162,9 +158,9 @@ export function decodeModelMetadata(metadata: Record<string, string>, file: stri
   const modelConfig = parseModelConfig(field('modelConfig'), `${file} (modelConfig)`);
   const numClasses = field('numClasses');
   const convention = labelConventionSchema.safeParse(field('labelConvention'));
-  if (!convention.success) throw new Error(`${file}: invalid labelConvention: ${describeIssues(convention.error)}`);
+  if (!convention.success) throw new Error(`${file}: invalid labelConvention: ${describeZodIssues(convention.error, '(root)')}`);
   const validation = validationSchema.nullable().safeParse(field('validation'));
-  if (!validation.success) throw new Error(`${file}: invalid validation scores: ${describeIssues(validation.error)}`);
+  if (!validation.success) throw new Error(`${file}: invalid validation scores: ${describeZodIssues(validation.error, '(root)')}`);
   const epoch = field('epoch');
   if (!Number.isInteger(epoch) || (epoch as number) < 0) throw new Error(`${file}: invalid epoch ${metadata.epoch}`);
   if (numClasses !== modelConfig.classes || convention.data.values.length !== modelConfig.classes) {

@@ -1,10 +1,10 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { PNG } from 'pngjs';
 import { writeSlicePreview } from '../../src/data/preview.ts';
+import { withTempDir } from './helpers.ts';
 
 const SHAPE = [4, 3, 2];
 const PLANE = 12;
@@ -14,15 +14,6 @@ function rampImage(): Float32Array {
   const data = new Float32Array(24);
   for (let i = 0; i < PLANE; i++) data[PLANE + i] = i + 1;
   return data;
-}
-
-function withTempDir(body: (dir: string) => void): void {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
-  try {
-    body(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** RGB of the pixel showing voxel (x, y) of panel `panel` (zoom 2, gap 4, j upwards). */

@@ -1,6 +1,5 @@
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { discoverBrats } from '../../src/data/brats.ts';
@@ -25,20 +24,12 @@ import {
   type Tissue,
 } from '../../src/data/synthetic.ts';
 import { readVolume } from '../../src/data/volume.ts';
+import { withTempDir } from './helpers.ts';
 
 const SIZE = 40;
 const SEED = 11;
 /** Twelve small cases: enough to contain both grades, necrosis and enhancement. */
 const CASES: SyntheticCase[] = Array.from({ length: 12 }, (_, index) => synthesizeCase(caseSeed(SEED, index), SIZE));
-
-function withTempDir(body: (dir: string) => void): void {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
-  try {
-    body(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** Mean intensity of `modality` over the voxels whose dominant tissue is `tissue`, and how many there are. */
 function tissueMean(phantom: SyntheticCase, tissue: Tissue, modality: SyntheticModality): { mean: number; count: number } {

@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { synthesizeDataset } from '../../src/data/synthetic.ts';
-import { torch } from '../../src/engine/index.ts';
 import { runPaths } from '../../src/training/run-dir.ts';
 import { readRunLog } from '../../src/training/run-log.ts';
+import { assertSameTensors } from './helpers.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
 const dataDir = path.join(root, 'data');
@@ -47,17 +47,6 @@ async function waitForRecord(runDir: string, type: string, exited: Promise<Finis
     if (fs.existsSync(runPaths(runDir).log) && readRunLog(runPaths(runDir).log).some((r) => r.type === type)) return;
     if (finished) throw new Error(`the run ended before writing a '${type}' record: ${(await exited).stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function assertSameCheckpoints(fileA: string, fileB: string): void {
-  const a = torch.loadSafetensors(fileA);
-  const b = torch.loadSafetensors(fileB);
-  try {
-    assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
-    for (const [name, tensor] of a.tensors) assert.ok(tensor.equal(b.tensors.get(name)!), `tensor ${name} differs`);
-  } finally {
-    torch.dispose([...a.tensors.values(), ...b.tensors.values()]);
   }
 }
 
@@ -101,7 +90,7 @@ describe('smml train', () => {
 
     const resumed = await start(['--out', runDir, '--resume']).done;
     assert.equal(resumed.code, 0, resumed.stderr);
-    assertSameCheckpoints(runPaths(reference).checkpoint, runPaths(runDir).checkpoint);
+    assertSameTensors(runPaths(reference).checkpoint, runPaths(runDir).checkpoint);
   });
 
   it('after a hard kill (SIGKILL) nothing is corrupt and --resume ends with the uninterrupted weights', async () => {
@@ -113,7 +102,7 @@ describe('smml train', () => {
 
     const resumed = await start(['--out', runDir, '--resume', '--threads', '1']).done;
     assert.equal(resumed.code, 0, resumed.stderr);
-    assertSameCheckpoints(runPaths(reference).checkpoint, runPaths(runDir).checkpoint);
+    assertSameTensors(runPaths(reference).checkpoint, runPaths(runDir).checkpoint);
     const steps = readRunLog(runPaths(runDir).log).filter((r) => r.type === 'step');
     assert.deepEqual(steps.map((r) => r.step), [1, 2, 3, 4], 'steps repeated after the kill are logged once');
   });

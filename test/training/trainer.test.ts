@@ -14,6 +14,7 @@ import { applyOverrides, parseTrainingConfig, type TrainingConfig } from '../../
 import { assertSameClasses, loadTrainedModel, readRunConfig, runPaths } from '../../src/training/run-dir.ts';
 import { readRunLog, type LogRecord } from '../../src/training/run-log.ts';
 import { createTrainer, TrainingDivergedError, type TrainerHooks, type TrainResult } from '../../src/training/trainer.ts';
+import { assertSameTensors } from './helpers.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
 const dataDir = path.join(root, 'data');
@@ -51,18 +52,6 @@ function copyRun(from: string): string {
   const to = fs.mkdtempSync(path.join(root, 'copy-'));
   fs.cpSync(from, to, { recursive: true });
   return to;
-}
-
-/** Every tensor of two safetensors files is identical (weights, optimiser states, random state). */
-function assertSameTensors(fileA: string, fileB: string): void {
-  const a = torch.loadSafetensors(fileA);
-  const b = torch.loadSafetensors(fileB);
-  try {
-    assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
-    for (const [name, tensor] of a.tensors) assert.ok(tensor.equal(b.tensors.get(name)!), `tensor ${name} differs`);
-  } finally {
-    torch.dispose([...a.tensors.values(), ...b.tensors.values()]);
-  }
 }
 
 const stepRecords = (records: LogRecord[]) => records.filter((r) => r.type === 'step');

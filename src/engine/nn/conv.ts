@@ -23,6 +23,26 @@ function checkGroups(layer: string, inChannels: number, outChannels: number, gro
   }
 }
 
+/** Kernel size, stride, padding, dilation and groups common to both layers, validated and expanded to 3 values. */
+function convGeometry(
+  layer: string,
+  inChannels: number,
+  outChannels: number,
+  kernelSize: number | number[],
+  opts: { stride?: number | number[]; padding?: number | number[]; dilation?: number | number[]; groups?: number },
+): { kernelSize: number[]; stride: number[]; padding: number[]; dilation: number[]; groups: number } {
+  const kernel = ntuple(kernelSize, 3, `${layer} kernel size`);
+  const groups = opts.groups ?? 1;
+  checkGroups(layer, inChannels, outChannels, groups);
+  return {
+    kernelSize: kernel,
+    stride: ntuple(opts.stride ?? 1, 3, `${layer} stride`),
+    padding: ntuple(opts.padding ?? 0, 3, `${layer} padding`),
+    dilation: ntuple(opts.dilation ?? 1, 3, `${layer} dilation`),
+    groups,
+  };
+}
+
 function checkInput(layer: string, x: Tensor, inChannels: number): void {
   if (x.ndim !== 5 || x.size(1) !== inChannels) {
     throw new Error(`${layer}: expected input (B, ${inChannels}, D, H, W), got [${x.shape.join(', ')}]`);
@@ -43,16 +63,9 @@ export class Conv3d extends Module {
     opts: Conv3dOptions = {},
   ) {
     super();
-    this.kernelSize = ntuple(kernelSize, 3, 'Conv3d kernel size');
-    const groups = opts.groups ?? 1;
-    checkGroups('Conv3d', inChannels, outChannels, groups);
-    this.options = {
-      stride: ntuple(opts.stride ?? 1, 3, 'Conv3d stride'),
-      padding: ntuple(opts.padding ?? 0, 3, 'Conv3d padding'),
-      dilation: ntuple(opts.dilation ?? 1, 3, 'Conv3d dilation'),
-      groups,
-      paddingMode: opts.paddingMode ?? 'zeros',
-    };
+    const { kernelSize: kernel, stride, padding, dilation, groups } = convGeometry('Conv3d', inChannels, outChannels, kernelSize, opts);
+    this.kernelSize = kernel;
+    this.options = { stride, padding, dilation, groups, paddingMode: opts.paddingMode ?? 'zeros' };
     this.weight = this.registerParameter('weight', empty([outChannels, inChannels / groups, ...this.kernelSize]));
     this.bias = (opts.bias ?? true) ? this.registerParameter('bias', empty([outChannels])) : null;
     defaultLayerInit_(this.weight, this.bias);
@@ -87,14 +100,13 @@ export class ConvTranspose3d extends Module {
     opts: ConvTranspose3dOptions = {},
   ) {
     super();
-    this.kernelSize = ntuple(kernelSize, 3, 'ConvTranspose3d kernel size');
-    const groups = opts.groups ?? 1;
-    checkGroups('ConvTranspose3d', inChannels, outChannels, groups);
+    const { kernelSize: kernel, stride, padding, dilation, groups } = convGeometry('ConvTranspose3d', inChannels, outChannels, kernelSize, opts);
+    this.kernelSize = kernel;
     this.options = {
-      stride: ntuple(opts.stride ?? 1, 3, 'ConvTranspose3d stride'),
-      padding: ntuple(opts.padding ?? 0, 3, 'ConvTranspose3d padding'),
+      stride,
+      padding,
       outputPadding: ntuple(opts.outputPadding ?? 0, 3, 'ConvTranspose3d output padding'),
-      dilation: ntuple(opts.dilation ?? 1, 3, 'ConvTranspose3d dilation'),
+      dilation,
       groups,
     };
     this.weight = this.registerParameter('weight', empty([inChannels, outChannels / groups, ...this.kernelSize]));
