@@ -102,10 +102,10 @@ function writeCurves(runDir: string, reportDir: string): string[] {
   const steps = records.filter((r) => r.type === 'step');
   const losses = steps.map((r) => Number(r.loss));
   const x = steps.map((r) => Number(r.step));
-  const window = Math.max(1, Math.round(steps.length / 40));
+  const smoothed = movingAverage(losses, Math.max(1, Math.round(steps.length / 40)));
   writeLineChart(path.join(reportDir, 'loss.png'), [
     { color: [170, 190, 230], points: x.map((s, i) => [s, losses[i]] as const) },
-    { color: [20, 60, 160], points: x.map((s, i) => [s, movingAverage(losses, window)[i]] as const) },
+    { color: [20, 60, 160], points: x.map((s, i) => [s, smoothed[i]] as const) },
   ]);
   const validations = records.filter((r) => r.type === 'epoch' && r.validation) as unknown as { epoch: number; validation: { dice: Record<string, number> } }[];
   const regionColours: Record<string, [number, number, number]> = { WT: [40, 150, 60], TC: [200, 40, 40], ET: [230, 170, 0] };
