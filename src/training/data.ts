@@ -4,14 +4,13 @@ import * as path from 'node:path';
 import { discoverBrats, makeSplit, readSplit, selectCases, type BratsDataset } from '../data/brats.ts';
 import { readCacheIndex, readCaseManifest } from '../data/cache.ts';
 import { preprocessDataset, type PreprocessProgress } from '../data/preprocess.ts';
+import { PRIORS_ARRAY } from '../priors/provider.ts';
 import type { TrainingConfig } from './config.ts';
 import type { RunData } from './run-dir.ts';
 
 /** Name of the default cache folder inside the data root. */
 export const DEFAULT_CACHE_FOLDER = '.smml-cache';
 
-/** Name of the cached array holding a case's semantic priors, (C·K, X, Y, Z) class-major then modality. */
-export const PRIORS_ARRAY = 'priors';
 
 export function cacheDirOf(config: TrainingConfig): string {
   return path.resolve(config.data.cacheDir ?? path.join(config.data.root, DEFAULT_CACHE_FOLDER));

@@ -18,7 +18,8 @@ import { branchObjectives, type BranchPredictions, type Objective, type Objectiv
 import { modalityMask, SmmlModel, type BranchOutput } from '../models/index.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
 import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
-import { checkCache, checkPriors, prepareTrainingData, PRIORS_ARRAY } from './data.ts';
+import { PRIORS_ARRAY } from '../priors/provider.ts';
+import { checkCache, checkPriors, prepareTrainingData } from './data.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import {
   encodeModelMetadata,
