@@ -8,7 +8,7 @@ import { discoverBrats, readSplit } from '../data/brats.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { REGIONS } from '../evaluation/metrics.ts';
 import { SUBSETS } from '../evaluation/subsets.ts';
-import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult } from '../evaluation/tables.ts';
+import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
 import { windowProgress } from '../inference/progress.ts';
 import { loadTrainedModel, type RunData } from '../training/run-dir.ts';
@@ -29,7 +29,7 @@ export function resolveSplit(split: string, data: RunData): { ids: string[]; des
   return { ids, description: `${path.resolve(split)} (${ids.length} cases)` };
 }
 
-interface EvaluateCliOptions {
+export interface EvaluateCliOptions {
   model: string;
   data?: string;
   split: string;
@@ -49,6 +49,54 @@ function caseLine(done: number, total: number, result: CaseResult): string {
   return `[${done}/${total}] ${result.id} ${result.seconds.toFixed(1)} s  Dice with all four: ${dice}  mean over subsets ${meanOverSubsets.toFixed(3)}`;
 }
 
+/**
+ * Scores a trained run under all 15 subsets and writes the result files into `options.out`
+ * (default `<run>/evaluation`), with a progress bar per case on stderr.
+ */
+export async function evaluateRun(options: EvaluateCliOptions): Promise<EvaluationSummary> {
+  const trained = loadTrainedModel(options.model, { device: options.device });
+  const runData = trained.config.data;
+  const root = path.resolve(options.data ?? runData.root);
+  const cacheDir = options.cache ?? (root === path.resolve(runData.root) ? runData.cacheDir : undefined);
+  const outDir = options.out ?? path.join(options.model, 'evaluation');
+  checkWritableFile(path.join(outDir, RESULT_FILES[0]), 'results folder');
+  const { ids, description } = resolveSplit(options.split, runData);
+  const dataset = discoverBrats(root);
+  console.error(`evaluating ${ids.length} cases under ${SUBSETS.length} modality subsets`);
+  let progress = windowProgress('');
+  let result: EvaluationResult;
+  try {
+    result = await evaluateDataset(trained.model, {
+      dataset,
+      caseIds: ids,
+      cacheDir,
+      weighting: options.weighting,
+      overlap: options.overlap,
+      device: options.device,
+      onPreprocess: ({ done, total, id, status }) => {
+        if (status === 'written') console.error(`preprocessed ${id} (${done}/${total})`);
+      },
+      onCaseStart: (index, total, id) => {
+        progress = windowProgress(`[${index + 1}/${total}] ${id}`);
+      },
+      onWindow: (done, total) => progress.onWindow(done, total),
+      onCase: ({ done, total, result: caseResult }) => {
+        progress.stop();
+        console.error(caseLine(done, total, caseResult));
+      },
+    });
+  } finally {
+    progress.stop();
+    trained.model.dispose();
+  }
+  return writeResults(outDir, result, {
+    model: path.resolve(options.model),
+    data: root,
+    cases: description,
+    settings: { weighting: options.weighting, overlap: options.overlap, device: options.device },
+  });
+}
+
 export function registerEvaluateCommand(program: Command): Command {
   const command = program
     .command('evaluate')
@@ -60,48 +108,9 @@ export function registerEvaluateCommand(program: Command): Command {
     .option('--out <dir>', 'results folder (default: <run>/evaluation)');
   return addInferenceOptions(command).action(async (options: EvaluateCliOptions) => {
     const started = performance.now();
-    const trained = loadTrainedModel(options.model, { device: options.device });
-    const runData = trained.config.data;
-    const root = path.resolve(options.data ?? runData.root);
-    const cacheDir = options.cache ?? (root === path.resolve(runData.root) ? runData.cacheDir : undefined);
-    const outDir = options.out ?? path.join(options.model, 'evaluation');
-    checkWritableFile(path.join(outDir, RESULT_FILES[0]), 'results folder');
-    const { ids, description } = resolveSplit(options.split, runData);
-    const dataset = discoverBrats(root);
-    console.error(`evaluating ${ids.length} cases under ${SUBSETS.length} modality subsets`);
-    let progress = windowProgress('');
-    let result: EvaluationResult;
-    try {
-      result = await evaluateDataset(trained.model, {
-        dataset,
-        caseIds: ids,
-        cacheDir,
-        weighting: options.weighting,
-        overlap: options.overlap,
-        device: options.device,
-        onPreprocess: ({ done, total, id, status }) => {
-          if (status === 'written') console.error(`preprocessed ${id} (${done}/${total})`);
-        },
-        onCaseStart: (index, total, id) => {
-          progress = windowProgress(`[${index + 1}/${total}] ${id}`);
-        },
-        onWindow: (done, total) => progress.onWindow(done, total),
-        onCase: ({ done, total, result: caseResult }) => {
-          progress.stop();
-          console.error(caseLine(done, total, caseResult));
-        },
-      });
-    } finally {
-      progress.stop();
-    }
-    const summary = writeResults(outDir, result, {
-      model: path.resolve(options.model),
-      data: root,
-      cases: description,
-      settings: { weighting: options.weighting, overlap: options.overlap, device: options.device },
-    });
+    const summary = await evaluateRun(options);
     console.log(diceTableMarkdown(summary));
     const minutes = (performance.now() - started) / 60000;
-    console.log(`\n${RESULT_FILES.join(', ')} written to ${path.resolve(outDir)} (${minutes.toFixed(1)} min)`);
+    console.log(`\n${RESULT_FILES.join(', ')} written to ${path.resolve(options.out ?? path.join(options.model, 'evaluation'))} (${minutes.toFixed(1)} min)`);
   });
 }

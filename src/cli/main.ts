@@ -1,8 +1,10 @@
 // The smml command line: one sub-command per job.
 import { Command } from 'commander';
+import { registerAblateCommand } from './ablate.ts';
 import { registerDemoCommand } from './demo.ts';
 import { registerEvaluateCommand } from './evaluate.ts';
 import { registerPredictCommand } from './predict.ts';
+import { registerPriorsCommand } from './priors.ts';
 import { registerSynthCommand } from './synth.ts';
 import { registerTrainCommand } from './train.ts';
 
@@ -14,8 +16,10 @@ const program = new Command()
 registerDemoCommand(program);
 registerSynthCommand(program);
 registerTrainCommand(program);
+registerPriorsCommand(program);
 registerPredictCommand(program);
 registerEvaluateCommand(program);
+registerAblateCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,11 +5,11 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import * as path from 'node:path';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
-import { createProgress, formatDuration } from '../training/progress.ts';
+import { createProgress, formatDuration, type ProgressReporter } from '../training/progress.ts';
 import { readRunConfig } from '../training/run-dir.ts';
-import { createTrainer, TrainingDivergedError } from '../training/trainer.ts';
+import { createTrainer, TrainingDivergedError, type Trainer, type TrainResult } from '../training/trainer.ts';
 
-function positiveInteger(text: string): number {
+export function positiveInteger(text: string): number {
   const value = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
   return value;
@@ -29,7 +29,7 @@ function positiveNumber(text: string): number {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
-interface TrainOptions {
+export interface TrainOptions {
   out: string;
   data?: string;
   config?: string;
@@ -80,7 +80,7 @@ function flagAssignments(options: TrainOptions): string[] {
   return [...assignments, ...options.set];
 }
 
-function resolveConfig(options: TrainOptions): TrainingConfig {
+export function resolveConfig(options: TrainOptions): TrainingConfig {
   const assignments = flagAssignments(options);
   if (options.resume) {
     if (options.config) throw new Error('--config cannot be combined with --resume: a resumed run keeps the configuration in its run.json');
@@ -92,11 +92,9 @@ function resolveConfig(options: TrainOptions): TrainingConfig {
   return parseTrainingConfig(applyOverrides(base, assignments), source);
 }
 
-export function registerTrainCommand(program: Command): Command {
-  return program
-    .command('train')
-    .description('train SMML (or the single-branch baseline) on a BraTS folder; Ctrl-C saves a checkpoint, --resume continues')
-    .requiredOption('--out <dir>', 'run folder: run.json, checkpoint.safetensors, model.safetensors, log.jsonl')
+/** The options shared by `smml train` and `smml ablate`: the data, network, schedule and `--set`. */
+export function addTrainingOptions(command: Command): Command {
+  return command
     .option('--data <root>', 'BraTS data folder (2015, 2018–2021 or 2023 layout, searched recursively)')
     .option('--config <file>', 'JSON configuration file (sections model, data, training, losses, validation, log)')
     .option('--preset <name>', 'network preset: paper, cpu-medium, cpu-small, tiny')
@@ -111,9 +109,49 @@ export function registerTrainCommand(program: Command): Command {
     .option('--cache <dir>', 'folder for the preprocessed cases (default <data>/.smml-cache)')
     .option('--validate-every <n>', 'validation Dice every n epochs (0: never)', nonNegativeInteger)
     .option('--warmup-epochs <n>', 'epochs before the KL terms (PBC, refinement KL) switch on', nonNegativeInteger)
+    .option('--set <field=value>', 'set any configuration field, e.g. --set training.lr=1e-3 (repeatable)', collect, []);
+}
+
+/**
+ * Runs a trainer to its end with Ctrl-C / SIGTERM handling: the first signal finishes the current step and
+ * saves a checkpoint (status 'interrupted'), a second one quits at once (the checkpoint on disk is complete).
+ * Closes the trainer.
+ */
+export async function runWithSignals(trainer: Trainer, progress: ProgressReporter): Promise<TrainResult> {
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts > 1) process.exit(signal === 'SIGINT' ? 130 : 143);
+    progress.note(`${signal}: finishing the current step and saving a checkpoint (press Ctrl-C again to quit at once)`);
+    trainer.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await trainer.run();
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await trainer.close();
+  }
+}
+
+/** One line on the best validation of a finished run. */
+export function bestValidationLine(result: TrainResult): string {
+  return result.best
+    ? `best validation Dice ${result.best.score.toFixed(4)} (WT ${result.best.validation.dice.WT.toFixed(3)}, TC ${result.best.validation.dice.TC.toFixed(3)}, ` +
+        `ET ${result.best.validation.dice.ET.toFixed(3)}) at epoch ${result.best.epoch + 1}`
+    : 'no validation: the model is the last epoch';
+}
+
+export function registerTrainCommand(program: Command): Command {
+  const command = program
+    .command('train')
+    .description('train SMML (or the single-branch baseline) on a BraTS folder; Ctrl-C saves a checkpoint, --resume continues')
+    .requiredOption('--out <dir>', 'run folder: run.json, checkpoint.safetensors, model.safetensors, log.jsonl');
+  return addTrainingOptions(command)
     .option('--baseline', 'the single-branch baseline instead of the dual-branch model')
     .option('--srn', 'also train the semantic-guided refinement network (needs semantic priors in the cache)')
-    .option('--set <field=value>', 'set any configuration field, e.g. --set training.lr=1e-3 (repeatable)', collect, [])
     .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers may change)')
     .action(async (options: TrainOptions) => {
       const config = resolveConfig(options);
@@ -127,20 +165,8 @@ export function registerTrainCommand(program: Command): Command {
           `${config.training.epochs} epochs × ${trainer.stepsPerEpoch} steps, patch ${model.patch}, ${trainer.model.parameterCount()} parameters`,
       );
       if (!usesRefinement(config)) progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
-      let interrupts = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
-        interrupts++;
-        if (interrupts > 1) {
-          // The last checkpoint on disk is complete (written atomically), so leaving now loses only the current epoch's steps.
-          process.exit(signal === 'SIGINT' ? 130 : 143);
-        }
-        progress.note(`${signal}: finishing the current step and saving a checkpoint (press Ctrl-C again to quit at once)`);
-        trainer.stop();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
       try {
-        const result = await trainer.run();
+        const result = await runWithSignals(trainer, progress);
         const perStep = Number.isNaN(result.secondsPerStep) ? '' : `, ${result.secondsPerStep.toFixed(2)} s per step`;
         if (result.status === 'interrupted') {
           console.log(`stopped at epoch ${result.position.epoch + 1}, step ${result.position.stepInEpoch}; checkpoint saved to ${result.paths.checkpoint}`);
@@ -148,20 +174,12 @@ export function registerTrainCommand(program: Command): Command {
           process.exitCode = 130;
           return;
         }
-        const best = result.best
-          ? `best validation Dice ${result.best.score.toFixed(4)} (WT ${result.best.validation.dice.WT.toFixed(3)}, TC ${result.best.validation.dice.TC.toFixed(3)}, ` +
-            `ET ${result.best.validation.dice.ET.toFixed(3)}) at epoch ${result.best.epoch + 1}`
-          : 'no validation: the model is the last epoch';
-        console.log(`finished ${result.position.step} steps${perStep}; ${best}`);
+        console.log(`finished ${result.position.step} steps${perStep}; ${bestValidationLine(result)}`);
         console.log(`model: ${result.paths.model} (elapsed ${formatDuration(process.uptime())})`);
       } catch (error) {
         if (!(error instanceof TrainingDivergedError)) throw error;
         console.error(error.message);
         process.exitCode = 1;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        await trainer.close();
       }
     });
 }

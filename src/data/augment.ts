@@ -57,6 +57,11 @@ export interface AugmentOptions {
   intensityScale: number;
   /** Random flip of each axis with probability 0.5. */
   flip: boolean;
+  /**
+   * Chance that a random crop is centred on a uniformly drawn tumour voxel instead of placed uniformly
+   * (nnU-Net's foreground oversampling); 0 is the paper's plain random crop. Needs labels.
+   */
+  foregroundProbability: number;
 }
 
 /** The paper's training augmentation. */
@@ -66,6 +71,7 @@ export const DEFAULT_AUGMENTATION: Readonly<AugmentOptions> = Object.freeze({
   intensityShift: 0.1,
   intensityScale: 0.1,
   flip: true,
+  foregroundProbability: 0,
 });
 
 /** Random patch crop and nothing else. */
@@ -75,6 +81,7 @@ export const CROP_ONLY: Readonly<AugmentOptions> = Object.freeze({
   intensityShift: 0,
   intensityScale: 0,
   flip: false,
+  foregroundProbability: 0,
 });
 
 /** The concrete random choices for one sample. */
@@ -97,19 +104,53 @@ function symmetricDraw(rng: Rng, halfWidth: number): number {
   return halfWidth === 0 ? 0 : value;
 }
 
-/** Draws every random choice for one sample in a fixed order (crop, rotation, flips, intensity). */
+/** Index of the `k`-th (0-based) non-zero voxel of `label`. */
+function nthForegroundVoxel(label: Uint8Array, k: number): number {
+  let seen = 0;
+  for (let i = 0; i < label.length; i++) {
+    if (label[i] !== 0 && seen++ === k) return i;
+  }
+  throw new Error(`label has fewer than ${k + 1} foreground voxels`);
+}
+
+/**
+ * Patch origin whose centre is a random tumour voxel, kept inside the range a uniform crop could take;
+ * null when the label has no tumour.
+ */
+function foregroundOrigin(shape: Shape3, patchSize: Shape3, label: Uint8Array, rng: Rng): Shape3 | null {
+  let count = 0;
+  for (let i = 0; i < label.length; i++) if (label[i] !== 0) count++;
+  if (count === 0) return null;
+  const index = nthForegroundVoxel(label, randInt(rng, 0, count));
+  const voxel = [Math.floor(index / (shape[1] * shape[2])), Math.floor(index / shape[2]) % shape[1], index % shape[2]];
+  return voxel.map((v, axis) => {
+    const slack = shape[axis] - patchSize[axis];
+    const centred = v - Math.floor(patchSize[axis] / 2);
+    return Math.min(Math.max(centred, Math.min(0, slack)), Math.max(0, slack));
+  }) as Shape3;
+}
+
+/**
+ * Draws every random choice for one sample in a fixed order (crop, rotation, flips, intensity).
+ * `label` is needed only for foreground oversampling.
+ */
 export function drawAugmentParams(
   shape: Shape3,
   patchSize: Shape3,
   imageCount: number,
   rng: Rng,
   options: AugmentOptions,
+  label?: Uint8Array,
 ): AugmentParams {
-  const origin = [0, 1, 2].map((axis) => {
+  const uniformOrigin = [0, 1, 2].map((axis) => {
     const slack = shape[axis] - patchSize[axis];
     const drawn = slack >= 0 ? randInt(rng, 0, slack + 1) : -randInt(rng, 0, -slack + 1);
     return options.crop === 'random' ? drawn : Math.floor(slack / 2);
   }) as Shape3;
+  // Draws happen only when oversampling is on, so plain random crops keep their random stream.
+  const centreOnTumour =
+    options.crop === 'random' && options.foregroundProbability > 0 && label !== undefined && rng() < options.foregroundProbability;
+  const origin = (centreOnTumour && foregroundOrigin(shape, patchSize, label, rng)) || uniformOrigin;
   const rotationAxis = randInt(rng, 0, 3) as 0 | 1 | 2;
   const angle = symmetricDraw(rng, options.maxRotationDegrees);
   const flipDraws = [rng(), rng(), rng()];
@@ -139,7 +180,7 @@ export function augmentSample(
   options: AugmentOptions = DEFAULT_AUGMENTATION,
   out?: AugmentOutput,
 ): AugmentOutput {
-  const params = drawAugmentParams(input.shape, patchSize, input.images.length, rng, options);
+  const params = drawAugmentParams(input.shape, patchSize, input.images.length, rng, options, input.label);
   return applyAugmentation(input, patchSize, params, out);
 }
 

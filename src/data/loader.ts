@@ -17,6 +17,7 @@
  * closed cannot hang a program at exit; `close()` still ends them promptly.
  */
 import { Worker } from 'node:worker_threads';
+import { dequantizeProbabilities } from '../priors/store.ts';
 import { CROP_ONLY, DEFAULT_AUGMENTATION, augmentSample, type AugmentOptions } from './augment.ts';
 import { loadCase } from './cache.ts';
 import type { Shape3 } from './preprocess.ts';
@@ -47,6 +48,8 @@ export interface BatchLoaderOptions {
   seed: number;
   /** true: the paper's augmentation; false: random crop only; or explicit options. */
   augment: boolean | AugmentOptions;
+  /** Overrides the augmentation's `foregroundProbability` (chance of a tumour-centred crop). */
+  foregroundProbability?: number;
   /** Worker threads; 0 builds batches in the calling thread (same results). */
   workers: number;
   /** Batches prepared ahead of the consumer; default 2 per worker. Without workers batches are built on demand. */
@@ -55,7 +58,7 @@ export interface BatchLoaderOptions {
   shuffle?: boolean;
   /** Drop a last batch smaller than batchSize (default false). */
   dropLast?: boolean;
-  /** Further cached arrays to crop alongside, e.g. ['priors']. */
+  /** Further cached arrays to crop alongside, e.g. ['priors']; uint8 ones are read as probabilities q/255. */
   extraArrays?: string[];
 }
 
@@ -103,7 +106,8 @@ const SHUFFLE_STREAM = -1;
 function channelsOf(array: Float32Array | Uint8Array, voxels: number, what: string): Float32Array[] {
   const count = array.length / voxels;
   if (!Number.isInteger(count) || count < 1) throw new Error(`${what}: ${array.length} values are not whole (X, Y, Z) channels`);
-  const floats = array instanceof Float32Array ? array : Float32Array.from(array);
+  // Arrays stored as uint8 hold probabilities quantised to q/255 (semantic priors saved with --quantize uint8).
+  const floats = array instanceof Float32Array ? array : dequantizeProbabilities(array);
   return Array.from({ length: count }, (_, c) => floats.subarray(c * voxels, (c + 1) * voxels));
 }
 
@@ -276,6 +280,8 @@ function checkOptions(options: BatchLoaderOptions): void {
   if (!Number.isInteger(options.workers) || options.workers < 0) {
     throw new Error(`batch loader: workers must be a non-negative integer, got ${options.workers}`);
   }
+  const fg = options.foregroundProbability;
+  if (fg !== undefined && !(fg >= 0 && fg <= 1)) throw new Error(`batch loader: foregroundProbability must be in [0, 1], got ${fg}`);
   if (options.prefetch !== undefined && !positiveInteger(options.prefetch)) {
     throw new Error(`batch loader: prefetch must be a positive integer, got ${options.prefetch}`);
   }
@@ -288,6 +294,7 @@ function checkOptions(options: BatchLoaderOptions): void {
 export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
   checkOptions(options);
   const augment = resolveAugmentation(options.augment);
+  if (options.foregroundProbability !== undefined) augment.foregroundProbability = options.foregroundProbability;
   const extraArrays = [...(options.extraArrays ?? [])];
   const prefetch = options.workers === 0 ? 1 : (options.prefetch ?? 2 * options.workers);
   const batchCount = options.dropLast

@@ -68,7 +68,7 @@ export function summarise(result: EvaluationResult): EvaluationSummary {
 }
 
 /** A Markdown table with columns padded to equal width; `align` per column ('l', 'c' or 'r'). */
-function markdownTable(headers: readonly string[], rows: readonly string[][], align: readonly ('l' | 'c' | 'r')[]): string {
+export function markdownTable(headers: readonly string[], rows: readonly string[][], align: readonly ('l' | 'c' | 'r')[]): string {
   const widths = headers.map((header, c) => Math.max(3, header.length, ...rows.map((row) => row[c].length)));
   const pad = (text: string, c: number) => {
     if (align[c] === 'r') return text.padStart(widths[c]);
@@ -148,6 +148,25 @@ const csvField = (text: string) => (/[",\n]/.test(text) ? `"${text.replaceAll('"
 const csvLines = (rows: readonly (readonly string[])[]) => `${rows.map((row) => row.map(csvField).join(',')).join('\n')}\n`;
 
 const REGION_COLUMNS = (prefix: string) => [...REGIONS.map((region) => `${prefix}_${region.toLowerCase()}`), `${prefix}_mean`];
+
+/** One row of the ablation table: a training variant and its Dice averaged over the 15 subsets. */
+export interface AblationRow {
+  variant: string;
+  /** What the variant trains, e.g. "two branches + PBC". */
+  description: string;
+  dice: RegionValues;
+}
+
+/** The paper's Table 4 layout: mean Dice (%) over the 15 subsets per variant. */
+export function ablationTableMarkdown(rows: readonly AblationRow[]): string {
+  const cells = rows.map((row) => [row.variant, row.description, ...[...REGIONS, 'mean' as const].map((key) => (100 * row.dice[key]).toFixed(2))]);
+  return markdownTable(['Variant', 'Trains', ...REGIONS, 'Mean'], cells, ['l', 'l', 'r', 'r', 'r', 'r']);
+}
+
+export function ablationCsv(rows: readonly AblationRow[]): string {
+  const header = ['variant', 'description', ...REGION_COLUMNS('dice')];
+  return csvLines([header, ...rows.map((row) => [row.variant, row.description, ...[...REGIONS, 'mean' as const].map((key) => csvNumber(row.dice[key]))])]);
+}
 
 /**
  * results.csv: one row per subset (presence flags 1/0, name, Dice as a fraction, HD95 in mm), then

@@ -41,6 +41,8 @@ const dataSchema = z.strictObject({
   workers: nonNegativeInt.default(1),
   /** The paper's augmentation (rotation, intensity, flips) on top of the random crop. */
   augment: z.boolean().default(true),
+  /** Chance that a training patch is centred on a tumour voxel (nnU-Net's oversampling); 0: the paper's plain random crop. */
+  foregroundProbability: z.number().min(0).max(1).default(0),
 });
 
 const optimisationSchema = z.strictObject({

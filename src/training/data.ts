@@ -11,7 +11,6 @@ import type { RunData } from './run-dir.ts';
 /** Name of the default cache folder inside the data root. */
 export const DEFAULT_CACHE_FOLDER = '.smml-cache';
 
-
 export function cacheDirOf(config: TrainingConfig): string {
   return path.resolve(config.data.cacheDir ?? path.join(config.data.root, DEFAULT_CACHE_FOLDER));
 }
@@ -80,23 +79,25 @@ export function checkCache(data: RunData, ids: readonly string[]): void {
 }
 
 /**
- * Throws naming the cases that lack semantic priors (or have the wrong number of prior channels) when
+ * Throws naming the cases that lack semantic priors (or whose priors have the wrong shape) when
  * the refinement network is trained.
  */
 export function checkPriors(cacheDir: string, ids: readonly string[], channels: number): void {
   const missing: string[] = [];
   const wrong: string[] = [];
   for (const id of ids) {
-    const entry = readCaseManifest(cacheDir, id).arrays[PRIORS_ARRAY];
+    const manifest = readCaseManifest(cacheDir, id);
+    const entry = manifest.arrays[PRIORS_ARRAY];
+    const expected = [channels, ...manifest.shape];
     if (!entry) missing.push(id);
-    else if (entry.shape[0] !== channels) wrong.push(`${id} (${entry.shape[0]} channels)`);
+    else if (entry.shape.join() !== expected.join()) wrong.push(`${id} ([${entry.shape.join(', ')}], expected [${expected.join(', ')}])`);
   }
   const list = (items: string[]) => `${items.slice(0, 10).join(', ')}${items.length > 10 ? `, … (${items.length} in all)` : ''}`;
   if (missing.length > 0) {
     throw new Error(
       `the refinement network (losses.srn / losses.refinementKl) needs semantic priors, but ${missing.length} training case(s) in ${cacheDir} have none: ` +
-        `${list(missing)}. Compute the priors first, or switch losses.srn and losses.refinementKl off`,
+        `${list(missing)}. Make them first (smml priors make --data <root>, or smml priors import), or switch losses.srn and losses.refinementKl off`,
     );
   }
-  if (wrong.length > 0) throw new Error(`semantic priors in ${cacheDir} must have ${channels} channels (classes × modalities): ${list(wrong)}`);
+  if (wrong.length > 0) throw new Error(`semantic priors in ${cacheDir} must be (classes × modalities = ${channels}, X, Y, Z) in the case's crop frame: ${list(wrong)}`);
 }

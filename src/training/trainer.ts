@@ -509,6 +509,7 @@ export async function createTrainer(options: CreateTrainerOptions): Promise<Trai
     patchSize: [model.patch, model.patch, model.patch],
     seed: config.training.seed,
     augment: config.data.augment,
+    foregroundProbability: config.data.foregroundProbability,
     workers: config.data.workers,
     // Every step sees a full batch (when there are enough cases); the cases left over differ per epoch.
     dropLast: data.split.train.length >= config.training.batchSize,

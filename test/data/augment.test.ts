@@ -196,6 +196,37 @@ describe('drawAugmentParams', () => {
     for (const count of axisCounts) assert.ok(Math.abs(count - 2000 / 3) < 100);
   });
 
+  it('centres foreground-oversampled crops on a tumour voxel, clamped to the volume', () => {
+    // Two tumour voxels: (1, 1, 1) near a corner and (9, 6, 8); patch 4 in a 10 × 8 × 9 volume.
+    const shape: Shape3 = [10, 8, 9];
+    const label = new Uint8Array(10 * 8 * 9);
+    label[at(shape, 1, 1, 1)] = 2;
+    label[at(shape, 9, 6, 8)] = 3;
+    const options = { ...DEFAULT_AUGMENTATION, foregroundProbability: 1 };
+    const seen = new Set<string>();
+    const rng = createRng(21);
+    for (let draw = 0; draw < 200; draw++) seen.add(drawAugmentParams(shape, [4, 4, 4], 1, rng, options, label).origin.join(','));
+    // Centre voxel − 2 per axis, clamped to [0, volume − patch]: (−1,−1,−1) → (0,0,0); (7,4,6) → (6,4,5).
+    assert.deepEqual([...seen].sort(), ['0,0,0', '6,4,5']);
+  });
+
+  it('oversamples the foreground at the requested rate and falls back to uniform crops without tumour', () => {
+    const shape: Shape3 = [20, 20, 20];
+    const label = new Uint8Array(20 ** 3);
+    label[at(shape, 18, 18, 18)] = 1;
+    const rng = createRng(22);
+    let centred = 0;
+    for (let draw = 0; draw < 2000; draw++) {
+      const { origin } = drawAugmentParams(shape, [4, 4, 4], 1, rng, { ...CROP_ONLY, foregroundProbability: 0.3 }, label);
+      if (origin.join(',') === '16,16,16') centred++;
+    }
+    // 30 % centred, plus uniform crops that land there by chance (1/17³ of 70 %).
+    assert.ok(Math.abs(centred - 600) < 70, `centred ${centred}`);
+    const empty = drawAugmentParams(shape, [4, 4, 4], 1, createRng(23), { ...CROP_ONLY, foregroundProbability: 1 }, new Uint8Array(20 ** 3));
+    const uniform = drawAugmentParams(shape, [4, 4, 4], 1, createRng(23), CROP_ONLY);
+    assert.deepEqual(empty.origin, uniform.origin);
+  });
+
   it('switching a piece off leaves the other draws unchanged', () => {
     const withAll = drawAugmentParams([9, 9, 9], [4, 4, 4], 2, createRng(5), DEFAULT_AUGMENTATION);
     const noRotation = drawAugmentParams([9, 9, 9], [4, 4, 4], 2, createRng(5), { ...DEFAULT_AUGMENTATION, maxRotationDegrees: 0 });

@@ -1,0 +1,96 @@
+/**
+ * `smml ablate`: trains the ablation variants (baseline, dual branch, +PBC, +FRC, +SRN, full) on the same data,
+ * seed and budget, evaluates each under the 15 modality subsets, and writes the paper's Table 4 layout.
+ * Re-running continues: finished runs and evaluations are reused, an interrupted run is resumed.
+ */
+import type { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../data/files.ts';
+import { ablationCsv, ablationTableMarkdown, type AblationRow, type RegionValues } from '../evaluation/tables.ts';
+import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig, type AblationVariant } from '../training/ablation.ts';
+import { usesRefinement, type TrainingConfig } from '../training/config.ts';
+import { createProgress } from '../training/progress.ts';
+import { runPaths } from '../training/run-dir.ts';
+import { readRunLog } from '../training/run-log.ts';
+import { createTrainer } from '../training/trainer.ts';
+import { evaluateRun } from './evaluate.ts';
+import { ensurePriors } from './priors-for-training.ts';
+import { addTrainingOptions, bestValidationLine, resolveConfig, runWithSignals, type TrainOptions } from './train.ts';
+
+interface AblateOptions extends TrainOptions {
+  variants: string;
+}
+
+const regionValuesSchema = z.object({ WT: z.number(), TC: z.number(), ET: z.number(), mean: z.number() });
+const storedResultsSchema = z.object({ average: z.object({ dice: regionValuesSchema }) });
+
+const isFinished = (runDir: string) => readRunLog(runPaths(runDir).log).some((record) => record.type === 'finished');
+
+/** Trains (or resumes, or skips when finished) one variant; false when interrupted by Ctrl-C. */
+async function trainVariant(runDir: string, config: TrainingConfig, variant: AblationVariant): Promise<boolean> {
+  if (isFinished(runDir)) {
+    console.log(`${variant.name}: trained earlier in ${runDir}`);
+    return true;
+  }
+  const resume = fs.existsSync(runPaths(runDir).config);
+  console.log(`${variant.name}: ${resume ? 'resuming' : 'training'} ${variant.description} in ${runDir}`);
+  const progress = createProgress({ printEvery: config.log.printEvery });
+  const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
+  const result = await runWithSignals(trainer, progress);
+  if (result.status === 'interrupted') return false;
+  console.log(`${variant.name}: ${result.position.step} steps, ${result.secondsPerStep.toFixed(2)} s per step; ${bestValidationLine(result)}`);
+  return true;
+}
+
+/** Mean Dice over the 15 subsets on the test split, evaluated once per trained model. */
+async function evaluateVariant(runDir: string, device: string): Promise<RegionValues> {
+  const outDir = path.join(runDir, 'evaluation');
+  const resultsFile = path.join(outDir, 'results.json');
+  const modelTime = fs.statSync(runPaths(runDir).model).mtimeMs;
+  if (!fs.existsSync(resultsFile) || fs.statSync(resultsFile).mtimeMs < modelTime) {
+    await evaluateRun({ model: runDir, split: 'test', out: outDir, weighting: 'uniform', overlap: 0.5, device });
+  }
+  const parsed = storedResultsSchema.safeParse(JSON.parse(fs.readFileSync(resultsFile, 'utf8')));
+  if (!parsed.success) throw new Error(`${resultsFile}: not an evaluation result (${parsed.error.issues[0]?.message})`);
+  return parsed.data.average.dice;
+}
+
+/** Trains and evaluates every variant; returns null when interrupted (a re-run continues). */
+export async function runAblation(base: TrainingConfig, outDir: string, variants: readonly AblationVariant[]): Promise<AblationRow[] | null> {
+  const rows: AblationRow[] = [];
+  for (const variant of variants) {
+    const runDir = path.join(outDir, variant.name);
+    const config = variantConfig(base, variant);
+    if (usesRefinement(config)) await ensurePriors(config);
+    if (!(await trainVariant(runDir, config, variant))) return null;
+    rows.push({ variant: variant.name, description: variant.description, dice: await evaluateVariant(runDir, config.training.device) });
+  }
+  const document = { format: 'smml-ablation', metric: 'mean Dice over the 15 modality subsets on the test split', rows };
+  writeFileAtomic(path.join(outDir, 'ablation.md'), `# Ablation (mean Dice %, 15 modality subsets, test split)\n\n${ablationTableMarkdown(rows)}\n`);
+  writeFileAtomic(path.join(outDir, 'ablation.csv'), ablationCsv(rows));
+  writeFileAtomic(path.join(outDir, 'ablation.json'), `${JSON.stringify(document, null, 2)}\n`);
+  return rows;
+}
+
+export function registerAblateCommand(program: Command): Command {
+  const command = program
+    .command('ablate')
+    .description("train and evaluate the ablation variants on the same data, seed and budget (the paper's Table 4)")
+    .requiredOption('--out <dir>', 'folder with one run per variant and ablation.{md,csv,json}');
+  return addTrainingOptions(command)
+    .option('--variants <list>', `comma-separated, from ${ABLATION_VARIANTS.map((v) => v.name).join(', ')}`, DEFAULT_ABLATION.join(','))
+    .action(async (options: AblateOptions) => {
+      const variants = selectVariants(options.variants.split(',').map((name) => name.trim()).filter(Boolean));
+      const base = resolveConfig(options);
+      const outDir = path.resolve(options.out);
+      const rows = await runAblation(base, outDir, variants);
+      if (!rows) {
+        console.log(`interrupted; run the same command again to continue`);
+        process.exitCode = 130;
+        return;
+      }
+      console.log(`\n${ablationTableMarkdown(rows)}\n\nablation.md, ablation.csv, ablation.json written to ${outDir}`);
+    });
+}

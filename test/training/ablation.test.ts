@@ -1,0 +1,88 @@
+// The ablation: variant switches, and `runAblation` training, evaluating and tabulating two tiny variants.
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runAblation } from '../../src/cli/ablate.ts';
+import { synthesizeDataset } from '../../src/data/synthetic.ts';
+import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig } from '../../src/training/ablation.ts';
+import { parseTrainingConfig, usesRefinement } from '../../src/training/config.ts';
+import { runPaths } from '../../src/training/run-dir.ts';
+import { readRunLog } from '../../src/training/run-log.ts';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-ablation-'));
+const dataDir = path.join(root, 'data');
+
+const base = parseTrainingConfig(
+  {
+    model: { preset: 'tiny' },
+    data: { root: dataDir, cacheDir: path.join(root, 'cache'), workers: 0, split: { proportions: [2, 1, 1] } },
+    training: { epochs: 1, stepsPerEpoch: 1, threads: 1, seed: 5 },
+    losses: { warmupEpochs: 0 },
+    validation: { every: 0 },
+  },
+  'test configuration',
+);
+
+before(() => synthesizeDataset({ out: dataDir, cases: 4, size: 24, seed: 3 }));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+describe('ablation variants', () => {
+  it('switch exactly the terms of the paper table and share everything else', () => {
+    const switches = Object.fromEntries(
+      ABLATION_VARIANTS.map((variant) => {
+        const config = variantConfig(base, variant);
+        return [variant.name, [config.model.branches, config.losses.pbc, config.losses.frc, usesRefinement(config)]];
+      }),
+    );
+    assert.deepEqual(switches, {
+      baseline: [1, false, false, false],
+      'baseline+srn': [1, false, false, true],
+      dual: [2, false, false, false],
+      'dual+pbc': [2, true, false, false],
+      'dual+frc': [2, false, true, false],
+      'dual+srn': [2, false, false, true],
+      full: [2, true, true, true],
+    });
+    const full = variantConfig(base, ABLATION_VARIANTS.at(-1)!);
+    assert.deepEqual([full.training, full.data, full.losses.task, full.losses.aux], [base.training, base.data, base.losses.task, base.losses.aux]);
+    assert.equal(base.losses.pbc, true, 'the base configuration is not modified');
+  });
+
+  it('selects by name in table order and rejects unknown names', () => {
+    assert.deepEqual(selectVariants(['full', 'baseline']).map((v) => v.name), ['baseline', 'full']);
+    assert.deepEqual(selectVariants(DEFAULT_ABLATION).map((v) => v.name), ['baseline', 'dual', 'dual+pbc', 'dual+frc', 'dual+srn', 'full']);
+    assert.throws(() => selectVariants(['dual', 'dual+xyz']), /unknown ablation variant\(s\) 'dual\+xyz'; known: baseline, baseline\+srn/);
+  });
+});
+
+describe('runAblation', () => {
+  it('trains, evaluates and tabulates each variant, and reuses finished work when run again', async () => {
+    const out = path.join(root, 'ablation');
+    const variants = selectVariants(['baseline', 'dual']);
+    const rows = await runAblation(base, out, variants);
+    assert.ok(rows);
+    assert.deepEqual(rows.map((row) => row.variant), ['baseline', 'dual']);
+    for (const row of rows) {
+      const stored = JSON.parse(fs.readFileSync(path.join(out, row.variant, 'evaluation', 'results.json'), 'utf8'));
+      assert.deepEqual(row.dice, stored.average.dice);
+      assert.equal(stored.subsets.length, 15);
+    }
+    const baselineRun = JSON.parse(fs.readFileSync(runPaths(path.join(out, 'baseline')).config, 'utf8'));
+    assert.equal(baselineRun.model.branches, 1);
+    const table = fs.readFileSync(path.join(out, 'ablation.md'), 'utf8').split('\n');
+    assert.match(table[2], /^\| Variant +\| Trains +\| +WT \| +TC \| +ET \| +Mean \|$/);
+    assert.match(table[4], new RegExp(`^\\| baseline +\\| one branch \\(mmFormer-style\\) +\\| +${(100 * rows[0].dice.WT).toFixed(2)} \\|`));
+    const csv = fs.readFileSync(path.join(out, 'ablation.csv'), 'utf8').trim().split('\n');
+    assert.deepEqual(csv[0].split(','), ['variant', 'description', 'dice_wt', 'dice_tc', 'dice_et', 'dice_mean']);
+    assert.equal(csv.length, 3);
+
+    const logLength = readRunLog(runPaths(path.join(out, 'dual')).log).length;
+    const resultsTime = fs.statSync(path.join(out, 'dual', 'evaluation', 'results.json')).mtimeMs;
+    const again = await runAblation(base, out, variants);
+    assert.deepEqual(again, rows);
+    assert.equal(readRunLog(runPaths(path.join(out, 'dual')).log).length, logLength, 'a finished run is not trained again');
+    assert.equal(fs.statSync(path.join(out, 'dual', 'evaluation', 'results.json')).mtimeMs, resultsTime, 'nor evaluated again');
+  });
+});
