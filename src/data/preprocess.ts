@@ -190,11 +190,32 @@ export interface PreprocessedCase {
   label?: Uint8Array;
 }
 
-function spatialShape(volume: Volume, file: string): Shape3 {
+/** The (I, J, K) grid of a 3D volume (trailing axes of size 1 allowed); anything else is an error naming `file`. */
+export function spatialShape(volume: Volume, file: string): Shape3 {
   if (volume.shape.length < 3 || voxelCount(volume.shape.slice(3)) !== 1) {
     throw new Error(`${file}: expected a 3D volume, got shape [${volume.shape.join(', ')}]`);
   }
   return [volume.shape[0], volume.shape[1], volume.shape[2]];
+}
+
+/**
+ * Crops modality volumes to `box` into their channels of a (channels, X, Y, Z) array, z fastest, each
+ * z-scored over its non-zero voxels. Channels without a volume stay zero.
+ */
+export function cropAndNormalize(
+  volumes: readonly { data: VoxelArray /* (I, J, K), i fastest */; file: string; channel: number }[],
+  shape: Shape3,
+  box: CropBox,
+  channels: number,
+): { images: Float32Array; normalization: { mean: number; std: number }[] } {
+  const voxels = voxelCount(cropBoxShape(box));
+  const images = new Float32Array(channels * voxels);
+  const normalization = volumes.map(({ data, file, channel }) => {
+    const target = images.subarray(channel * voxels, (channel + 1) * voxels);
+    target.set(cropToCOrder(data, shape, box));
+    return zScoreNonZero(target, file);
+  });
+  return { images, normalization };
 }
 
 function unionBox(a: CropBox, b: CropBox | null): CropBox {
@@ -222,13 +243,12 @@ export function preprocessCase(entry: BratsCase, dataset: Pick<PreprocessDataset
   const box = classes ? unionBox(brainBox, nonZeroBoundingBox([classes], shape)) : brainBox;
 
   const croppedShape = cropBoxShape(box);
-  const voxels = voxelCount(croppedShape);
-  const images = new Float32Array(BRATS_MODALITIES.length * voxels);
-  const normalization = volumes.map((volume, channel) => {
-    const target = images.subarray(channel * voxels, (channel + 1) * voxels);
-    target.set(cropToCOrder(volume.data, shape, box));
-    return zScoreNonZero(target, files[channel]);
-  });
+  const { images, normalization } = cropAndNormalize(
+    volumes.map((volume, channel) => ({ data: volume.data, file: files[channel], channel })),
+    shape,
+    box,
+    BRATS_MODALITIES.length,
+  );
   const sourceFiles: Record<string, string> = Object.fromEntries(BRATS_MODALITIES.map((modality, c) => [modality, files[c]]));
   if (entry.label) sourceFiles.label = entry.label;
   return {

@@ -4,13 +4,13 @@
 import * as path from 'node:path';
 import { torch, type Tensor } from '../engine/index.ts';
 import {
-  cropBoxShape,
-  cropToCOrder,
-  nonZeroBoundingBox,
-  uncropFromCOrder,
-  zScoreNonZero,
+  cropAndNormalize,
   type CropBox,
+  cropBoxShape,
+  nonZeroBoundingBox,
   type Shape3,
+  spatialShape,
+  uncropFromCOrder,
 } from '../data/preprocess.ts';
 import { checkFinite, checkSameGeometry, readVolume, writeVolume, type Volume } from '../data/volume.ts';
 import { voxelCount } from '../data/voxel-array.ts';
@@ -100,14 +100,6 @@ export interface PreparedInput {
   reference: Volume;
 }
 
-function spatialShapeOf(volume: Volume, file: string): Shape3 {
-  const [i, j, k, ...rest] = volume.shape;
-  if (k === undefined || rest.some((size) => size !== 1)) {
-    throw new Error(`${file}: expected a 3D volume, got shape [${volume.shape.join(', ')}]`);
-  }
-  return [i, j, k];
-}
-
 /**
  * Reads the given modality files, checks they share one grid, crops to the bounding box of voxels
  * non-zero in any of them and z-scores each over its non-zero voxels, with the same functions the
@@ -120,21 +112,15 @@ export function prepareModalities(files: Partial<Record<Modality, string>>): Pre
   const volumes = paths.map((file) => readVolume(file));
   checkSameGeometry(volumes, paths);
   volumes.forEach((volume, index) => checkFinite(volume, paths[index]));
-  const originalShape = spatialShapeOf(volumes[0], paths[0]);
+  const originalShape = spatialShape(volumes[0], paths[0]);
   const cropBox = nonZeroBoundingBox(
     volumes.map((volume) => volume.data),
     originalShape,
   );
   if (!cropBox) throw new Error(`${paths.join(', ')}: every voxel is zero, there is no brain to segment`);
   const shape = cropBoxShape(cropBox);
-  const voxels = voxelCount(shape);
-  const images = new Float32Array(MODALITIES.length * voxels);
-  given.forEach((modality, index) => {
-    const channel = MODALITIES.indexOf(modality);
-    const target = images.subarray(channel * voxels, (channel + 1) * voxels);
-    target.set(cropToCOrder(volumes[index].data, originalShape, cropBox));
-    zScoreNonZero(target, paths[index]);
-  });
+  const channels = given.map((modality, index) => ({ data: volumes[index].data, file: paths[index], channel: MODALITIES.indexOf(modality) }));
+  const { images } = cropAndNormalize(channels, originalShape, cropBox, MODALITIES.length);
   const present = MODALITIES.map((modality) => given.includes(modality)) as unknown as ModalityMask;
   return { images, shape, present, cropBox, originalShape, reference: volumes[0] };
 }
