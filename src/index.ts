@@ -28,6 +28,9 @@ export { writeSlicePreview, type PreviewVolume } from './data/preview.ts';
 export * from './models/index.ts';
 export * from './losses/index.ts';
 
+// semantic priors
+export * from './priors/index.ts';
+
 // training
 export { parseTrainingConfig, applyOverrides, readConfigFile, type TrainingConfig, type TrainingConfigInput } from './training/config.ts';
 export { createTrainer, Trainer, TrainingDivergedError, type TrainResult, type TrainerHooks } from './training/trainer.ts';

@@ -63,7 +63,7 @@ export async function runAblation(base: TrainingConfig, outDir: string, variants
   for (const variant of variants) {
     const runDir = path.join(outDir, variant.name);
     const config = variantConfig(base, variant);
-    if (usesRefinement(config)) await ensurePriors(config);
+    if (usesRefinement(config)) console.log(`${variant.name}: semantic priors by ${(await ensurePriors(config)).join(', ')}`);
     if (!(await trainVariant(runDir, config, variant))) return null;
     rows.push({ variant: variant.name, description: variant.description, dice: await evaluateVariant(runDir, config.training.device) });
   }
