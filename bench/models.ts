@@ -4,17 +4,17 @@
 //
 // Run as a child: `tsx bench/models.ts '<WorkerRequest JSON>'` prints one WorkerResult JSON line.
 import { spawnSync } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../src/engine/index.ts';
 import { createModel, modalityMask, modelConfig, trainingStepFlops, modelParameterCount, type ModelConfigOverrides, type ModelPresetName } from '../src/models/index.ts';
 import { describeTiming, formatMs, MIB, summarise, type BenchContext, type Section } from './harness.ts';
 import type { BenchRow } from './table.ts';
 
-const BATCH = 2;
-
 interface WorkerRequest {
   preset: ModelPresetName;
   overrides: ModelConfigOverrides;
+  batch: number;
   warmup: number;
   runs: number;
   threads: number;
@@ -54,6 +54,7 @@ function runWorker(request: WorkerRequest): WorkerResult {
   torch.manualSeed(1024);
   const model = createModel(request.preset, request.overrides);
   const { modalities: K, classes: C, patch } = model.config;
+  const BATCH = request.batch;
   const masks = model.branches.map((_, i) =>
     modalityMask(Array.from({ length: BATCH }, (_, b) => Array.from({ length: K }, (_, k) => (k + b + i) % 3 !== 0))),
   );
@@ -99,39 +100,57 @@ function spawnWorker(request: WorkerRequest): WorkerResult {
 interface Workload {
   preset: ModelPresetName;
   overrides: ModelConfigOverrides;
+  batch: number;
   /** Untimed steps first (oneDNN builds its kernels on the first call of each shape). */
   warmup: number;
   runs: number;
   quickRuns: number;
 }
 
-// `paper` at 128^3 needs several times the memory of this machine class (activations grow with the
-// voxels: see the peak RSS at 32^3 and 64^3), so it is measured at reduced patches; one step at 64^3
-// already takes minutes on 2 cores, hence no warm-up there.
+// One step of `paper` at 64^3 already takes minutes on 2 cores, hence no warm-up there. Activations grow
+// with batch × voxels, so the peak memory of `paper` at 128^3 is estimated from the largest `paper` run
+// before it is tried: on a machine without that much memory the row says so instead of being killed.
 const WORKLOADS: Workload[] = [
-  { preset: 'cpu-small', overrides: {}, warmup: 1, runs: 5, quickRuns: 2 },
-  { preset: 'cpu-medium', overrides: {}, warmup: 1, runs: 3, quickRuns: 1 },
-  { preset: 'paper', overrides: { patch: 32 }, warmup: 1, runs: 2, quickRuns: 1 },
-  { preset: 'paper', overrides: { patch: 64 }, warmup: 0, runs: 1, quickRuns: 1 },
+  { preset: 'cpu-small', overrides: {}, batch: 2, warmup: 1, runs: 5, quickRuns: 2 },
+  { preset: 'cpu-medium', overrides: {}, batch: 2, warmup: 1, runs: 3, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 32 }, batch: 2, warmup: 1, runs: 2, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 64 }, batch: 2, warmup: 0, runs: 1, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 128 }, batch: 1, warmup: 0, runs: 1, quickRuns: 1 },
 ];
+
+/** Peak memory expected for `w` from a measured run of the same preset, scaling with batch × voxels. */
+function estimatedPeakMiB(w: Workload, measured: { workload: Workload; peakRssMiB: number } | undefined): number | undefined {
+  if (!measured || measured.workload.preset !== w.preset) return undefined;
+  const size = (x: Workload) => x.batch * modelConfig(x.preset, x.overrides).patch ** 3;
+  return (measured.peakRssMiB * size(w)) / size(measured.workload);
+}
 
 /** One row per workload: step time, forward time, GFLOP/s, peak RSS and parameter count. */
 export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
+  let largest: { workload: Workload; peakRssMiB: number } | undefined;
   return WORKLOADS.map((w) => {
     const config = modelConfig(w.preset, w.overrides);
     const label = `${w.preset} @${config.patch}³`;
-    const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
-    ctx.log(`models: ${label}, batch ${BATCH}, ${request.runs} timed step(s)`);
+    const params = (modelParameterCount(config) / 1e6).toFixed(2);
+    const flops = trainingStepFlops(config, w.batch);
+    const benchmark = `SMML ${label} dual-branch training step, batch ${w.batch} (${params} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`;
+    const estimate = estimatedPeakMiB(w, largest);
+    const availableMiB = os.totalmem() / MIB;
+    if (estimate !== undefined && estimate > 0.9 * availableMiB) {
+      ctx.log(`models: ${label} skipped: about ${(estimate / 1024).toFixed(0)} GiB needed, ${(availableMiB / 1024).toFixed(0)} GiB in the machine`);
+      return { benchmark, ours: `does not fit: about ${(estimate / 1024).toFixed(0)} GiB estimated, ${(availableMiB / 1024).toFixed(0)} GiB in this machine` };
+    }
+    const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, batch: w.batch, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
+    ctx.log(`models: ${label}, batch ${w.batch}, ${request.runs} timed step(s)`);
     const result = spawnWorker(request);
+    if (!largest || largest.workload.preset !== w.preset || result.peakRssMiB > largest.peakRssMiB) largest = { workload: w, peakRssMiB: result.peakRssMiB };
     const step = summarise(result.samplesMs);
     const forward = summarise(result.forwardMs);
-    const flops = trainingStepFlops(config, BATCH);
     const gflops = flops / 1e9 / (step.medianMs / 1000);
     const cpu = summarise(result.cpuMs);
     ctx.log(`models: ${label}: step ${describeTiming(step)}, forward ${describeTiming(forward)}, CPU time per step ${formatMs(cpu.medianMs)}, peak RSS ${result.peakRssMiB.toFixed(0)} MiB`);
-    const params = (modelParameterCount(config) / 1e6).toFixed(2);
     return {
-      benchmark: `SMML ${label} dual-branch training step, batch ${BATCH} (${params} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`,
+      benchmark,
       ours:
         `${formatMs(step.medianMs)} (forward ${formatMs(forward.medianMs)}; ${gflops.toFixed(1)} GFLOP/s; ` +
         `CPU time ${formatMs(cpu.medianMs)}; peak RSS ${(result.peakRssMiB / 1024).toFixed(2)} GiB)`,

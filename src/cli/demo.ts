@@ -16,11 +16,14 @@ import { movingAverage, writeLineChart } from '../evaluation/plot.ts';
 import { SUBSETS, subsetName, type ModalityMask } from '../evaluation/subsets.ts';
 import { diceTableMarkdown, hausdorffTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
 import { predictCase } from '../inference/predict.ts';
+import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { parseTrainingConfig, type TrainingConfigInput } from '../training/config.ts';
 import { createProgress, formatDuration } from '../training/progress.ts';
 import { loadTrainedModel, runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
+import { ensurePriors } from './priors-for-training.ts';
+import { runWithSignals } from './train.ts';
 
 interface DemoOptions {
   out: string;
@@ -44,10 +47,12 @@ const OVERLAY_SUBSETS: readonly ModalityMask[] = [
 function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): TrainingConfigInput {
   return {
     model: { preset: 'cpu-small' },
-    data: { root: dataRoot, cacheDir, workers: 1, split: { seed: options.seed, proportions: [0.7, 0.1, 0.2] } },
+    // Half the patches are centred on tumour: a 32^3 patch of a 64^3 brain often misses it otherwise.
+    data: { root: dataRoot, cacheDir, workers: 1, foregroundProbability: 0.5, split: { seed: options.seed, proportions: [0.7, 0.1, 0.2] } },
     training: { epochs: options.epochs, stepsPerEpoch: options.stepsPerEpoch, lr: options.lr, seed: options.seed },
     // The paper switches the KL terms on after 10 % of training (epoch 100 of 1000); the demo keeps that ratio.
-    losses: { warmupEpochs: Math.max(1, Math.round(options.epochs / 10)) },
+    // The full method: the refinement network trains on semantic priors (built-in ones unless others are cached).
+    losses: { warmupEpochs: Math.max(1, Math.round(options.epochs / 10)), srn: true, refinementKl: true },
     validation: { every: Math.max(1, Math.round(options.epochs / 5)), maxCases: 3 },
   };
 }
@@ -80,21 +85,21 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
     return;
   }
   const resume = fs.existsSync(paths.config);
-  console.log(resume ? `training: resuming ${runDir}` : `training: SMML (two branches, PBC + FRC; refinement network off until priors exist) into ${runDir}`);
   const config = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration');
-  const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress: createProgress() });
-  const stop = () => trainer.stop();
-  process.once('SIGINT', stop);
-  try {
-    const result = await trainer.run();
-    if (result.status === 'interrupted') {
-      console.log('training interrupted; run `npm run demo` again to continue');
-      process.exit(130);
-    }
-    console.log(`training: ${formatDuration(result.secondsPerStep * result.position.step)} of steps, ${result.secondsPerStep.toFixed(2)} s per step`);
-  } finally {
-    process.off('SIGINT', stop);
+  if (!resume) {
+    const providers = await ensurePriors(config);
+    console.log(`training: SMML, the full method (two branches, PBC, FRC, refinement network on priors by ${providers.join(', ')}) into ${runDir}`);
+  } else {
+    console.log(`training: resuming ${runDir}`);
   }
+  const progress = createProgress();
+  const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
+  const result = await runWithSignals(trainer, progress);
+  if (result.status === 'interrupted') {
+    console.log('training interrupted; run `npm run demo` again to continue');
+    process.exit(130);
+  }
+  console.log(`training: ${formatDuration(result.secondsPerStep * result.position.step)} of steps, ${result.secondsPerStep.toFixed(2)} s per step`);
 }
 
 function writeCurves(runDir: string, reportDir: string): string[] {
@@ -141,7 +146,10 @@ function writeOverlay(runDir: string, dataRoot: string, caseId: string, reportDi
   return file;
 }
 
-function reportMarkdown(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; minutes: number; overlayCase: string }): string {
+function reportMarkdown(
+  summary: EvaluationSummary,
+  context: { cases: number; size: number; test: string[]; minutes: number; overlayCase: string; priors: string },
+): string {
   const all = summary.subsets[summary.subsets.length - 1];
   const withT1ce = summary.subsets.filter((s) => s.subset[1]);
   const withoutT1ce = summary.subsets.filter((s) => !s.subset[1]);
@@ -161,6 +169,10 @@ function reportMarkdown(summary: EvaluationSummary, context: { cases: number; si
     '## 95 % Hausdorff distance (mm) per modality subset',
     '',
     hausdorffTableMarkdown(summary),
+    '',
+    '## Semantic priors of the refinement network',
+    '',
+    context.priors,
     '',
     '## Training',
     '',
@@ -206,11 +218,12 @@ async function runDemo(options: DemoOptions): Promise<void> {
   });
   trained.model.dispose();
   const summary = writeResults(reportDir, result, { model: runDir, data: dataRoot, cases: `test split (${test.length} cases)` });
+  const priors = priorQualityMarkdown(await measurePriors({ cacheDir, ids: trained.config.data.split.train }));
   const figures = writeCurves(runDir, reportDir);
   const overlay = writeOverlay(runDir, dataRoot, test[0], reportDir);
   const minutes = (performance.now() - started) / 60000;
-  writeFileAtomic(path.join(reportDir, 'README.md'), reportMarkdown(summary, { cases: options.cases, size: options.size, test, minutes, overlayCase: test[0] }));
-  console.log('');
+  writeFileAtomic(path.join(reportDir, 'README.md'), reportMarkdown(summary, { cases: options.cases, size: options.size, test, minutes, overlayCase: test[0], priors }));
+  console.log(`\n${priors}\n`);
   console.log(diceTableMarkdown(summary));
   console.log('');
   console.log(`report: ${path.join(reportDir, 'README.md')} (tables, ${[...figures, overlay].join(', ')}); ${minutes.toFixed(1)} minutes in all`);
