@@ -25,7 +25,7 @@ import { createTrainer } from '../training/trainer.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { runWithSignals } from './train.ts';
 
-interface DemoOptions {
+export interface DemoOptions {
   out: string;
   cases: number;
   size: number;
@@ -193,7 +193,7 @@ function reportMarkdown(
   ].join('\n');
 }
 
-async function runDemo(options: DemoOptions): Promise<void> {
+export async function runDemo(options: DemoOptions): Promise<void> {
   const started = performance.now();
   const out = path.resolve(options.out);
   if (options.fresh) fs.rmSync(out, { recursive: true, force: true });
