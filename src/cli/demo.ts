@@ -22,6 +22,7 @@ import { createProgress, formatDuration } from '../training/progress.ts';
 import { loadTrainedModel, runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
+import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { runWithSignals } from './train.ts';
 
@@ -234,12 +235,12 @@ export function registerDemoCommand(program: Command): void {
     .command('demo')
     .description('synthesise a data set, train SMML on the CPU, evaluate all 15 modality subsets and write a report')
     .option('--out <dir>', 'folder for data, cache, run and report', 'runs/demo')
-    .option('--cases <n>', 'synthetic cases', Number, 30)
-    .option('--size <voxels>', 'synthetic volume edge length', Number, 64)
-    .option('--seed <n>', 'seed of data, split and training', Number, 1)
-    .option('--epochs <n>', 'training epochs', Number, 12)
-    .option('--steps-per-epoch <n>', 'training steps per epoch', Number, 25)
-    .option('--lr <lr>', 'initial learning rate (the paper uses 2e-4 over 1000 epochs; the short demo needs a larger one)', Number, 1e-3)
+    .option('--cases <n>', 'synthetic cases', positiveInteger, 30)
+    .option('--size <voxels>', 'synthetic volume edge length', positiveInteger, 64)
+    .option('--seed <n>', 'seed of data, split and training', nonNegativeInteger, 1)
+    .option('--epochs <n>', 'training epochs', positiveInteger, 12)
+    .option('--steps-per-epoch <n>', 'training steps per epoch', positiveInteger, 25)
+    .option('--lr <lr>', 'initial learning rate (the paper uses 2e-4 over 1000 epochs; the short demo needs a larger one)', positiveNumber, 1e-3)
     .option('--fresh', 'delete the output folder first')
     .action((options: DemoOptions) => runDemo(options));
 }

@@ -6,7 +6,7 @@
  * The data, cache and split are found as `smml train` finds them (same defaults, same --config), or taken from a run.
  */
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import * as path from 'node:path';
 import { fitBuiltinProvider } from '../priors/builtin.ts';
 import { importPriors, PRIOR_IMPORT_FORMATS, type PriorImportFormat } from '../priors/import.ts';
@@ -20,23 +20,7 @@ import { applyOverrides, parseTrainingConfig, readConfigFile } from '../training
 import { checkCache, prepareTrainingData } from '../training/data.ts';
 import { formatDuration } from '../training/progress.ts';
 import { readRunConfig, type RunData } from '../training/run-dir.ts';
-
-function positiveInteger(text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
-  return value;
-}
-
-function nonNegativeInteger(text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError(`expected a non-negative integer, got '${text}'`);
-  return value;
-}
-
-function deviceName(text: string): string {
-  if (!/^(cpu|cuda(:\d+)?)$/.test(text)) throw new InvalidArgumentError(`expected 'cpu', 'cuda' or 'cuda:N', got '${text}'`);
-  return text;
-}
+import { deviceName, nonNegativeInteger, positiveInteger } from './arguments.ts';
 
 interface DataOptions {
   data?: string;

@@ -2,32 +2,14 @@
  * `smml train`: trains SMML (or the single-branch baseline) into a run folder; `--resume` continues it.
  * Configuration: defaults < `--config` file < explicit flags < `--set section.key=value` (later wins).
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import * as path from 'node:path';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { createProgress, formatDuration, type ProgressReporter } from '../training/progress.ts';
 import { readRunConfig } from '../training/run-dir.ts';
 import { createTrainer, TrainingDivergedError, type Trainer, type TrainResult } from '../training/trainer.ts';
 
-export function positiveInteger(text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
-  return value;
-}
-
-function nonNegativeInteger(text: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError(`expected a non-negative integer, got '${text}'`);
-  return value;
-}
-
-function positiveNumber(text: string): number {
-  const value = Number(text);
-  if (text.trim() === '' || !(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`expected a positive number, got '${text}'`);
-  return value;
-}
-
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export interface TrainOptions {
   out: string;

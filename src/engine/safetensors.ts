@@ -1,9 +1,9 @@
 // The safetensors format: an 8-byte little-endian header length, a JSON header describing each tensor
 // ({dtype, shape, data_offsets} plus an optional string-to-string "__metadata__"), then the raw
 // little-endian tensor bytes. Tensors are written in name order, back to back.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
+import { writeFileAtomically } from './atomic-file.ts';
 import { native } from './native.ts';
 import type { Module } from './nn/module.ts';
 import { wrap, type DType, type Tensor } from './tensor.ts';
@@ -94,21 +94,10 @@ export function serializeSafetensors(tensors: NamedTensors, metadata?: Safetenso
  */
 export function saveSafetensors(path: string, tensors: NamedTensors, metadata?: SafetensorsMetadata): void {
   const layout = planLayout(tensors, metadata);
-  const temporary = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = openSync(temporary, 'w');
-  try {
-    try {
-      writeAll(fd, layout.header);
-      for (const tensor of layout.tensors) writeAll(fd, rawBytes(tensor));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporary, path);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
+  writeFileAtomically(path, (fd) => {
+    writeAll(fd, layout.header);
+    for (const tensor of layout.tensors) writeAll(fd, rawBytes(tensor));
+  });
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

@@ -6,12 +6,12 @@
 // tensor a call `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`;
 // `data/<key>`, each storage's raw bytes (stored uncompressed, aligned to 64 bytes); `version`; and
 // in newer files `byteorder`. The entries are read by offset from the file, one storage at a time.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { posix, win32 } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { inflateSync } from 'fflate';
+import { writeFileAtomically } from './atomic-file.ts';
 import { arange, scalarTensor, zeros } from './creation.ts';
 import { native } from './native.ts';
 import {
@@ -724,20 +724,3 @@ export function saveTorchCheckpoint(file: string, value: unknown): void {
   });
 }
 
-/** Writes through `write` into a temporary file beside `file`, flushes it and renames it over `file`. */
-function writeFileAtomically(file: string, write: (fd: number) => void): void {
-  const temporary = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = openSync(temporary, 'w');
-  try {
-    try {
-      write(fd);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporary, file);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
-}

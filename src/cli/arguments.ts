@@ -1,0 +1,28 @@
+// Parsers of command-line values shared by the sub-commands (commander reports their errors with the option's name).
+import { InvalidArgumentError } from 'commander';
+
+export function positiveInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
+  return value;
+}
+
+export function nonNegativeInteger(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) throw new InvalidArgumentError(`expected a non-negative integer, got '${text}'`);
+  return value;
+}
+
+export function positiveNumber(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value > 0) || !Number.isFinite(value)) throw new InvalidArgumentError(`expected a positive number, got '${text}'`);
+  return value;
+}
+
+/** Collects a repeatable option's values in order. */
+export const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function deviceName(text: string): string {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(text)) throw new InvalidArgumentError(`expected 'cpu', 'cuda' or 'cuda:N', got '${text}'`);
+  return text;
+}
