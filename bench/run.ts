@@ -9,9 +9,10 @@ import { engineSections } from './engine.ts';
 import { findPythonTorch, type BenchContext, type Section } from './harness.ts';
 import { inferenceSection } from './inference.ts';
 import { modelSections } from './models.ts';
+import { samMed3dSection } from './sam-med3d.ts';
 import { formatBenchTable, type BenchRow } from './table.ts';
 
-const SECTIONS: Section[] = [...engineSections, ...modelSections, inferenceSection];
+const SECTIONS: Section[] = [...engineSections, ...modelSections, inferenceSection, samMed3dSection];
 
 function usage(): string {
   const names = SECTIONS.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

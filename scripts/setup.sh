@@ -18,17 +18,25 @@ fi
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Debian's libtorch does its matrix products through whichever BLAS provides libblas.so.3; the reference
+# one runs them at about 1 GFLOP/s, OpenBLAS (OpenMP build, sharing libtorch's thread pool) at 30-40.
+want_apt=()
+if [ -z "${LIBTORCH:-}" ] && ! compgen -G "/usr/lib/*/openblas-openmp/libblas.so.3" >/dev/null; then
+  want_apt+=(libopenblas0-openmp)
+fi
 
-if [ ${#need_apt[@]} -gt 0 ]; then
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    say "installing ${need_apt[*]} with apt-get (one time, a few minutes)"
+    say "installing ${need_apt[*]} ${want_apt[*]} with apt-get (one time, a few minutes)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  else
-    say "missing system packages: ${need_apt[*]}. Install them once with:"
-    say "  sudo apt-get install -y ${need_apt[*]}"
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" "${want_apt[@]}" >/dev/null
+  elif [ ${#need_apt[@]} -gt 0 ]; then
+    say "missing system packages: ${need_apt[*]} ${want_apt[*]}. Install them once with:"
+    say "  sudo apt-get install -y ${need_apt[*]} ${want_apt[*]}"
     exit 1
+  else
+    say "matrix products will be slow without OpenBLAS; install it once with: sudo apt-get install -y ${want_apt[*]}"
   fi
 fi
 

@@ -27,3 +27,8 @@ export {
   type FitBuiltinOptions,
 } from './builtin.ts';
 export { measurePriors, priorQualityMarkdown, classNames, type PriorQuality, type PriorQualityRow, type MeasurePriorsOptions } from './quality.ts';
+export { SamMed3d, type MaskPrediction } from './sam-med3d/model.ts';
+export { VIT_B_ORI, parseSamMed3dConfig, type SamMed3dConfig } from './sam-med3d/config.ts';
+export { loadSamMed3dWeights, loadSamMed3dModel } from './sam-med3d/weights.ts';
+export { convertSamMed3dCheckpoint } from './sam-med3d/convert.ts';
+export { createSamMed3dProvider, samMed3dCasePriors, SAM_MED3D_PROVIDER, type SamMed3dProviderOptions } from './sam-med3d/provider.ts';

@@ -20,12 +20,12 @@ export function sampleClick(truth: Uint8Array, predicted: Uint8Array | null, sha
   if (truth.length !== shape[0] * Y * Z || (predicted && predicted.length !== truth.length)) {
     throw new Error(`sampleClick: masks of ${truth.length}/${predicted?.length ?? '-'} voxels do not fit shape (${shape.join(', ')})`);
   }
-  const wrong = (v: number) => (predicted ? (truth[v] ? 1 : 0) !== (predicted[v] ? 1 : 0) : truth[v] !== 0);
-  let errors = 0;
-  for (let v = 0; v < truth.length; v++) if (wrong(v)) errors++;
-  if (errors === 0) return null;
-  const target = randInt(rng, 0, errors);
-  let chosen = -1;
-  for (let v = 0, seen = 0; chosen < 0; v++) if (wrong(v) && seen++ === target) chosen = v;
+  const errors = new Int32Array(truth.length);
+  let count = 0;
+  for (let v = 0; v < truth.length; v++) {
+    if (predicted ? (truth[v] !== 0) !== (predicted[v] !== 0) : truth[v] !== 0) errors[count++] = v;
+  }
+  if (count === 0) return null;
+  const chosen = errors[randInt(rng, 0, count)];
   return { point: [Math.floor(chosen / (Y * Z)), Math.floor(chosen / Z) % Y, chosen % Z], positive: truth[chosen] !== 0 };
 }

@@ -2,7 +2,6 @@
 // window attention in most blocks, and a convolutional neck to the prompt width.
 import { torch, type Tensor } from '../../engine/index.ts';
 import { embeddingSize, type SamMed3dConfig } from './config.ts';
-import { denseAttention, denseLinear, DenseLinear } from './dense.ts';
 import { LayerNorm3d, MlpBlock } from './layers.ts';
 
 type Size3 = [number, number, number];
@@ -85,8 +84,8 @@ export function relativePositionQueryKey(
 
 /** Multi-head self-attention over a (B, D, H, W, C) grid with decomposed relative positions. */
 export class GridAttention extends torch.nn.Module {
-  readonly qkv: DenseLinear;
-  readonly proj: DenseLinear;
+  readonly qkv: torch.nn.Linear;
+  readonly proj: torch.nn.Linear;
   readonly relPosD: Tensor;
   readonly relPosH: Tensor;
   readonly relPosW: Tensor;
@@ -100,8 +99,8 @@ export class GridAttention extends torch.nn.Module {
   ) {
     super();
     this.headDim = dim / heads;
-    this.qkv = this.registerModule('qkv', new DenseLinear(dim, 3 * dim));
-    this.proj = this.registerModule('proj', new DenseLinear(dim, dim));
+    this.qkv = this.registerModule('qkv', new torch.nn.Linear(dim, 3 * dim));
+    this.proj = this.registerModule('proj', new torch.nn.Linear(dim, dim));
     const [relD, relH, relW] = inputSize.map((side) => torch.zeros([2 * side - 1, this.headDim]));
     this.relPosD = this.registerParameter('rel_pos_d', relD);
     this.relPosH = this.registerParameter('rel_pos_h', relH);
@@ -120,7 +119,7 @@ export class GridAttention extends torch.nn.Module {
         .reshape(3, batch * this.heads, tokens, this.headDim)
         .unbind(0);
       const { query, key } = relativePositionQueryKey(q, k, [this.relPosD, this.relPosH, this.relPosW], [d, h, w], this.headDim ** -0.5);
-      const attended = denseAttention(query, key, v);
+      const attended = torch.scaledDotProductAttention(query, key, v, { scale: 1 });
       const merged = attended.reshape(batch, this.heads, d, h, w, this.headDim).permute(0, 2, 3, 4, 1, 5).reshape(batch, d, h, w, this.dim);
       return this.proj.forward(merged);
     });
@@ -187,7 +186,7 @@ export class PatchEmbed3d extends torch.nn.Module {
       const [batch, , d, h, w] = x.shape;
       const [gd, gh, gw] = [d / p, h / p, w / p];
       const patches = x.reshape(batch, gd, p, gh, p, gw, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(batch, gd, gh, gw, p ** 3);
-      return denseLinear(patches, this.proj.weight.reshape(this.proj.outChannels, p ** 3), this.proj.bias);
+      return torch.linear(patches, this.proj.weight.reshape(this.proj.outChannels, p ** 3), this.proj.bias);
     });
   }
 }

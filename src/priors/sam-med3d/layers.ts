@@ -1,6 +1,5 @@
 // Small layers shared by SAM-Med3D's encoders and decoder, with PyTorch's parameter names.
 import { torch, type Tensor } from '../../engine/index.ts';
-import { DenseLinear } from './dense.ts';
 
 /** A table of learnt vectors (torch.nn.Embedding): weight (count, dim), initialised N(0, 1). */
 export class Embedding extends torch.nn.Module {
@@ -39,8 +38,8 @@ export class LayerNorm3d extends torch.nn.Module {
 
 /** lin2(act(lin1(x))): the transformer feed-forward block. */
 export class MlpBlock extends torch.nn.Module {
-  readonly lin1: DenseLinear;
-  readonly lin2: DenseLinear;
+  readonly lin1: torch.nn.Linear;
+  readonly lin2: torch.nn.Linear;
 
   constructor(
     dim: number,
@@ -48,8 +47,8 @@ export class MlpBlock extends torch.nn.Module {
     readonly activation: 'gelu' | 'relu',
   ) {
     super();
-    this.lin1 = this.registerModule('lin1', new DenseLinear(dim, hidden));
-    this.lin2 = this.registerModule('lin2', new DenseLinear(hidden, dim));
+    this.lin1 = this.registerModule('lin1', new torch.nn.Linear(dim, hidden));
+    this.lin2 = this.registerModule('lin2', new torch.nn.Linear(hidden, dim));
   }
 
   forward(x: Tensor /* (…, dim) */): Tensor /* (…, dim) */ {
@@ -62,12 +61,12 @@ export class MlpBlock extends torch.nn.Module {
 
 /** `depth` linear layers (in → hidden → … → out) with ReLU between them, stored as `layers.N`. */
 export class Mlp extends torch.nn.Module {
-  readonly layers: torch.nn.ModuleList<DenseLinear>;
+  readonly layers: torch.nn.ModuleList<torch.nn.Linear>;
 
   constructor(input: number, hidden: number, output: number, depth: number) {
     super();
     const widths = [input, ...Array<number>(depth - 1).fill(hidden), output];
-    this.layers = this.registerModule('layers', new torch.nn.ModuleList(widths.slice(1).map((width, i) => new DenseLinear(widths[i], width))));
+    this.layers = this.registerModule('layers', new torch.nn.ModuleList(widths.slice(1).map((width, i) => new torch.nn.Linear(widths[i], width))));
   }
 
   forward(x: Tensor /* (…, input) */): Tensor /* (…, output) */ {

@@ -2,15 +2,14 @@
 // tokens turned by hypernetwork MLPs into weights over the upscaled image embedding.
 import { torch, type Tensor } from '../../engine/index.ts';
 import type { SamMed3dConfig } from './config.ts';
-import { denseAttention, DenseLinear } from './dense.ts';
 import { Embedding, LayerNorm3d, Mlp, MlpBlock } from './layers.ts';
 
 /** Multi-head attention whose projections may narrow the width to dim / downsampleRate. */
 export class TokenAttention extends torch.nn.Module {
-  readonly qProj: DenseLinear;
-  readonly kProj: DenseLinear;
-  readonly vProj: DenseLinear;
-  readonly outProj: DenseLinear;
+  readonly qProj: torch.nn.Linear;
+  readonly kProj: torch.nn.Linear;
+  readonly vProj: torch.nn.Linear;
+  readonly outProj: torch.nn.Linear;
   readonly internalDim: number;
 
   constructor(
@@ -20,10 +19,10 @@ export class TokenAttention extends torch.nn.Module {
   ) {
     super();
     this.internalDim = dim / downsampleRate;
-    this.qProj = this.registerModule('q_proj', new DenseLinear(dim, this.internalDim));
-    this.kProj = this.registerModule('k_proj', new DenseLinear(dim, this.internalDim));
-    this.vProj = this.registerModule('v_proj', new DenseLinear(dim, this.internalDim));
-    this.outProj = this.registerModule('out_proj', new DenseLinear(this.internalDim, dim));
+    this.qProj = this.registerModule('q_proj', new torch.nn.Linear(dim, this.internalDim));
+    this.kProj = this.registerModule('k_proj', new torch.nn.Linear(dim, this.internalDim));
+    this.vProj = this.registerModule('v_proj', new torch.nn.Linear(dim, this.internalDim));
+    this.outProj = this.registerModule('out_proj', new torch.nn.Linear(this.internalDim, dim));
   }
 
   forward(q: Tensor /* (B, Nq, dim) */, k: Tensor /* (B, Nk, dim) */, v: Tensor /* (B, Nk, dim) */): Tensor /* (B, Nq, dim) */ {
@@ -32,7 +31,7 @@ export class TokenAttention extends torch.nn.Module {
       const [batch, queries] = q.shape;
       // (B, N, heads·headDim) → (B·heads, N, headDim)
       const heads = (t: Tensor) => t.reshape(batch, t.size(1), this.heads, headDim).transpose(1, 2).reshape(batch * this.heads, t.size(1), headDim);
-      const attended = denseAttention(heads(this.qProj.forward(q)).mul(headDim ** -0.5), heads(this.kProj.forward(k)), heads(this.vProj.forward(v)));
+      const attended = torch.scaledDotProductAttention(heads(this.qProj.forward(q)).mul(headDim ** -0.5), heads(this.kProj.forward(k)), heads(this.vProj.forward(v)), { scale: 1 });
       return this.outProj.forward(attended.reshape(batch, this.heads, queries, headDim).transpose(1, 2).reshape(batch, queries, this.internalDim));
     });
   }

@@ -96,6 +96,9 @@ export async function samMed3dCasePriors(
   const shape = kase.shape;
   const voxels = shape[0] * shape[1] * shape[2];
   const side = model.config.imageSize;
+  if (kase.images.length !== modalities * voxels || kase.label.length !== voxels) {
+    throw new Error(`case "${kase.id}": ${kase.images.length} image and ${kase.label.length} label values do not fit ${modalities} modalities of (${shape.join(', ')})`);
+  }
   const out = new Float32Array(classes * modalities * voxels);
   const input = prepareModelInput(kase.images, kase.label, shape, kase.meta, voxelSpacing(kase.meta.affine), side);
   if (input) {
