@@ -8,7 +8,7 @@ import { loadCase } from '../data/cache.ts';
 import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
 import { argmaxLabels, MIN_ENHANCING_VOXELS, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SmmlModel } from '../models/index.ts';
-import { scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
+import { gridDiagonal, scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
 import type { CaseResult, EvaluationResult } from './tables.ts';
 
@@ -22,6 +22,8 @@ export interface EvaluationCase {
   shape: Shape3;
   /** Voxel size in millimetres along X, Y, Z. */
   spacing: Shape3;
+  /** The acquisition grid the case was cropped from: its diagonal is the HD95 of a region found on one side only. */
+  gridShape: Shape3;
 }
 
 export interface EvaluateOptions extends WholeVolumeOptions {
@@ -60,6 +62,7 @@ export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, o
       classes,
       evaluationCase.shape,
       evaluationCase.spacing,
+      gridDiagonal(evaluationCase.gridShape, evaluationCase.spacing),
     ),
   );
   return { id: evaluationCase.id, scores, seconds: (performance.now() - started) / 1000 };
@@ -107,11 +110,11 @@ function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: s
     if (cached.meta.modalities.join() !== MODALITIES.join()) {
       throw new Error(`case ${entry.id} in ${cacheDir}: channels are ${cached.meta.modalities.join(', ')}, expected ${MODALITIES.join(', ')}`);
     }
-    return { id: entry.id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine) };
+    return { id: entry.id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine), gridShape: cached.meta.originalShape };
   }
   const processed = preprocessCase(entry, dataset);
   if (!processed.label) throw missingLabel();
-  return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine) };
+  return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine), gridShape: processed.meta.originalShape };
 }
 
 /** Evaluates the model on the given cases of a data set, one case in memory at a time. */

@@ -145,18 +145,24 @@ function directedSurfaceDistances(from: Uint8Array, toDistances: Float64Array): 
   return Float64Array.from(out);
 }
 
+/** Length in millimetres of the diagonal of a grid of `shape` voxels of size `spacing`. */
+export function gridDiagonal(shape: Shape3, spacing: Shape3): number {
+  return Math.hypot(shape[0] * spacing[0], shape[1] * spacing[1], shape[2] * spacing[2]);
+}
+
 /**
  * 95th-percentile Hausdorff distance in millimetres between the surfaces of two masks: the larger of
- * the two directed 95th percentiles (MONAI's definition). Both empty → 0; exactly one empty → the
- * diagonal of the volume, the worst distance possible on this grid (as the BraTS challenge scores it).
+ * the two directed 95th percentiles (MONAI's definition). Both empty → 0; exactly one empty →
+ * `worstDistance`, by default the diagonal of this grid (the BraTS challenge scores it as the diagonal of
+ * the whole acquisition grid: pass that when the masks are a crop of it).
  */
-export function hausdorff95(prediction: Uint8Array, truth: Uint8Array, shape: Shape3, spacing: Shape3 = [1, 1, 1]): number {
+export function hausdorff95(prediction: Uint8Array, truth: Uint8Array, shape: Shape3, spacing: Shape3 = [1, 1, 1], worstDistance = gridDiagonal(shape, spacing)): number {
   const predictionSurface = surface(prediction, shape);
   const truthSurface = surface(truth, shape);
   const hasPrediction = predictionSurface.some((v) => v === 1);
   const hasTruth = truthSurface.some((v) => v === 1);
   if (!hasPrediction && !hasTruth) return 0;
-  if (!hasPrediction || !hasTruth) return Math.hypot(shape[0] * spacing[0], shape[1] * spacing[1], shape[2] * spacing[2]);
+  if (!hasPrediction || !hasTruth) return worstDistance;
   const toTruth = directedSurfaceDistances(predictionSurface, squaredDistanceTo(truthSurface, shape, spacing));
   const toPrediction = directedSurfaceDistances(truthSurface, squaredDistanceTo(predictionSurface, shape, spacing));
   return Math.max(percentile(toTruth, 95), percentile(toPrediction, 95));
@@ -167,15 +173,22 @@ export interface RegionScores {
   hausdorff95: Record<Region, number>;
 }
 
-/** Dice and HD95 of WT, TC and ET for one case. */
-export function scoreCase(prediction: Uint8Array, truth: Uint8Array, numClasses: number, shape: Shape3, spacing: Shape3 = [1, 1, 1]): RegionScores {
+/** Dice and HD95 of WT, TC and ET for one case; `worstDistance` as in `hausdorff95`. */
+export function scoreCase(
+  prediction: Uint8Array,
+  truth: Uint8Array,
+  numClasses: number,
+  shape: Shape3,
+  spacing: Shape3 = [1, 1, 1],
+  worstDistance = gridDiagonal(shape, spacing),
+): RegionScores {
   const classes = regionClasses(numClasses);
   const scores: RegionScores = { dice: { WT: 0, TC: 0, ET: 0 }, hausdorff95: { WT: 0, TC: 0, ET: 0 } };
   for (const region of REGIONS) {
     const p = regionMask(prediction, classes[region]);
     const t = regionMask(truth, classes[region]);
     scores.dice[region] = dice(p, t);
-    scores.hausdorff95[region] = hausdorff95(p, t, shape, spacing);
+    scores.hausdorff95[region] = hausdorff95(p, t, shape, spacing, worstDistance);
   }
   return scores;
 }

@@ -61,7 +61,8 @@ function oracleCase(id: string, etSide: number): EvaluationCase {
       }
   const images = new Float32Array(4 * label.length);
   images.set(label);
-  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2] };
+  // Cropped from a larger acquisition grid: a region missed on one side scores that grid's diagonal.
+  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20] };
 }
 
 test('voxel spacing is the length of the affine columns', () => {
@@ -75,7 +76,7 @@ test('known scores: ET lost without T1ce, small ET removed by post-processing, e
   // Windows of 16 on 20 × 20 × 16 with 50 % overlap: 2 × 2 × 1 per case, each encoded once, fused 15 times.
   assert.equal(calls.encode, 2 * 4);
   assert.equal(calls.fuse, 2 * 4 * 15);
-  const diagonal = Math.hypot(20, 20, 32);
+  const diagonal = Math.hypot(40, 30, 40);
   SUBSETS.forEach((subset, s) => {
     const big = results[0].scores[s];
     const small = results[1].scores[s];
