@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { BRATS_MODALITIES, discoverBrats } from '../data/brats.ts';
 import { writeFileAtomic } from '../data/files.ts';
 import { writeSlicePreview, type PreviewVolume } from '../data/preview.ts';
-import { synthesizeDataset } from '../data/synthetic.ts';
+import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
 import { readVolume } from '../data/volume.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { movingAverage, writeLineChart } from '../evaluation/plot.ts';
@@ -61,12 +61,13 @@ function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): T
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
   const info = path.join(dataRoot, 'dataset.json');
   if (fs.existsSync(info)) {
-    const stored = JSON.parse(fs.readFileSync(info, 'utf8')) as { seed?: number; size?: number; cases?: unknown[] };
-    if (stored.seed === options.seed && stored.size === options.size && stored.cases?.length === options.cases) {
+    const stored = JSON.parse(fs.readFileSync(info, 'utf8')) as { version?: number; seed?: number; size?: number; cases?: unknown[] };
+    const same = stored.version === SYNTHETIC_VERSION && stored.seed === options.seed && stored.size === options.size;
+    if (same && stored.cases?.length === options.cases) {
       console.log(`data: ${options.cases} synthetic cases already in ${dataRoot}`);
       return;
     }
-    throw new Error(`${dataRoot} holds another synthetic data set; use --fresh or another --out`);
+    throw new Error(`${dataRoot} holds another synthetic data set (or one from another generator version); use --fresh or another --out`);
   }
   console.log(`data: synthesising ${options.cases} BraTS-like cases of ${options.size}^3 voxels`);
   synthesizeDataset({

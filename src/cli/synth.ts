@@ -26,7 +26,7 @@ export function registerSynthCommand(program: Command): Command {
     .description('write a synthetic BraTS 2020-style data set: phantom brains with gliomas, four MR sequences and labels')
     .requiredOption('--out <dir>', 'output folder (<dir>/<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz and dataset.json)')
     .option('--cases <n>', 'number of cases', nonNegativeInteger, 40)
-    .option('--size <s>', 'in-plane size S: volumes are S x S x round(0.65 S) voxels of 1 mm', nonNegativeInteger, 96)
+    .option('--size <s>', 'in-plane size S: volumes are S x S x round(0.65 S) voxels of 240/S mm', nonNegativeInteger, 96)
     .option('--seed <k>', 'data-set seed (same seed, same data)', nonNegativeInteger, 1)
     .option('--preview <png>', 'also write a PNG of the first case: one axial slice per sequence and the labels')
     .action((options: SynthOptions) => {

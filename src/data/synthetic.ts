@@ -38,14 +38,14 @@ export {
 export { LOW_GRADE_SHARE, type TumourGrade } from './synthetic/tumour.ts';
 
 /** Bumped whenever the generator's output for a given seed changes. */
-export const SYNTHETIC_VERSION = 1;
+export const SYNTHETIC_VERSION = 2;
 
 export interface SynthesizeOptions {
   /** Output folder (created if missing; existing case files are replaced). */
   out: string;
   /** Number of cases. */
   cases: number;
-  /** In-plane size S: volumes are S × S × round(0.65 S) voxels of 1 mm. */
+  /** In-plane size S: volumes are S × S × round(0.65 S) voxels of 240/S mm. */
   size: number;
   /** Data-set seed; case i uses `caseSeed(seed, i)`, so a case does not depend on how many are generated. */
   seed: number;
@@ -83,7 +83,7 @@ export function syntheticCaseId(index: number): string {
 }
 
 /**
- * NIfTI geometry for the synthetic volumes: 1 mm voxels, the RAS+ affine of
+ * NIfTI geometry for the synthetic volumes: 240/S mm voxels, the RAS+ affine of
  * `syntheticAffine` in both sform and qform (code 1, scanner), so that every
  * reader agrees on it.
  */

@@ -77,3 +77,8 @@ export function checkFinite(volume: Volume, path: string): void {
   for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) nonFinite++;
   if (nonFinite > 0) throw new Error(`${path}: ${nonFinite} of ${data.length} voxels are NaN or infinite`);
 }
+
+/** Voxel sizes (mm) along the three voxel axes: the lengths of the affine's first three columns. */
+export function voxelSpacing(affine: readonly (readonly number[])[]): [number, number, number] {
+  return [0, 1, 2].map((column) => Math.hypot(affine[0][column], affine[1][column], affine[2][column])) as [number, number, number];
+}

@@ -5,8 +5,9 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { torch } from '../engine/index.ts';
 import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts';
 import { loadCase } from '../data/cache.ts';
+import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
-import { argmaxLabels, MIN_ENHANCING_VOXELS, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
+import { argmaxLabels, minEnhancingVoxels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SmmlModel } from '../models/index.ts';
 import { gridDiagonal, scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
@@ -31,13 +32,8 @@ export interface EvaluateOptions extends WholeVolumeOptions {
   subsets?: readonly ModalityMask[];
   /** Device of the model; default 'cpu'. */
   device?: string;
-  /** ET post-processing threshold (SPEC §7); default MIN_ENHANCING_VOXELS. */
-  minEnhancingVoxels?: number;
-}
-
-/** Voxel sizes (mm) along the three voxel axes: the lengths of the affine's first three columns. */
-export function voxelSpacing(affine: readonly (readonly number[])[]): Shape3 {
-  return [0, 1, 2].map((column) => Math.hypot(affine[0][column], affine[1][column], affine[2][column])) as Shape3;
+  /** ET post-processing threshold in mm³ (SPEC §7); default MIN_ENHANCING_VOLUME. */
+  minEnhancingVolume?: number;
 }
 
 /** Scores one case under every subset; the scores are parallel to `options.subsets`. */
@@ -57,7 +53,7 @@ export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, o
   });
   const scores = labels.map((prediction) =>
     scoreCase(
-      suppressSmallEnhancingTumour(prediction, classes, options.minEnhancingVoxels ?? MIN_ENHANCING_VOXELS),
+      suppressSmallEnhancingTumour(prediction, classes, minEnhancingVoxels(evaluationCase.spacing, options.minEnhancingVolume)),
       evaluationCase.label,
       classes,
       evaluationCase.shape,

@@ -12,7 +12,7 @@ import {
   spatialShape,
   uncropFromCOrder,
 } from '../data/preprocess.ts';
-import { checkFinite, checkSameGeometry, readVolume, writeVolume, type Volume } from '../data/volume.ts';
+import { checkFinite, checkSameGeometry, readVolume, voxelSpacing, writeVolume, type Volume } from '../data/volume.ts';
 import { voxelCount } from '../data/voxel-array.ts';
 import { suppressSmallEnhancingTumour } from '../evaluation/metrics.ts';
 import { MODALITIES, type Modality, type ModalityMask } from '../evaluation/subsets.ts';
@@ -37,8 +37,16 @@ export interface WholeVolumeOptions {
   onWindow?: (done: number, total: number) => void;
 }
 
-/** SPEC §7: a predicted ET smaller than this many voxels is relabelled as necrosis. */
-export const MIN_ENHANCING_VOXELS = 500;
+/**
+ * SPEC §7: a predicted ET smaller than 500 voxels of BraTS's 1 mm grid is relabelled as necrosis. Kept as a
+ * volume in mm³ so that it means the same on grids of other voxel sizes.
+ */
+export const MIN_ENHANCING_VOLUME = 500;
+
+/** The ET post-processing threshold in voxels of `spacing` (mm) for a volume in mm³. */
+export function minEnhancingVoxels(spacing: readonly [number, number, number], volume = MIN_ENHANCING_VOLUME): number {
+  return volume / (spacing[0] * spacing[1] * spacing[2]);
+}
 
 /**
  * Class probabilities of a whole (preprocessed) volume for several modality subsets, (S, C, X, Y, Z).
@@ -130,8 +138,8 @@ export interface PredictOptions extends WholeVolumeOptions {
   device?: string;
   /** Also return per-class probability maps. */
   probabilities?: boolean;
-  /** ET post-processing threshold (SPEC §7); default MIN_ENHANCING_VOXELS. */
-  minEnhancingVoxels?: number;
+  /** ET post-processing threshold in mm³ (SPEC §7); default MIN_ENHANCING_VOLUME. */
+  minEnhancingVolume?: number;
 }
 
 export interface CasePrediction {
@@ -207,7 +215,8 @@ export function predictCase(inference: InferenceModel, files: Partial<Record<Mod
     classes = argmaxLabels(blended)[0];
     if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
   });
-  const processed = suppressSmallEnhancingTumour(classes, model.config.classes, options.minEnhancingVoxels ?? MIN_ENHANCING_VOXELS);
+  const threshold = minEnhancingVoxels(voxelSpacing(input.reference.affine), options.minEnhancingVolume);
+  const processed = suppressSmallEnhancingTumour(classes, model.config.classes, threshold);
   const prediction: CasePrediction = {
     present: input.present,
     labels: uncropFromCOrder(toLabelValues(processed, labelValues), input.cropBox, input.originalShape),

@@ -60,16 +60,17 @@ function forEachRatio(a: Tissue, b: Tissue, modality: SyntheticModality, check: 
 }
 
 describe('synthetic phantom', () => {
-  test('shape and affine: S x S x round(0.65 S), 1 mm RAS+ centred on the volume', () => {
+  test('shape and affine: S x S x round(0.65 S), 240/S mm RAS+ centred on the volume', () => {
     assert.deepEqual(syntheticShape(96), [96, 96, 62]);
     assert.deepEqual(syntheticShape(40), [40, 40, 26]);
-    const affine = syntheticAffine([40, 40, 26]);
-    assert.deepEqual(affine, [
-      [1, 0, 0, -19.5],
-      [0, 1, 0, -19.5],
-      [0, 0, 1, -12.5],
+    // 6 mm voxels; the centre voxel (19.5, 19.5, 12.5) maps to the world origin.
+    assert.deepEqual(syntheticAffine([40, 40, 26]), [
+      [6, 0, 0, -117],
+      [0, 6, 0, -117],
+      [0, 0, 6, -75],
       [0, 0, 0, 1],
     ]);
+    assert.deepEqual(syntheticAffine([240, 240, 156])[0], [1, 0, 0, -119.5]);
     assert.throws(() => syntheticShape(8), /size must be an integer ≥ 16, got 8/);
     assert.throws(() => synthesizeCase(1, 20.5), /size must be an integer/);
   });

@@ -7,7 +7,7 @@ import { registerPredictCommand } from '../../src/cli/predict.ts';
 import { readVolume, writeVolume } from '../../src/data/volume.ts';
 import type { NiftiHeader } from '../../src/data/nifti.ts';
 import { torch } from '../../src/engine/index.ts';
-import { prepareModalities, predictCase, predictToFiles } from '../../src/inference/predict.ts';
+import { minEnhancingVoxels, predictCase, predictToFiles, prepareModalities } from '../../src/inference/predict.ts';
 import { modalityMask } from '../../src/models/index.ts';
 import { BRATS2018_VALUES, caseFiles, tempDir, tinyDataset, tinyModel, writeRunFolder } from './helpers.ts';
 
@@ -80,9 +80,10 @@ test('predict writes labels with the input grid and geometry, matching the netwo
       }
   assert.ok(maxError < 1e-5, `probabilities differ from the network run by hand by ${maxError}`);
 
-  // Labels: arg-max, ET below 500 voxels relabelled as necrosis, classes written as 0, 1, 2, 4.
+  // Labels: arg-max, ET below 500 mm³ relabelled as necrosis (synthetic 32^3 voxels are 240/32 = 7.5 mm, so
+  // 500 / 7.5³ ≈ 1.19 voxels), classes written as 0, 1, 2, 4.
   const enhancing = classOf.filter((c) => c === 3).length;
-  const expectedLabels = Array.from(classOf, (c) => BRATS2018_VALUES[c === 3 && enhancing < 500 ? 1 : c]);
+  const expectedLabels = Array.from(classOf, (c) => BRATS2018_VALUES[c === 3 && enhancing < 500 / 7.5 ** 3 ? 1 : c]);
   assert.deepEqual(Array.from(seg.data), expectedLabels);
   assert.ok(Array.from(seg.data).every((value) => [0, 1, 2, 4].includes(value)));
 });
@@ -167,4 +168,10 @@ test('smml predict: flags, run folder, output', async () => {
   assert.deepEqual(seg.shape, [32, 32, 21]);
   const direct = predictCase(inference, { t1ce: files.t1ce, t1: files.t1 }, { weighting: 'uniform' });
   assert.deepEqual(Array.from(seg.data), Array.from(direct.labels));
+});
+
+test('the ET post-processing threshold is 500 mm³ in voxels of the grid', () => {
+  assert.equal(minEnhancingVoxels([1, 1, 1]), 500);
+  assert.equal(minEnhancingVoxels([2, 2, 2]), 62.5);
+  assert.equal(minEnhancingVoxels([1, 2, 2.5], 100), 20);
 });

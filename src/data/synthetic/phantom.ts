@@ -38,7 +38,7 @@ export const MIN_SYNTHETIC_SIZE = 16;
 const INT16_MAX = 32767;
 
 export interface SyntheticCase {
-  /** [X, Y, Z]: i → right, j → anterior, k → superior, 1 mm voxels. */
+  /** [X, Y, Z]: i → right, j → anterior, k → superior, voxels of 240/S mm. */
   shape: [number, number, number];
   /** Voxel → world (RAS+ mm) matrix, 4 × 4. */
   affine: number[][];
@@ -59,12 +59,20 @@ export function syntheticShape(size: number): [number, number, number] {
   return [size, size, Math.round(size * 0.65)];
 }
 
-/** 1 mm isotropic RAS+ affine with the world origin at the centre of the volume. */
+/** Field of view of the synthetic volumes along X and Y in millimetres, as BraTS's 240 voxels of 1 mm. */
+export const SYNTHETIC_FIELD_OF_VIEW = 240;
+
+/**
+ * Isotropic RAS+ affine with the world origin at the centre of the volume. Voxels are 240/S mm, so a
+ * phantom brain is brain-sized in millimetres at every S (1 mm at S = 240, like BraTS): millimetre
+ * measures (HD95, the ET post-processing volume) mean the same as on BraTS.
+ */
 export function syntheticAffine(shape: readonly [number, number, number]): number[][] {
+  const spacing = SYNTHETIC_FIELD_OF_VIEW / shape[0];
   return [
-    [1, 0, 0, -(shape[0] - 1) / 2],
-    [0, 1, 0, -(shape[1] - 1) / 2],
-    [0, 0, 1, -(shape[2] - 1) / 2],
+    [spacing, 0, 0, (-(shape[0] - 1) / 2) * spacing],
+    [0, spacing, 0, (-(shape[1] - 1) / 2) * spacing],
+    [0, 0, spacing, (-(shape[2] - 1) / 2) * spacing],
     [0, 0, 0, 1],
   ];
 }

@@ -9,7 +9,7 @@ import type { CachedCase } from '../../data/cache.ts';
 import { deriveSeed } from '../../data/loader.ts';
 import type { Shape3 } from '../../data/preprocess.ts';
 import { createRng, type Rng } from '../../data/random.ts';
-import { voxelSpacing } from '../../evaluation/evaluate.ts';
+import { voxelSpacing } from '../../data/volume.ts';
 import type { PriorProvider } from '../provider.ts';
 import { sampleClick, type Click } from './clicks.ts';
 import type { SamMed3d } from './model.ts';
