@@ -62,6 +62,9 @@ const CONV_CASES: ConvCase[] = [
   { batch: 2, channels: 16, size: 64 },
   // Batch 1 with B·C·D·H ≤ 20480: libtorch 1.13 runs its slow reference kernel; our engine routes it to oneDNN.
   { batch: 1, channels: 16, size: 32 },
+  // Thin layers (as in the SMML networks on the CPU): oneDNN reaches a few GFLOP/s there; the engine's direct kernels run them.
+  { batch: 2, channels: 4, size: 32 },
+  { batch: 8, channels: 4, size: 32 },
 ];
 
 /** Floating-point operations of the forward pass: 2·B·Cout·Cin·27 per output voxel (same padding). */

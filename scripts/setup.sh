@@ -50,8 +50,11 @@ fi
 addon=src/engine/native/build/Release/smml_torch.node
 stamp=src/engine/native/build/libtorch.stamp
 wanted="libtorch=${LIBTORCH:-system}"
-if [ ! -f "$addon" ] || [ src/engine/native/torch.cc -nt "$addon" ] || [ src/engine/native/binding.gyp -nt "$addon" ] \
-  || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+stale=
+for source in src/engine/native/*.cc src/engine/native/*.h src/engine/native/binding.gyp; do
+  [ "$source" -nt "$addon" ] && stale=1
+done
+if [ ! -f "$addon" ] || [ -n "$stale" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   say "building the libtorch addon (about a minute)"
   log=$(mktemp)
   if ! npx --no-install node-gyp rebuild --directory src/engine/native >"$log" 2>&1; then

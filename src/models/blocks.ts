@@ -44,7 +44,7 @@ export class PreNormConv extends torch.nn.Module {
   }
 
   forward(x: Tensor): Tensor {
-    return torch.tidy(() => this.conv.forward(torch.leakyRelu(torch.instanceNorm(x), LEAKY_SLOPE)));
+    return torch.tidy(() => this.conv.forward(torch.instanceNormLeakyRelu(x, LEAKY_SLOPE)));
   }
 }
 

@@ -9,6 +9,10 @@
 #include <ATen/core/Reduction.h>
 #include <c10/core/CPUAllocator.h>
 
+#include "norm_act.h"
+#include "thin_conv.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -390,6 +394,18 @@ struct OneDnnConvolution : public torch::autograd::Function<OneDnnConvolution> {
   }
 };
 
+// torch.nn.functional.pad: `pads` lists (before, after) pairs from the last dimension on.
+at::Tensor Pad(Napi::Env env, const at::Tensor& t, std::vector<int64_t> pads, const std::string& mode, double value) {
+  namespace F = torch::nn::functional;
+  F::PadFuncOptions opts(std::move(pads));
+  if (mode == "constant") opts.mode(torch::kConstant).value(value);
+  else if (mode == "reflect") opts.mode(torch::kReflect);
+  else if (mode == "replicate") opts.mode(torch::kReplicate);
+  else if (mode == "circular") opts.mode(torch::kCircular);
+  else throw Napi::TypeError::New(env, "unknown padding mode '" + mode + "'");
+  return F::pad(t, opts);
+}
+
 void InitTensorOps(Napi::Env env, Napi::Object e) {
   // -- creation --------------------------------------------------------------------------------
   Def(env, e, "fromBuffer", [](Info info) {
@@ -606,15 +622,8 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
   Def(env, e, "roll", [](Info info) { return Wrap(info.Env(), T(info[0]).roll(Ints(info[1]), Ints(info[2]))); });
   Def(env, e, "pad", [](Info info) {
     // (t, pads as in torch.nn.functional.pad: last dimension first, mode, value)
-    namespace F = torch::nn::functional;
     std::string mode = Str(info[2]);
-    F::PadFuncOptions opts(Ints(info[1]));
-    if (mode == "constant") opts.mode(torch::kConstant).value(Num(info[3]));
-    else if (mode == "reflect") opts.mode(torch::kReflect);
-    else if (mode == "replicate") opts.mode(torch::kReplicate);
-    else if (mode == "circular") opts.mode(torch::kCircular);
-    else throw Napi::TypeError::New(info.Env(), "unknown padding mode '" + mode + "'");
-    return Wrap(info.Env(), F::pad(T(info[0]), opts));
+    return Wrap(info.Env(), Pad(info.Env(), T(info[0]), Ints(info[1]), mode, mode == "constant" ? Num(info[3]) : 0));
   });
   Def(env, e, "tril", [](Info info) { return Wrap(info.Env(), T(info[0]).tril(Int(info[1]))); });
   Def(env, e, "triu", [](Info info) { return Wrap(info.Env(), T(info[0]).triu(Int(info[1]))); });
@@ -794,12 +803,24 @@ void InitTensorOps(Napi::Env env, Napi::Object e) {
 
 void InitNnOps(Napi::Env env, Napi::Object e) {
   Def(env, e, "convolution", [](Info info) {
-    // (x, w, bias | null, stride, padding, dilation, groups)
-    const at::Tensor& x = T(info[0]);
+    // (x, w, bias | null, stride, padding, dilation, groups, paddingMode: zeros | reflect | replicate | circular)
+    at::Tensor x = T(info[0]);
     const at::Tensor& w = T(info[1]);
     auto bias = OptT(info[2]);
     auto stride = Ints(info[3]), padding = Ints(info[4]), dilation = Ints(info[5]);
     int64_t groups = Int(info[6]);
+    std::string mode = Str(info[7]);
+    if ((mode == "zeros" || mode == "reflect") &&
+        smml::ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect")) {
+      return Wrap(info.Env(), smml::ThinConvolution(x, w, bias, mode == "reflect"));
+    }
+    if (mode != "zeros" && std::any_of(padding.begin(), padding.end(), [](int64_t p) { return p > 0; })) {
+      // other padding modes pad the input, then convolve it without padding
+      std::vector<int64_t> pads;
+      for (auto p = padding.rbegin(); p != padding.rend(); ++p) pads.insert(pads.end(), {*p, *p});
+      x = Pad(info.Env(), x, pads, mode, 0);
+      std::fill(padding.begin(), padding.end(), 0);
+    }
     if (NeedsOneDnnRoute(x, w, stride, padding, dilation, groups)) {
       at::Tensor y = OneDnnConvolution::apply(x, w, stride, padding, dilation, groups);
       if (bias) {
@@ -822,6 +843,10 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     // (x, weight | null, bias | null, runningMean | null, runningVar | null, useInputStats, momentum, eps)
     return Wrap(info.Env(), at::instance_norm(T(info[0]), OptT(info[1]), OptT(info[2]), OptT(info[3]), OptT(info[4]),
                                               Bool(info[5]), Num(info[6]), Num(info[7]), false));
+  });
+  Def(env, e, "instanceNormLeakyRelu", [](Info info) {
+    // (x, negativeSlope, eps)
+    return Wrap(info.Env(), smml::InstanceNormLeakyRelu(T(info[0]), Num(info[1]), Num(info[2])));
   });
   Def(env, e, "batchNorm", [](Info info) {
     // (x, weight | null, bias | null, runningMean | null, runningVar | null, training, momentum, eps)
