@@ -68,3 +68,21 @@ export function checkGradients(
     return worst;
   });
 }
+
+/** One tensor of every dtype with edge values (signed zero, extremes, subnormals), plus a scalar and an empty one. */
+export function oneTensorPerDtype(): Record<string, Tensor> {
+  return {
+    f64: torch.tensor(new Float64Array([1 / 3, -0, 1e300, -5e-324]), [2, 2]),
+    f32: torch.tensor(new Float32Array([0.1, -Infinity, 3.4e38])),
+    f16: torch.tensor([0.333251953125, -65504, 6.103515625e-5], [3], { dtype: 'float16' }),
+    bf16: torch.tensor([1.5, -3.140625, 1e-30], [3, 1], { dtype: 'bfloat16' }),
+    i64: torch.tensor(new BigInt64Array([2n ** 40n + 1n, -7n, -(2n ** 62n)])),
+    i32: torch.tensor(new Int32Array([-2147483648, 5])),
+    i16: torch.tensor(new Int16Array([-32768, 32767])),
+    i8: torch.tensor(new Int8Array([-128, 127])),
+    u8: torch.tensor(new Uint8Array([0, 255])),
+    flags: torch.tensor([true, false, true]),
+    scalar: torch.tensor([42], []),
+    empty: torch.zeros([0, 3]),
+  };
+}

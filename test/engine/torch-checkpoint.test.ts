@@ -11,7 +11,7 @@ import { zipSync } from 'fflate';
 import { torch, type Tensor } from '../../src/engine/index.ts';
 import { PickleCall, PickleGlobal, PicklePersistentId, PickleTuple, writePickle } from '../../src/engine/pickle.ts';
 import { loadTorchCheckpoint, NumpyArray, saveTorchCheckpoint, stateDictOf } from '../../src/engine/torch-checkpoint.ts';
-import { assertClose } from './helpers.ts';
+import { assertClose, oneTensorPerDtype } from './helpers.ts';
 
 const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
 after(() => fs.rmSync(directory, { recursive: true, force: true }));
@@ -113,23 +113,9 @@ function zip64Archive(entries: Record<string, Uint8Array>): Buffer {
 const twelve = () => bytesOf(Float32Array.from({ length: 12 }, (_, i) => i));
 
 describe('saveTorchCheckpoint → loadTorchCheckpoint', () => {
-  const samples = (): Record<string, Tensor> => ({
-    f64: torch.tensor(new Float64Array([1 / 3, -0, 1e300, -5e-324]), [2, 2]),
-    f32: torch.tensor(new Float32Array([0.1, -Infinity, 3.4e38])),
-    f16: torch.tensor([0.333251953125, -65504, 6.103515625e-5], [3], { dtype: 'float16' }),
-    bf16: torch.tensor([1.5, -3.140625, 1e-30], [3, 1], { dtype: 'bfloat16' }),
-    i64: torch.tensor(new BigInt64Array([2n ** 40n + 1n, -7n, -(2n ** 62n)])),
-    i32: torch.tensor(new Int32Array([-2147483648, 5])),
-    i16: torch.tensor(new Int16Array([-32768, 32767])),
-    i8: torch.tensor(new Int8Array([-128, 127])),
-    u8: torch.tensor(new Uint8Array([0, 255])),
-    flags: torch.tensor([true, false, true]),
-    scalar: torch.tensor([42], []),
-    empty: torch.zeros([0, 3]),
-  });
 
   test('every dtype, nested under model_state_dict beside plain values', () => {
-    const tensors = samples();
+    const tensors = oneTensorPerDtype();
     const file = freshPath();
     saveTorchCheckpoint(file, {
       model_state_dict: new Map(Object.entries(tensors)),
