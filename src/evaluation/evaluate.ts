@@ -7,7 +7,7 @@ import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts
 import { loadCase } from '../data/cache.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
-import { argmaxLabels, minEnhancingVoxels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
+import { argmaxLabels, clearOutsideBrain, minEnhancingVoxels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SmmlModel } from '../models/index.ts';
 import { gridDiagonal, scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
@@ -51,6 +51,7 @@ export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, o
     const images = torch.tensor(evaluationCase.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
     labels = argmaxLabels(subsetProbabilities(model, images, subsets, options));
   });
+  labels.forEach((prediction, s) => clearOutsideBrain(prediction, evaluationCase.images, subsets[s]));
   const scores = labels.map((prediction) =>
     scoreCase(
       suppressSmallEnhancingTumour(prediction, classes, minEnhancingVoxels(evaluationCase.spacing, options.minEnhancingVolume)),

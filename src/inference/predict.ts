@@ -94,6 +94,25 @@ export function argmaxLabels(probabilities: Tensor /* (S, C, X, Y, Z) */): Uint8
   return Array.from({ length: subsets }, (_, s) => all.slice(s * voxels, (s + 1) * voxels));
 }
 
+/**
+ * Sets to background (0) every voxel outside the brain: where each of the `present` modalities of `images` is 0
+ * (preprocessing keeps the background at exactly 0). Windows that straddle the edge of the brain's crop box
+ * otherwise leave tumour labels in the empty space around the head. In place; returns `labels`.
+ */
+export function clearOutsideBrain(
+  labels: Uint8Array /* (X, Y, Z) */,
+  images: Float32Array /* (K, X, Y, Z) */,
+  present: readonly boolean[] /* K */,
+): Uint8Array {
+  const voxels = labels.length;
+  if (images.length !== present.length * voxels) throw new Error(`clearOutsideBrain: ${images.length} image values for ${present.length} × ${voxels} voxels`);
+  const channels = present.flatMap((given, k) => (given ? [images.subarray(k * voxels, (k + 1) * voxels)] : []));
+  for (let i = 0; i < voxels; i++) {
+    if (labels[i] !== 0 && channels.every((channel) => channel[i] === 0)) labels[i] = 0;
+  }
+  return labels;
+}
+
 /** The modalities given for one case, preprocessed as in training (SPEC §1). */
 export interface PreparedInput {
   /** (K, X, Y, Z), z fastest, modalities in MODALITIES order; channels of absent modalities are 0. */
@@ -212,7 +231,7 @@ export function predictCase(inference: InferenceModel, files: Partial<Record<Mod
   torch.tidy(() => {
     const images = torch.tensor(input.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
     const blended = subsetProbabilities(model, images, [input.present], options);
-    classes = argmaxLabels(blended)[0];
+    classes = clearOutsideBrain(argmaxLabels(blended)[0], input.images, input.present);
     if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
   });
   const threshold = minEnhancingVoxels(voxelSpacing(input.reference.affine), options.minEnhancingVolume);

@@ -14,11 +14,12 @@ import { torch } from '../engine/index.ts';
 import { dice, regionClasses, regionMask, REGIONS } from '../evaluation/metrics.ts';
 import { SUBSETS, subsetName } from '../evaluation/subsets.ts';
 import { slidingWindowInference } from '../inference/sliding-window.ts';
+import { clearOutsideBrain } from '../inference/predict.ts';
 import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
 import { modalityMask, SmmlModel, type BranchOutput } from '../models/index.ts';
+import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
 import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
-import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { checkCache, checkPriors, prepareTrainingData } from './data.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import {
@@ -293,6 +294,7 @@ export class Trainer {
           });
           return probabilities.argmax(1).to({ dtype: 'uint8', device: 'cpu' }).toTypedArray() as Uint8Array;
         });
+        clearOutsideBrain(prediction, entry.images, Array.from({ length: modalities }, () => true));
         for (const region of REGIONS) sums[region] += dice(regionMask(prediction, regions[region]), regionMask(entry.label, regions[region]));
       }
     } finally {

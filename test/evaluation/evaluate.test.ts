@@ -60,7 +60,8 @@ function oracleCase(id: string, etSide: number): EvaluationCase {
         if (inBox(x, y, z, [13, 4, 4], [16, 8, 8])) c = 1;
         label[(x * Y + y) * Z + z] = c;
       }
-  const images = new Float32Array(4 * label.length);
+  // Channel 0 carries the class the oracle reads; the other sequences are a uniform non-zero brain.
+  const images = new Float32Array(4 * label.length).fill(1);
   images.set(label);
   // Cropped from a larger acquisition grid: a region missed on one side scores that grid's diagonal.
   return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20] };
@@ -72,7 +73,7 @@ test('voxel spacing is the length of the affine columns', () => {
 
 test('known scores: ET lost without T1ce, small ET removed by post-processing, encoders run once per window', () => {
   const { model, calls } = oracleModel(16);
-  // Case 1: a 512-voxel ET, kept. Case 2: a 64-voxel ET, relabelled as necrosis (< 500 voxels).
+  // Case 1: a 512-voxel ET, kept. Case 2: a 64-voxel ET, relabelled as necrosis (< 500 mm³ = 250 voxels of 1 × 1 × 2 mm).
   const results = [evaluateCase(model, oracleCase('big', 8)), evaluateCase(model, oracleCase('small', 4))];
   // Windows of 16 on 20 × 20 × 16 with 50 % overlap: 2 × 2 × 1 per case, each encoded once, fused 15 times.
   assert.equal(calls.encode, 2 * 4);

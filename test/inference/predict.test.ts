@@ -7,7 +7,7 @@ import { registerPredictCommand } from '../../src/cli/predict.ts';
 import { readVolume, writeVolume } from '../../src/data/volume.ts';
 import type { NiftiHeader } from '../../src/data/nifti.ts';
 import { torch } from '../../src/engine/index.ts';
-import { minEnhancingVoxels, predictCase, predictToFiles, prepareModalities } from '../../src/inference/predict.ts';
+import { clearOutsideBrain, minEnhancingVoxels, predictCase, predictToFiles, prepareModalities } from '../../src/inference/predict.ts';
 import { modalityMask } from '../../src/models/index.ts';
 import { BRATS2018_VALUES, caseFiles, tempDir, tinyDataset, tinyModel, writeRunFolder } from './helpers.ts';
 
@@ -44,6 +44,7 @@ test('predict writes labels with the input grid and geometry, matching the netwo
   const probabilitiesFile = path.join(dir, 'out', 'probabilities.nii.gz');
   predictToFiles(inference, { flair: files.flair, t2: files.t2 }, { out, probabilities: probabilitiesFile, weighting: 'uniform' });
   const source = readVolume(files.flair);
+  const t2 = readVolume(files.t2);
   const seg = readVolume(out);
   assert.deepEqual(seg.shape, [32, 32, 21]);
   assert.deepEqual(seg.affine, source.affine);
@@ -76,7 +77,8 @@ test('predict writes labels with the input grid and geometry, matching the netwo
           maxError = Math.max(maxError, Math.abs(p - want));
           if (p > probabilities.data[best * grid + v]) best = c;
         }
-        classOf[v] = best;
+        // Outside the brain (both given sequences 0) the label is background whatever the network says.
+        classOf[v] = source.data[v] === 0 && t2.data[v] === 0 ? 0 : best;
       }
   assert.ok(maxError < 1e-5, `probabilities differ from the network run by hand by ${maxError}`);
 
@@ -174,4 +176,13 @@ test('the ET post-processing threshold is 500 mm³ in voxels of the grid', () =>
   assert.equal(minEnhancingVoxels([1, 1, 1]), 500);
   assert.equal(minEnhancingVoxels([2, 2, 2]), 62.5);
   assert.equal(minEnhancingVoxels([1, 2, 2.5], 100), 20);
+});
+
+test('labels outside the brain are cleared: voxels where every given modality is 0', () => {
+  // Two modalities (FLAIR given, T1ce absent) over 4 voxels; the absent channel's values do not count.
+  const images = new Float32Array([0, 1.5, 0, -0.2, /* T1ce */ 9, 9, 9, 9]);
+  const labels = clearOutsideBrain(new Uint8Array([3, 2, 1, 0]), images, [true, false]);
+  assert.deepEqual([...labels], [0, 2, 0, 0]);
+  assert.deepEqual([...clearOutsideBrain(new Uint8Array([3, 2, 1, 0]), images, [true, true])], [3, 2, 1, 0]);
+  assert.throws(() => clearOutsideBrain(new Uint8Array(3), images, [true, false]), /8 image values for 2 × 3 voxels/);
 });
