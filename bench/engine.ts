@@ -50,39 +50,44 @@ async function withReference<T>(ctx: BenchContext, body: (reference: PythonRefer
 
 // -- conv3d ------------------------------------------------------------------------------------------
 
-/** A 3×3×3 convolution with padding 1 and as many output as input channels over a cube. */
+/** A k×k×k convolution (k odd, padded to keep the size) with as many output as input channels over a cube. */
 interface ConvCase {
   batch: number;
   channels: number;
   size: number;
+  kernel: 1 | 3;
 }
 
 const CONV_CASES: ConvCase[] = [
-  { batch: 1, channels: 16, size: 64 },
-  { batch: 2, channels: 16, size: 64 },
+  { batch: 1, channels: 16, size: 64, kernel: 3 },
+  { batch: 2, channels: 16, size: 64, kernel: 3 },
   // Batch 1 with B·C·D·H ≤ 20480: libtorch 1.13 runs its slow reference kernel; our engine routes it to oneDNN.
-  { batch: 1, channels: 16, size: 32 },
+  { batch: 1, channels: 16, size: 32, kernel: 3 },
   // Thin layers (as in the SMML networks on the CPU): oneDNN reaches a few GFLOP/s there; the engine's direct kernels run them.
-  { batch: 2, channels: 4, size: 32 },
-  { batch: 8, channels: 4, size: 32 },
+  { batch: 2, channels: 4, size: 32, kernel: 3 },
+  { batch: 8, channels: 4, size: 32, kernel: 3 },
+  // The 1×1×1 convolutions of those networks: memory-bound; the engine's direct kernels read each operand once.
+  { batch: 2, channels: 4, size: 32, kernel: 1 },
+  { batch: 8, channels: 4, size: 32, kernel: 1 },
 ];
 
-/** Floating-point operations of the forward pass: 2·B·Cout·Cin·27 per output voxel (same padding). */
+/** Floating-point operations of the forward pass: 2·B·Cout·Cin·k³ per output voxel (same padding). */
 function convForwardFlops(c: ConvCase): number {
-  return 2 * c.batch * c.channels * c.channels * 27 * c.size ** 3;
+  return 2 * c.batch * c.channels * c.channels * c.kernel ** 3 * c.size ** 3;
 }
 
 /** Times forward (without autograd) and forward+backward (input and weight gradients), alternating with the reference. */
 async function compareConv(ctx: BenchContext, c: ConvCase, reference: PythonReference | undefined): Promise<BenchRow[]> {
   const { warmup, runs } = repetitions(ctx);
-  const name = `conv3d ${c.size}³ C${c.channels}→${c.channels} B${c.batch} k3`;
+  const name = `conv3d ${c.size}³ C${c.channels}→${c.channels} B${c.batch} k${c.kernel}`;
+  const padding = (c.kernel - 1) / 2;
   const x = torch.randn([c.batch, c.channels, c.size, c.size, c.size], { requiresGrad: true });
-  const w = torch.randn([c.channels, c.channels, 3, 3, 3], { requiresGrad: true });
+  const w = torch.randn([c.channels, c.channels, c.kernel, c.kernel, c.kernel], { requiresGrad: true });
   const gradOutput = torch.randn([c.batch, c.channels, c.size, c.size, c.size]);
-  const forward = () => torch.tidy(() => void torch.noGrad(() => torch.conv3d(x, w, null, { padding: 1 })));
+  const forward = () => torch.tidy(() => void torch.noGrad(() => torch.conv3d(x, w, null, { padding })));
   const forwardBackward = () =>
     torch.tidy(() => {
-      torch.conv3d(x, w, null, { padding: 1 }).backward(gradOutput);
+      torch.conv3d(x, w, null, { padding }).backward(gradOutput);
       x.grad = null;
       w.grad = null;
     });

@@ -17,9 +17,9 @@ from torch import nn
 
 
 def conv3d_tensors(spec):
-    b, c, s = spec["batch"], spec["channels"], spec["size"]
+    b, c, s, k = spec["batch"], spec["channels"], spec["size"], spec["kernel"]
     x = torch.randn(b, c, s, s, s, requires_grad=True)
-    w = torch.randn(c, c, 3, 3, 3, requires_grad=True)
+    w = torch.randn(c, c, k, k, k, requires_grad=True)
     return x, w, torch.randn(b, c, s, s, s)
 
 
@@ -28,7 +28,7 @@ def conv3d_forward(spec):
 
     def run():
         with torch.no_grad():
-            F.conv3d(x, w, None, padding=1)
+            F.conv3d(x, w, None, padding=w.shape[-1] // 2)
 
     return run
 
@@ -37,7 +37,7 @@ def conv3d_forward_backward(spec):
     x, w, grad_output = conv3d_tensors(spec)
 
     def run():
-        F.conv3d(x, w, None, padding=1).backward(grad_output)
+        F.conv3d(x, w, None, padding=w.shape[-1] // 2).backward(grad_output)
         x.grad = None
         w.grad = None
 

@@ -85,7 +85,7 @@ describe('gradients match central finite differences (float64)', () => {
   });
 });
 
-describe('the float32 convolution routes (oneDNN, or the direct kernels for thin 3x3x3 convolutions)', () => {
+describe('the float32 convolution routes (oneDNN, or the direct kernels for thin 3x3x3 and 1x1x1 convolutions)', () => {
   // Float32 gradients of those routes against the float64 gradients of libtorch's reference path,
   // which the finite-difference test above validates.
   function gradsOf(x: Tensor, w: Tensor, b: Tensor | null, opts: Parameters<typeof torch.conv3d>[3], withRespectTo: ('x' | 'w' | 'b')[]) {
@@ -124,8 +124,8 @@ describe('the float32 convolution routes (oneDNN, or the direct kernels for thin
       const wrt: ('x' | 'w' | 'b')[] = c.bias ? ['x', 'w', 'b'] : ['x', 'w'];
       const reference = gradsOf(x, w, b, c.opts, wrt);
       const route = gradsOf(x.float(), w.float(), b?.float() ?? null, c.opts, wrt);
-      assert.match(route.node!, /OneDnnConvolution|ThinConvolution/);
-      assert.doesNotMatch(reference.node!, /OneDnnConvolution|ThinConvolution/);
+      assert.match(route.node!, /OneDnnConvolution|ThinConvolution|Conv1x1/);
+      assert.doesNotMatch(reference.node!, /OneDnnConvolution|ThinConvolution|Conv1x1/);
       assert.equal(route.x!.dtype, 'float32');
       assertClose(route.y, reference.y.toArray(), { atol: 1e-4, message: 'output' });
       assertClose(route.x!, reference.x!.toArray(), { atol: 1e-4, message: 'input gradient' });
@@ -141,7 +141,7 @@ describe('the float32 convolution routes (oneDNN, or the direct kernels for thin
     for (const layout of [x.float().contiguous('channelsLast'), x.float().transpose(2, 4).contiguous().transpose(2, 4)]) {
       assert.equal(layout.isContiguous(), false);
       const route = gradsOf(layout, w.float(), null, { padding: 1 }, ['x', 'w']);
-      assert.match(route.node!, /OneDnnConvolution|ThinConvolution/);
+      assert.match(route.node!, /OneDnnConvolution|ThinConvolution|Conv1x1/);
       assertClose(route.y, reference.y.toArray(), { atol: 1e-4 });
       assertClose(route.x!, reference.x!.toArray(), { atol: 1e-4 });
       assertClose(route.w!, reference.w!.toArray(), { atol: 1e-4 });

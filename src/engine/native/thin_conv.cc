@@ -15,16 +15,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <string>
-#include <utility>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SMML_THIN_CONV_X86 1
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 namespace smml {
 namespace {
@@ -92,15 +86,6 @@ enum class LineKind {
   kZero,               // [0, row, 0]: tap k reads from offset k
   kReflect,            // [row[1], row, row[n − 2]]
   kReflectTransposed,  // one line per tap of the flipped kernel, with the folded border terms
-};
-
-// Splits `channels` into the fewest blocks of at most `maxBlock`, of nearly equal sizes.
-struct ChannelBlocks {
-  ChannelBlocks(int64_t channels, int maxBlock)
-      : count((channels + maxBlock - 1) / maxBlock), base(channels / count), extra(channels % count) {}
-  int64_t Size(int64_t i) const { return base + (i < extra ? 1 : 0); }
-  int64_t Start(int64_t i) const { return i * base + std::min(i, extra); }
-  int64_t count, base, extra;
 };
 
 // A zeroed float buffer that starts on a cache line.
@@ -237,32 +222,14 @@ using WeightGradBlockFn = void (*)(const WeightGradBlockArgs&);
 
 // -- the kernels, once per instruction set ------------------------------------------------------
 
-#ifdef SMML_THIN_CONV_X86
+#ifdef SMML_SIMD_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f")
 namespace avx512 {
-struct Simd {
-  using V = __m512;
-  static constexpr int kLanes = 16;
+struct Simd : simd::Avx512 {
   static constexpr int kMaxVectors = 2;
   static constexpr int kConvAccumulators = 24;  // of 32 registers
   static constexpr int kWeightGradBlock = 6;
-  static V Load(const float* p) { return _mm512_loadu_ps(p); }
-  static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V Set1(float s) { return _mm512_set1_ps(s); }
-  static V Zero() { return _mm512_setzero_ps(); }
-  static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
-  // lanes S … S + 15 of the pair (lo, hi), which lie at p
-  template <int S>
-  static V Window(const float*, V lo, V hi) {
-    return _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(0xffff, _mm512_castps_si512(hi), _mm512_castps_si512(lo), S));
-  }
-  // stops the compiler from folding the load of v into every instruction that uses it
-  static V InRegister(V v) {
-    asm("" : "+v"(v));
-    return v;
-  }
 };
 #include "thin_conv_kernels.h"
 }  // namespace avx512
@@ -271,55 +238,21 @@ struct Simd {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
-struct Simd {
-  using V = __m256;
-  static constexpr int kLanes = 8;
+struct Simd : simd::Avx2 {
   static constexpr int kMaxVectors = 2;
   static constexpr int kConvAccumulators = 12;  // of 16 registers
   static constexpr int kWeightGradBlock = 4;
-  static V Load(const float* p) { return _mm256_loadu_ps(p); }
-  static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V Set1(float s) { return _mm256_set1_ps(s); }
-  static V Zero() { return _mm256_setzero_ps(); }
-  static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
-  template <int S>
-  static V Window(const float* p, V, V) {
-    return _mm256_loadu_ps(p + S);
-  }
-  static V InRegister(V v) {
-    asm("" : "+v"(v));
-    return v;
-  }
 };
 #include "thin_conv_kernels.h"
 }  // namespace avx2
 #pragma GCC pop_options
 #endif
 
-// Any CPU: the compiler's 4-float vectors (SSE2 on x86-64, NEON on ARM).
 namespace generic {
-struct Simd {
-  typedef float V __attribute__((vector_size(16)));
-  static constexpr int kLanes = 4;
+struct Simd : simd::Generic {
   static constexpr int kMaxVectors = 2;
   static constexpr int kConvAccumulators = 12;
   static constexpr int kWeightGradBlock = 3;
-  static V Load(const float* p) {
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void Store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
-  static V Set1(float s) { return V{s, s, s, s}; }
-  static V Zero() { return V{0.0f, 0.0f, 0.0f, 0.0f}; }
-  static V Fma(V a, V b, V c) { return a * b + c; }
-  static V Add(V a, V b) { return a + b; }
-  template <int S>
-  static V Window(const float* p, V, V) {
-    return Load(p + S);
-  }
-  static V InRegister(V v) { return v; }
 };
 #include "thin_conv_kernels.h"
 }  // namespace generic
@@ -330,24 +263,19 @@ struct Kernels {
 };
 
 // The widest instruction set this CPU runs, or for rows of at most 8 floats the narrowest that holds
-// them in one vector (AVX2 on an AVX-512 CPU). SMML_THIN_CONV_ISA=avx2 or generic caps the choice (to
-// test those paths on a wider CPU).
+// them in one vector (AVX2 on an AVX-512 CPU).
 const Kernels& KernelsFor(int64_t width) {
   static const Kernels generic{&generic::ConvPlanes, &generic::WeightGradChunks};
-  static const std::pair<const Kernels*, const Kernels*> selected = []() -> std::pair<const Kernels*, const Kernels*> {
-    const char* env = std::getenv("SMML_THIN_CONV_ISA");
-    const std::string cap = env ? env : "";
-#ifdef SMML_THIN_CONV_X86
-    static const Kernels avx512{&avx512::ConvPlanes, &avx512::WeightGradChunks};
-    static const Kernels avx2{&avx2::ConvPlanes, &avx2::WeightGradChunks};
-    __builtin_cpu_init();
-    const bool hasAvx2 = (cap.empty() || cap == "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (cap.empty() && __builtin_cpu_supports("avx512f")) return {&avx512, hasAvx2 ? &avx2 : &avx512};
-    if (hasAvx2) return {&avx2, &avx2};
+#ifdef SMML_SIMD_X86
+  static const Kernels avx512{&avx512::ConvPlanes, &avx512::WeightGradChunks};
+  static const Kernels avx2{&avx2::ConvPlanes, &avx2::WeightGradChunks};
+  switch (simd::WidestIsa()) {
+    case simd::Isa::kAvx512: return width <= 8 ? avx2 : avx512;
+    case simd::Isa::kAvx2: return avx2;
+    case simd::Isa::kGeneric: break;
+  }
 #endif
-    return {&generic, &generic};
-  }();
-  return width <= 8 ? *selected.second : *selected.first;
+  return generic;
 }
 
 // -- the three linear maps ----------------------------------------------------------------------

@@ -9,8 +9,10 @@
 #include <ATen/core/Reduction.h>
 #include <c10/core/CPUAllocator.h>
 
+#include "conv1x1.h"
 #include "norm_act.h"
 #include "thin_conv.h"
+#include "trilinear.h"
 
 #include <algorithm>
 #include <atomic>
@@ -810,6 +812,8 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     auto stride = Ints(info[3]), padding = Ints(info[4]), dilation = Ints(info[5]);
     int64_t groups = Int(info[6]);
     std::string mode = Str(info[7]);
+    // a 1x1x1 kernel pads nothing, so the padding mode does not matter
+    if (smml::Conv1x1Applies(x, w, bias, stride, padding, groups)) return Wrap(info.Env(), smml::Conv1x1(x, w, bias));
     if ((mode == "zeros" || mode == "reflect") &&
         smml::ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect")) {
       return Wrap(info.Env(), smml::ThinConvolution(x, w, bias, mode == "reflect"));
@@ -880,6 +884,8 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     else if (mode == "bicubic") opts.mode(torch::kBicubic);
     else if (mode == "area") opts.mode(torch::kArea);
     else throw Napi::TypeError::New(info.Env(), "unknown interpolation mode '" + mode + "'");
+    if (mode == "trilinear" && info[3].IsBoolean() && Bool(info[3]) && smml::TrilinearAlignedApplies(T(info[0]), Ints(info[1])))
+      return Wrap(info.Env(), smml::TrilinearAligned(T(info[0]), Ints(info[1])));
     if (info[3].IsBoolean()) opts.align_corners(Bool(info[3]));
     return Wrap(info.Env(), F::interpolate(T(info[0]), opts));
   });
