@@ -239,7 +239,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--cases <n>', 'synthetic cases', positiveInteger, 30)
     .option('--size <voxels>', 'synthetic volume edge length', positiveInteger, 64)
     .option('--seed <n>', 'seed of data, split and training', nonNegativeInteger, 1)
-    .option('--epochs <n>', 'training epochs', positiveInteger, 22)
+    .option('--epochs <n>', 'training epochs', positiveInteger, 18)
     .option('--steps-per-epoch <n>', 'training steps per epoch', positiveInteger, 25)
     .option('--lr <lr>', 'initial learning rate (the paper uses 2e-4 over 1000 epochs; the short demo needs a larger one)', positiveNumber, 3e-3)
     .option('--fresh', 'delete the output folder first')
