@@ -168,10 +168,7 @@ at::Tensor WeightGradConv(const at::Tensor& xIn, const at::Tensor& gyIn) {
   const Kernels& kernels = ChosenKernels();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) { kernels.gram(p, begin, end); });
   at::Tensor gw = at::zeros({outChannels, inChannels, 1, 1, 1}, x.options());
-  float* out = gw.data_ptr<float>();
-  const float* part = partials.data_ptr<float>();
-  for (int64_t c = 0; c < chunks; ++c)
-    for (int64_t i = 0; i < pairs; ++i) out[i] += part[c * pairs + i];
+  SumChunkPartials(partials.data_ptr<float>(), chunks, pairs, gw.data_ptr<float>());
   return gw;
 }
 

@@ -10,6 +10,13 @@
 #include <cstring>
 #include <string>
 
+// Adds per-chunk partial sums (chunks × n, row-major) into `out` (n values, zeroed by the caller) in chunk
+// order: a fixed order, so any thread count that produced the partials gives the same bits.
+inline void SumChunkPartials(const float* partials, int64_t chunks, int64_t n, float* out) {
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t i = 0; i < n; ++i) out[i] += partials[c * n + i];
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SMML_SIMD_X86 1
 #include <immintrin.h>

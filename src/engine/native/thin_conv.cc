@@ -330,10 +330,7 @@ at::Tensor WeightGradConv(const at::Tensor& xIn, const at::Tensor& gyIn, bool re
   const Kernels& kernels = KernelsFor(width);
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) { kernels.weightGrad(p, begin, end); });
   at::Tensor gw = at::zeros({outChannels, inChannels, 3, 3, 3}, x.options());
-  float* out = gw.data_ptr<float>();
-  const float* part = partials.data_ptr<float>();
-  for (int64_t c = 0; c < chunks; ++c)
-    for (int64_t i = 0; i < weights; ++i) out[i] += part[c * weights + i];
+  SumChunkPartials(partials.data_ptr<float>(), chunks, weights, gw.data_ptr<float>());
   return gw;
 }
 
