@@ -2,30 +2,16 @@
 // output channels): values and gradients against libtorch in float64 and against the closed forms
 // by plain loops, second derivatives, layouts, thread counts, every instruction-set path, routing.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { torch, type Tensor } from '../../src/engine/index.ts';
-import { assertClose, seededTensor } from './helpers.ts';
+import { assertClose, assertCloseToScale, convWithGrads, runWithInstructionSet, seededTensor } from './helpers.ts';
 import type { Shape5 } from './reference.ts';
 
 const CONV1X1 = /Conv1x1/;
 
-/** Output and gradients of Σ gy ⊙ conv3d(x, w, b); float64 inputs run libtorch's own path. */
-function convAndGrads(x: Tensor, w: Tensor, b: Tensor | null, gy: Tensor) {
-  return torch.tidy(() => {
-    const [xl, wl] = [x.detach().requiresGrad_(true), w.detach().requiresGrad_(true)];
-    const bl = b?.detach().requiresGrad_(true) ?? null;
-    const y = torch.conv3d(xl, wl, bl);
-    y.backward(gy.to(y.dtype));
-    return { node: y.gradFnName, y: y.detach().toArray(), gx: xl.grad!.toArray(), gw: wl.grad!.toArray(), gb: bl?.grad!.toArray() ?? null };
-  });
-}
-
-/** |a − e| ≤ 1e-5 · (|e| + max |e|): relative to the scale of the expected values. */
-function assertRelativelyClose(actual: ArrayLike<number>, expected: ArrayLike<number>, message: string): void {
-  const scale = Math.max(...Array.from(expected, Math.abs));
-  assertClose(actual, expected, { atol: 1e-5 * scale, rtol: 1e-5, message });
-}
+const convAndGrads = (x: Tensor, w: Tensor, b: Tensor | null, gy: Tensor) => convWithGrads(x, w, b, gy);
+const assertRelativelyClose = (actual: ArrayLike<number>, expected: ArrayLike<number>, message: string) =>
+  assertCloseToScale(actual, expected, 1e-5, message);
 
 describe('1x1x1 convolutions against libtorch in float64', () => {
   // voxel counts below, at and past whole vectors and tiles of 512 voxels; channel counts that split
@@ -163,15 +149,10 @@ describe('1x1x1 convolutions: second derivatives, layouts, threads, instruction 
     const x = seededTensor(shape, 18);
     const w = seededTensor([7, 5, 1, 1, 1], 19);
     const gy = seededTensor([2, 7, 3, 4, 19], 20);
-    const env = { ...process.env, X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
+    const env = { X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
     const reference = convAndGrads(x, w, null, gy);
-    for (const isa of ['avx2', 'generic']) {
-      const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child], {
-        env: { ...env, SMML_THIN_CONV_ISA: isa },
-        encoding: 'utf8',
-      });
-      assert.equal(run.status, 0, run.stderr);
-      const got = JSON.parse(run.stdout) as { node: string; y: number[]; gx: number[]; gw: number[] };
+    for (const isa of ['avx2', 'generic'] as const) {
+      const got = runWithInstructionSet<{ node: string; y: number[]; gx: number[]; gw: number[] }>(isa, child, env);
       assert.match(got.node, CONV1X1);
       assertRelativelyClose(got.y, reference.y, `${isa} output`);
       assertRelativelyClose(got.gx, reference.gx, `${isa} input gradient`);

@@ -1,5 +1,6 @@
 // Shared checks for the engine tests: element-wise closeness and central finite differences.
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import { torch, type Tensor } from '../../src/engine/index.ts';
 
 /** Asserts |actual − expected| ≤ atol + rtol·|expected| element by element (and equal lengths). */
@@ -85,4 +86,34 @@ export function oneTensorPerDtype(): Record<string, Tensor> {
     scalar: torch.tensor([42], []),
     empty: torch.zeros([0, 3]),
   };
+}
+
+/** Output and gradients of Σ gy ⊙ conv3d(x, w, b) with `options`; float64 inputs run libtorch's own path. */
+export function convWithGrads(x: Tensor, w: Tensor, b: Tensor | null, gy: Tensor, options: Parameters<typeof torch.conv3d>[3] = {}) {
+  return torch.tidy(() => {
+    const [xl, wl] = [x.detach().requiresGrad_(true), w.detach().requiresGrad_(true)];
+    const bl = b?.detach().requiresGrad_(true) ?? null;
+    const y = torch.conv3d(xl, wl, bl, options);
+    y.backward(gy.to(y.dtype));
+    return { node: y.gradFnName, y: y.detach().toArray(), gx: xl.grad!.toArray(), gw: wl.grad!.toArray(), gb: bl?.grad!.toArray() ?? null };
+  });
+}
+
+/** |a − e| ≤ tolerance · (|e| + max |e|): relative to the scale of the expected values. */
+export function assertCloseToScale(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, message: string): void {
+  const scale = Math.max(...Array.from(expected, Math.abs));
+  assertClose(actual, expected, { atol: tolerance * scale, rtol: tolerance, message });
+}
+
+/**
+ * Runs an ES module `script` in a fresh Node process whose native kernels are capped at instruction set `isa`
+ * (SMML_THIN_CONV_ISA is read when the addon loads) and returns what it wrote to stdout, parsed as JSON.
+ */
+export function runWithInstructionSet<T>(isa: 'avx2' | 'generic', script: string, env: Record<string, string>): T {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    env: { ...process.env, ...env, SMML_THIN_CONV_ISA: isa },
+    encoding: 'utf8',
+  });
+  assert.equal(run.status, 0, run.stderr);
+  return JSON.parse(run.stdout) as T;
 }

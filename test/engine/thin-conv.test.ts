@@ -2,31 +2,17 @@
 // padding, few channels): values and gradients against libtorch in float64 and against plain loops,
 // second derivatives, layouts, thread counts and every instruction-set path.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { torch, type Tensor } from '../../src/engine/index.ts';
-import { assertClose, seededTensor } from './helpers.ts';
+import { assertClose, assertCloseToScale, convWithGrads, runWithInstructionSet, seededTensor } from './helpers.ts';
 import { conv3dLoop, reflectPad3d, type Shape5, type Triple } from './reference.ts';
 
 type Mode = 'zeros' | 'reflect';
 const THIN = /ThinConvolution/;
 
-/** Output and gradients of Σ gy ⊙ conv3d(x, w, b) with padding 1; float64 inputs run libtorch's reference path. */
-function convAndGrads(x: Tensor, w: Tensor, b: Tensor | null, mode: Mode, gy: Tensor) {
-  return torch.tidy(() => {
-    const [xl, wl] = [x.detach().requiresGrad_(true), w.detach().requiresGrad_(true)];
-    const bl = b?.detach().requiresGrad_(true) ?? null;
-    const y = torch.conv3d(xl, wl, bl, { padding: 1, paddingMode: mode });
-    y.backward(gy.to(y.dtype));
-    return { node: y.gradFnName, y: y.detach().toArray(), gx: xl.grad!.toArray(), gw: wl.grad!.toArray(), gb: bl?.grad!.toArray() ?? null };
-  });
-}
-
-/** |a − e| ≤ 1e-4 · (|e| + max |e|): relative to the scale of the expected values. */
-function assertRelativelyClose(actual: ArrayLike<number>, expected: ArrayLike<number>, message: string): void {
-  const scale = Math.max(...Array.from(expected, Math.abs));
-  assertClose(actual, expected, { atol: 1e-4 * scale, rtol: 1e-4, message });
-}
+const convAndGrads = (x: Tensor, w: Tensor, b: Tensor | null, mode: Mode, gy: Tensor) => convWithGrads(x, w, b, gy, { padding: 1, paddingMode: mode });
+const assertRelativelyClose = (actual: ArrayLike<number>, expected: ArrayLike<number>, message: string) =>
+  assertCloseToScale(actual, expected, 1e-4, message);
 
 describe('thin convolutions against libtorch in float64', () => {
   const cases: { x: Shape5; out: number; bias: boolean; modes: Mode[] }[] = [
@@ -175,14 +161,9 @@ describe('thin convolutions: second derivatives, layouts, threads, instruction s
     const x = seededTensor(shape, 17);
     const w = seededTensor([3, 5, 3, 3, 3], 18);
     const gy = seededTensor([2, 3, 3, 4, 19], 19);
-    const env = { ...process.env, X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
-    for (const isa of ['avx2', 'generic']) {
-      const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child], {
-        env: { ...env, SMML_THIN_CONV_ISA: isa },
-        encoding: 'utf8',
-      });
-      assert.equal(run.status, 0, run.stderr);
-      const results = JSON.parse(run.stdout) as Record<Mode, { node: string; y: number[]; gx: number[]; gw: number[] }>;
+    const env = { X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
+    for (const isa of ['avx2', 'generic'] as const) {
+      const results = runWithInstructionSet<Record<Mode, { node: string; y: number[]; gx: number[]; gw: number[] }>>(isa, child, env);
       for (const mode of ['zeros', 'reflect'] as const) {
         const got = results[mode];
         const reference = convAndGrads(x, w, null, mode, gy);

@@ -19,8 +19,8 @@ const projectDir = fileURLToPath(new URL('../..', import.meta.url));
 let root: string;
 let dataDir: string;
 let cacheDir: string;
-/** A minimal program around the priors command, reporting errors on one line as the main program does. */
-let programFile: string;
+/** The smml command line itself. */
+const programFile = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 async function smml(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -36,16 +36,7 @@ before(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
   dataDir = path.join(root, 'data');
   cacheDir = path.join(root, 'cache');
-  programFile = path.join(root, 'priors-program.mts');
   synthesizeDataset({ out: dataDir, cases: 4, size: 32, seed: 5 });
-  const commander = import.meta.resolve('commander');
-  const priorsModule = new URL('../../src/cli/priors.ts', import.meta.url).href;
-  fs.writeFileSync(
-    programFile,
-    `import { Command } from '${commander}';\nimport { registerPriorsCommand } from '${priorsModule}';\n` +
-      `const program = new Command('smml');\nregisterPriorsCommand(program);\n` +
-      `try { await program.parseAsync(); } catch (error) { console.error(\`smml: \${error.message}\`); process.exitCode = 1; }\n`,
-  );
 });
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 

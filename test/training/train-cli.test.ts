@@ -16,8 +16,8 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
 const dataDir = path.join(root, 'data');
 const cacheDir = path.join(root, 'cache');
 const projectDir = fileURLToPath(new URL('../..', import.meta.url));
-/** A minimal program around the train command (the project's main program wires the same function). */
-const programFile = path.join(root, 'train-program.mts');
+/** The smml command line itself. */
+const programFile = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 const TRAIN_ARGS = ['--data', dataDir, '--cache', cacheDir, '--preset', 'tiny', '--epochs', '2', '--steps-per-epoch', '2', '--threads', '1'];
 const SPLIT_ARGS = ['--set', 'data.split.proportions=[2,1,1]', '--validate-every', '1', '--warmup-epochs', '1'];
@@ -52,13 +52,6 @@ async function waitForRecord(runDir: string, type: string, exited: Promise<Finis
 
 before(() => {
   synthesizeDataset({ out: dataDir, cases: 4, size: 32, seed: 7 });
-  const commander = import.meta.resolve('commander');
-  const trainModule = new URL('../../src/cli/train.ts', import.meta.url).href;
-  fs.writeFileSync(
-    programFile,
-    `import { Command } from '${commander}';\nimport { registerTrainCommand } from '${trainModule}';\n` +
-      `const program = new Command('smml');\nregisterTrainCommand(program);\nawait program.parseAsync();\n`,
-  );
 });
 
 after(() => {
