@@ -4,24 +4,20 @@ import { readCaseManifest } from '../data/cache.ts';
 import { fitBuiltinProvider } from '../priors/builtin.ts';
 import { makePriors } from '../priors/make.ts';
 import { storedPriorRecord } from '../priors/store.ts';
-import { resolveModelConfig, type TrainingConfig } from '../training/config.ts';
-import { checkPriors, prepareTrainingData } from '../training/data.ts';
+import type { TrainingConfig } from '../training/config.ts';
+import { prepareTrainingData } from '../training/data.ts';
 
 /**
- * Makes sure every training case of `config` has semantic priors: when none has any, makes them with the
- * built-in provider (fitted on the training split); otherwise checks them (a partly covered split is an
- * error naming the cases without). Returns the providers of the priors in use.
+ * When no training case of `config` has semantic priors, makes them with the built-in provider (fitted on the
+ * training split). Priors already in the cache are left as they are; the trainer checks that they cover the
+ * split. Returns the providers of the priors in use.
  */
 export async function ensurePriors(config: TrainingConfig): Promise<string[]> {
   const data = await prepareTrainingData(config);
-  const model = resolveModelConfig(config, data.numClasses);
-  const records = data.split.train.map((id) => storedPriorRecord(readCaseManifest(data.cacheDir, id)));
-  if (records.every((record) => record === undefined)) {
-    console.log(`priors: none in ${data.cacheDir}; making them with the built-in provider (a stand-in for SAM-Med3D) on ${data.split.train.length} training cases`);
-    const provider = await fitBuiltinProvider({ cacheDir: data.cacheDir, trainIds: data.split.train });
-    await makePriors({ cacheDir: data.cacheDir, ids: data.split.train, provider });
-    return [provider.name];
-  }
-  checkPriors(data.cacheDir, data.split.train, model.classes * model.modalities);
-  return [...new Set(records.map((record) => record!.provider))];
+  const providers = data.split.train.flatMap((id) => storedPriorRecord(readCaseManifest(data.cacheDir, id))?.provider ?? []);
+  if (providers.length > 0) return [...new Set(providers)];
+  console.log(`priors: none in ${data.cacheDir}; making them with the built-in provider (a stand-in for SAM-Med3D) on ${data.split.train.length} training cases`);
+  const provider = await fitBuiltinProvider({ cacheDir: data.cacheDir, trainIds: data.split.train });
+  await makePriors({ cacheDir: data.cacheDir, ids: data.split.train, provider });
+  return [provider.name];
 }

@@ -36,9 +36,10 @@ export function dice(prediction: Uint8Array, truth: Uint8Array): number {
 
 /**
  * SPEC §7 post-processing: a predicted enhancing tumour smaller than `minVoxels` is relabelled as
- * necrosis (class 1), since tiny ET predictions are mostly false positives. Returns a new array.
+ * necrosis (class 1), since tiny ET predictions are mostly false positives. `minVoxels` comes from the
+ * voxel size (`minEnhancingVoxels` in inference/predict.ts: 500 mm³). Returns a new array.
  */
-export function suppressSmallEnhancingTumour(labels: Uint8Array, numClasses: number, minVoxels = 500): Uint8Array {
+export function suppressSmallEnhancingTumour(labels: Uint8Array, numClasses: number, minVoxels: number): Uint8Array {
   const et = regionClasses(numClasses).ET[0];
   let count = 0;
   for (let i = 0; i < labels.length; i++) if (labels[i] === et) count++;
