@@ -49,7 +49,7 @@ export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
   warmupEpochs: 100,
   switches: { task: true, aux: true, srn: true, pbc: true, frc: true, refinementKl: true },
   tau: 6,
-  scaleByTauSquared: true,
+  scaleByTauSquared: false,
 };
 
 export interface ObjectiveInputs {

@@ -37,7 +37,7 @@ export function pixelBidirectionalLoss(
   logits1: Tensor /* (B, C, H, W, D) */,
   logits2: Tensor /* (B, C, H, W, D) */,
   onehot: Tensor /* (B, C, H, W, D), float */,
-  { tau = 6, scaleByTauSquared = true }: PixelBidirectionalOptions = {},
+  { tau = 6, scaleByTauSquared = false }: PixelBidirectionalOptions = {},
 ): PixelBidirectionalLoss {
   requireChannelsFirst('pixelBidirectionalLoss', 'logits1', logits1);
   requireSameShape('pixelBidirectionalLoss', ['logits1', 'logits2'], logits1, logits2);

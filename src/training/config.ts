@@ -77,7 +77,7 @@ const lossesSchema = z.strictObject({
   /** The two KL terms (PBC, refinement KL) count from this epoch on (counted from 0). */
   warmupEpochs: nonNegativeInt.default(100),
   tau: z.number().positive().default(6),
-  scaleByTauSquared: z.boolean().default(true),
+  scaleByTauSquared: z.boolean().default(false),
 });
 
 const validationSchema = z.strictObject({

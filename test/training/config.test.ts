@@ -40,7 +40,7 @@ describe('training configuration', () => {
       refinementKl: false,
       warmupEpochs: 100,
       tau: 6,
-      scaleByTauSquared: true,
+      scaleByTauSquared: false,
     });
     assert.equal(config.model.preset, 'cpu-small');
     assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2] });
