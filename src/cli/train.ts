@@ -7,7 +7,7 @@ import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './
 import * as path from 'node:path';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { createProgress, formatDuration, type ProgressReporter } from '../training/progress.ts';
-import { readRunConfig } from '../training/run-dir.ts';
+import { readRunConfig, type ValidationScores } from '../training/run-dir.ts';
 import { createTrainer, TrainingDivergedError, type Trainer, type TrainResult } from '../training/trainer.ts';
 
 
@@ -118,12 +118,15 @@ export async function runWithSignals(trainer: Trainer, progress: ProgressReporte
   }
 }
 
-/** One line on the best validation of a finished run. */
+const diceText = (validation: ValidationScores) =>
+  `${validation.mean.toFixed(4)} (WT ${validation.dice.WT.toFixed(3)}, TC ${validation.dice.TC.toFixed(3)}, ET ${validation.dice.ET.toFixed(3)})`;
+
+/** One line on the validation of the selected (best) and of the last weights of a finished run. */
 export function bestValidationLine(result: TrainResult): string {
-  return result.best
-    ? `best validation Dice ${result.best.score.toFixed(4)} (WT ${result.best.validation.dice.WT.toFixed(3)}, TC ${result.best.validation.dice.TC.toFixed(3)}, ` +
-        `ET ${result.best.validation.dice.ET.toFixed(3)}) at epoch ${result.best.epoch + 1}`
-    : 'no validation: the model is the last epoch';
+  if (!result.best) return 'no validation: the model is the last epoch';
+  const selected = `selected weights: validation Dice ${diceText(result.best.validation)} at epoch ${result.best.epoch + 1}`;
+  const last = result.last && result.last.epoch !== result.best.epoch ? `; last weights (epoch ${result.last.epoch + 1}): ${diceText(result.last.validation)}` : '';
+  return selected + last;
 }
 
 export function registerTrainCommand(program: Command): Command {

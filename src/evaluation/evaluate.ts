@@ -34,6 +34,8 @@ export interface EvaluateOptions extends WholeVolumeOptions {
   device?: string;
   /** ET post-processing threshold in mm³ (SPEC §7); default MIN_ENHANCING_VOLUME. */
   minEnhancingVolume?: number;
+  /** False skips HD95 (NaN in the scores); default true. */
+  hausdorff?: boolean;
 }
 
 /** Scores one case under every subset; the scores are parallel to `options.subsets`. */
@@ -58,8 +60,7 @@ export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, o
       evaluationCase.label,
       classes,
       evaluationCase.shape,
-      evaluationCase.spacing,
-      gridDiagonal(evaluationCase.gridShape, evaluationCase.spacing),
+      { spacing: evaluationCase.spacing, worstDistance: gridDiagonal(evaluationCase.gridShape, evaluationCase.spacing), hausdorff: options.hausdorff },
     ),
   );
   return { id: evaluationCase.id, scores, seconds: (performance.now() - started) / 1000 };
@@ -98,17 +99,20 @@ export function checkModelFitsData(model: SmmlModel, dataset: Pick<BratsDataset,
   }
 }
 
+/** A labelled case from the preprocessing cache. */
+export function loadCachedEvaluationCase(cacheDir: string, id: string): EvaluationCase {
+  const cached = loadCase(cacheDir, id);
+  if (!cached.label) throw new Error(`case ${id} in ${cacheDir} has no label: evaluation needs the ground truth`);
+  if (cached.meta.modalities.join() !== MODALITIES.join()) {
+    throw new Error(`case ${id} in ${cacheDir}: channels are ${cached.meta.modalities.join(', ')}, expected ${MODALITIES.join(', ')}`);
+  }
+  return { id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine), gridShape: cached.meta.originalShape };
+}
+
 function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: string | undefined): EvaluationCase {
   const missingLabel = () => new Error(`case ${entry.id} (${entry.dir}) has no label: evaluation needs the ground truth`);
   if (!entry.label) throw missingLabel();
-  if (cacheDir) {
-    const cached = loadCase(cacheDir, entry.id);
-    if (!cached.label) throw missingLabel();
-    if (cached.meta.modalities.join() !== MODALITIES.join()) {
-      throw new Error(`case ${entry.id} in ${cacheDir}: channels are ${cached.meta.modalities.join(', ')}, expected ${MODALITIES.join(', ')}`);
-    }
-    return { id: entry.id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine), gridShape: cached.meta.originalShape };
-  }
+  if (cacheDir) return loadCachedEvaluationCase(cacheDir, entry.id);
   const processed = preprocessCase(entry, dataset);
   if (!processed.label) throw missingLabel();
   return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine), gridShape: processed.meta.originalShape };

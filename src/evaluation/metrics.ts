@@ -22,6 +22,14 @@ export function regionMask(labels: ArrayLike<number>, classes: readonly number[]
   return mask;
 }
 
+/** Which regions a label map contains. */
+export function regionsPresent(labels: ArrayLike<number>, numClasses: number): Record<Region, boolean> {
+  const classes = regionClasses(numClasses);
+  const present = new Set<number>();
+  for (let i = 0; i < labels.length; i++) present.add(labels[i]);
+  return Object.fromEntries(REGIONS.map((region) => [region, classes[region].some((c) => present.has(c))])) as Record<Region, boolean>;
+}
+
 /** 2|A∩B| / (|A| + |B|); 1 when both masks are empty (nothing to find, nothing found). */
 export function dice(prediction: Uint8Array, truth: Uint8Array): number {
   if (prediction.length !== truth.length) throw new Error(`dice: masks have ${prediction.length} and ${truth.length} voxels`);
@@ -174,22 +182,26 @@ export interface RegionScores {
   hausdorff95: Record<Region, number>;
 }
 
-/** Dice and HD95 of WT, TC and ET for one case; `worstDistance` as in `hausdorff95`. */
-export function scoreCase(
-  prediction: Uint8Array,
-  truth: Uint8Array,
-  numClasses: number,
-  shape: Shape3,
-  spacing: Shape3 = [1, 1, 1],
-  worstDistance = gridDiagonal(shape, spacing),
-): RegionScores {
+export interface ScoreOptions {
+  /** Voxel size in millimetres; default 1 mm. */
+  spacing?: Shape3;
+  /** HD95 of a region found on one side only (see `hausdorff95`); default the diagonal of `shape`. */
+  worstDistance?: number;
+  /** False skips HD95 (reported as NaN): training validation needs Dice only. Default true. */
+  hausdorff?: boolean;
+}
+
+/** Dice and HD95 of WT, TC and ET for one case. */
+export function scoreCase(prediction: Uint8Array, truth: Uint8Array, numClasses: number, shape: Shape3, options: ScoreOptions = {}): RegionScores {
+  const spacing = options.spacing ?? [1, 1, 1];
+  const worstDistance = options.worstDistance ?? gridDiagonal(shape, spacing);
   const classes = regionClasses(numClasses);
-  const scores: RegionScores = { dice: { WT: 0, TC: 0, ET: 0 }, hausdorff95: { WT: 0, TC: 0, ET: 0 } };
+  const scores: RegionScores = { dice: { WT: 0, TC: 0, ET: 0 }, hausdorff95: { WT: NaN, TC: NaN, ET: NaN } };
   for (const region of REGIONS) {
     const p = regionMask(prediction, classes[region]);
     const t = regionMask(truth, classes[region]);
     scores.dice[region] = dice(p, t);
-    scores.hausdorff95[region] = hausdorff95(p, t, shape, spacing, worstDistance);
+    if (options.hausdorff ?? true) scores.hausdorff95[region] = hausdorff95(p, t, shape, spacing, worstDistance);
   }
   return scores;
 }

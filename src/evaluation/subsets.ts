@@ -17,6 +17,9 @@ export const SUBSETS: readonly ModalityMask[] = [
   m(1, 1, 1, 1),
 ];
 
+/** Every modality present. */
+export const ALL_MODALITIES: ModalityMask = m(1, 1, 1, 1);
+
 /** "FLAIR+T1ce" style name of a subset. */
 export function subsetName(mask: ModalityMask): string {
   const names = MODALITIES.filter((_, i) => mask[i]).map((mod) => MODALITY_LABELS[mod]);

@@ -48,6 +48,21 @@ function averageRows(rows: readonly RegionValues[]): RegionValues {
   return withMean(Object.fromEntries(REGIONS.map((region) => [region, meanOf(rows.map((row) => row[region]))])) as Record<Region, number>);
 }
 
+/**
+ * The score a training run selects its model by: per region, the mean over subsets of the mean Dice over the
+ * cases whose ground truth contains that region, so that a case without (say) enhancing tumour cannot reward
+ * a model that never predicts it; a region no case contains is averaged over every case.
+ */
+export function selectionDice(result: EvaluationResult, regionPresent: readonly Record<Region, boolean>[]): RegionValues {
+  if (regionPresent.length !== result.cases.length) throw new Error(`selectionDice: ${regionPresent.length} presence rows for ${result.cases.length} cases`);
+  const perRegion = REGIONS.map((region) => {
+    const withRegion = result.cases.filter((_, c) => regionPresent[c][region]);
+    const scored = withRegion.length > 0 ? withRegion : result.cases;
+    return [region, meanOf(result.subsets.map((_, s) => meanOf(scored.map((entry) => entry.scores[s].dice[region]))))];
+  });
+  return withMean(Object.fromEntries(perRegion) as Record<Region, number>);
+}
+
 /** Means over cases per subset, and over subsets. */
 export function summarise(result: EvaluationResult): EvaluationSummary {
   if (result.cases.length === 0) throw new Error('no evaluated cases to summarise');

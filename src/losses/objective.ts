@@ -43,6 +43,13 @@ export interface ObjectiveConfig {
   tau: number;
   /** Multiply PBC by τ². */
   scaleByTauSquared: boolean;
+  /**
+   * Weight of each deep-supervision head's task loss, coarsest first (levels 5, 4, 3, 2 of the fusion decoder).
+   * The paper's code weights every head 1; a zero weight drops that head.
+   */
+  deepSupervisionWeights: readonly number[];
+  /** Weight of each separate-decoder (single-modality) task loss; the paper's code uses 1. */
+  separateWeight: number;
 }
 
 export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
@@ -50,6 +57,8 @@ export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
   switches: { task: true, aux: true, srn: true, pbc: true, frc: true, refinementKl: true },
   tau: 6,
   scaleByTauSquared: false,
+  deepSupervisionWeights: [1, 1, 1, 1],
+  separateWeight: 1,
 };
 
 export interface ObjectiveInputs {
@@ -111,10 +120,15 @@ function ownTerms(branch: BranchPredictions, name: string, onehot: Tensor, disti
   const terms: BranchTerms = {};
   if (switches.task) terms.task = taskLoss(branch.logits.softmax(1), onehot);
   if (switches.aux && branch.deepSupervisionProbs.length > 0) {
-    terms.deepSupervision = sumScalars(branch.deepSupervisionProbs.map((probs) => taskLoss(probs, onehot)), branch.logits);
+    const weights = config.deepSupervisionWeights;
+    if (weights.length !== branch.deepSupervisionProbs.length) {
+      throw new Error(`branchObjectives: ${weights.length} deep-supervision weights for ${branch.deepSupervisionProbs.length} heads (${name})`);
+    }
+    const weighted = branch.deepSupervisionProbs.flatMap((probs, head) => (weights[head] === 0 ? [] : [taskLoss(probs, onehot).mul(weights[head])]));
+    terms.deepSupervision = sumScalars(weighted, branch.logits);
   }
-  if (switches.aux && branch.separateProbs.length > 0) {
-    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot)), branch.logits);
+  if (switches.aux && branch.separateProbs.length > 0 && config.separateWeight > 0) {
+    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot)), branch.logits).mul(config.separateWeight);
   }
   if (switches.srn) {
     terms.refinedTask = taskLoss(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1), onehot);

@@ -78,6 +78,10 @@ const lossesSchema = z.strictObject({
   warmupEpochs: nonNegativeInt.default(100),
   tau: z.number().positive().default(6),
   scaleByTauSquared: z.boolean().default(false),
+  /** Weights of the deep-supervision heads' task losses, coarsest head first (levels 5, 4, 3, 2); the paper's code uses 1 each. */
+  deepSupervisionWeights: z.array(z.number().min(0)).length(4).default([1, 1, 1, 1]),
+  /** Weight of each separate-decoder task loss; the paper's code uses 1. */
+  separateWeight: z.number().min(0).default(1),
 });
 
 const validationSchema = z.strictObject({
@@ -87,6 +91,8 @@ const validationSchema = z.strictObject({
   maxCases: positiveInt.nullable().default(null),
   /** Sliding-window overlap. */
   overlap: z.number().min(0).lt(1).default(0.5),
+  /** 'all': score the 15 modality subsets (what the model is for); 'full': all four sequences only (faster). */
+  subsets: z.enum(['all', 'full']).default('all'),
 });
 
 const logSchema = z.strictObject({

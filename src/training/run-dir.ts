@@ -107,11 +107,13 @@ export function readRunConfig(runDir: string): RunConfig {
   } as RunConfig;
 }
 
-/** Validation scores: mean Dice per region and their mean. */
+/** Validation scores: Dice per region (see `selectionDice`) and their mean. */
 export interface ValidationScores {
   dice: { WT: number; TC: number; ET: number };
   mean: number;
   cases: number;
+  /** Modality subsets scored (15, or 1 for all four alone); absent in runs made before subsets were scored. */
+  subsets?: number;
 }
 
 /** What model.safetensors says about itself (stored as JSON strings in `__metadata__`). */

@@ -8,13 +8,12 @@
 // same steps as the uninterrupted run (bit-exact on the CPU).
 import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
-import { loadCase } from '../data/cache.ts';
 import { createRng, randInt, type Rng } from '../data/random.ts';
 import { torch } from '../engine/index.ts';
-import { dice, regionClasses, regionMask, REGIONS } from '../evaluation/metrics.ts';
-import { SUBSETS, subsetName } from '../evaluation/subsets.ts';
-import { slidingWindowInference } from '../inference/sliding-window.ts';
-import { clearOutsideBrain } from '../inference/predict.ts';
+import { evaluateCase, loadCachedEvaluationCase, type EvaluationCase } from '../evaluation/evaluate.ts';
+import { regionsPresent } from '../evaluation/metrics.ts';
+import { ALL_MODALITIES, SUBSETS, subsetName } from '../evaluation/subsets.ts';
+import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
 import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
 import { modalityMask, SmmlModel, type BranchOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
@@ -67,6 +66,8 @@ export interface TrainResult {
   /** Where training stands (what the last checkpoint holds). */
   position: TrainingPosition;
   best: BestModel | null;
+  /** The validation of the last epoch this session trained (the weights training ended with), if it validated. */
+  last: { epoch: number; validation: ValidationScores } | null;
   /** Mean wall time of the steps of this session (NaN if none ran). */
   secondsPerStep: number;
   paths: RunPaths;
@@ -162,10 +163,11 @@ export class Trainer {
   readonly stepsPerEpoch: number;
   private position: TrainingPosition;
   private best: BestModel | null;
+  private last: TrainResult['last'] = null;
   private stopRequested = false;
   private readonly objectiveConfig: ObjectiveConfig;
   private readonly log: RunLog;
-  private validationCases: { id: string; images: Float32Array; label: Uint8Array; shape: [number, number, number] }[] | undefined;
+  private validationCases: EvaluationCase[] | undefined;
 
   constructor(
     readonly runConfig: RunConfig,
@@ -178,8 +180,8 @@ export class Trainer {
     const { config } = runConfig;
     this.paths = runPaths(runDir);
     this.stepsPerEpoch = config.training.stepsPerEpoch ?? loader.batchesPerEpoch;
-    const { warmupEpochs, tau, scaleByTauSquared, ...switches } = config.losses;
-    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, switches };
+    const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, ...switches } = config.losses;
+    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, switches };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     torch.manualSeed(config.training.seed);
     this.model = new SmmlModel(runConfig.model);
@@ -264,45 +266,33 @@ export class Trainer {
     });
   }
 
-  private loadValidationCases(): NonNullable<Trainer['validationCases']> {
+  private loadValidationCases(): EvaluationCase[] {
     if (!this.validationCases) {
       const { maxCases } = this.config.validation;
       const ids = this.runConfig.data.split.val.slice(0, maxCases ?? undefined);
-      this.validationCases = ids.map((id) => {
-        const loaded = loadCase(this.runConfig.data.cacheDir, id);
-        if (!loaded.label) throw new Error(`validation case "${id}" in ${this.runConfig.data.cacheDir} has no label`);
-        return { id, images: loaded.images, label: loaded.label, shape: loaded.shape };
-      });
+      this.validationCases = ids.map((id) => loadCachedEvaluationCase(this.runConfig.data.cacheDir, id));
     }
     return this.validationCases;
   }
 
-  /** Mean Dice of WT, TC and ET over the validation cases, all four modalities, sliding window, plain argmax. */
+  /**
+   * Dice of WT, TC and ET on the validation cases, scored as the test evaluation scores them (sliding window,
+   * post-processing), under every modality subset unless `validation.subsets` is 'full'; see `selectionDice`.
+   */
   validate(): ValidationScores {
     const cases = this.loadValidationCases();
-    const { modalities, patch, classes } = this.model.config;
-    const regions = regionClasses(classes);
-    const sums = { WT: 0, TC: 0, ET: 0 };
+    const subsets = this.config.validation.subsets === 'all' ? SUBSETS : [ALL_MODALITIES];
+    const { classes } = this.model.config;
     this.model.eval();
+    let result: EvaluationResult;
     try {
-      for (const entry of cases) {
-        const prediction = torch.tidy(() => {
-          const volume = torch.tensor(entry.images, [1, modalities, ...entry.shape], { device: this.device });
-          const mask = modalityMask([Array.from({ length: modalities }, () => true)]).to(this.device);
-          const probabilities = slidingWindowInference(volume, [patch, patch, patch], (window) => this.model.predictProbabilities(window, mask), {
-            overlap: this.config.validation.overlap,
-          });
-          return probabilities.argmax(1).to({ dtype: 'uint8', device: 'cpu' }).toTypedArray() as Uint8Array;
-        });
-        clearOutsideBrain(prediction, entry.images, Array.from({ length: modalities }, () => true));
-        for (const region of REGIONS) sums[region] += dice(regionMask(prediction, regions[region]), regionMask(entry.label, regions[region]));
-      }
+      const options = { subsets, overlap: this.config.validation.overlap, device: this.device, hausdorff: false };
+      result = { subsets, cases: cases.map((entry) => evaluateCase(this.model, entry, options)) };
     } finally {
       this.model.train();
     }
-    const count = Math.max(1, cases.length);
-    const meanDice = { WT: sums.WT / count, TC: sums.TC / count, ET: sums.ET / count };
-    return { dice: meanDice, mean: (meanDice.WT + meanDice.TC + meanDice.ET) / 3, cases: cases.length };
+    const { mean, ...dice } = selectionDice(result, cases.map((entry) => regionsPresent(entry.label, classes)));
+    return { dice, mean, cases: cases.length, subsets: subsets.length };
   }
 
   private requireFiniteWeights(what: string): void {
@@ -349,6 +339,7 @@ export class Trainer {
     const due = validating && ((epoch + 1) % every === 0 || epoch + 1 === epochs);
     this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
     const validation = due ? this.validate() : null;
+    if (validation) this.last = { epoch, validation };
     let improved = false;
     if (validation && (!this.best || validation.mean > this.best.score)) {
       this.best = { epoch, score: validation.mean, validation };
@@ -388,6 +379,7 @@ export class Trainer {
       status,
       position: { ...this.position },
       best: this.best,
+      last: this.last,
       secondsPerStep: stepSeconds.length > 0 ? stepSeconds.reduce((a, b) => a + b, 0) / stepSeconds.length : NaN,
       paths: this.paths,
     });
@@ -445,7 +437,7 @@ export class Trainer {
           return result('interrupted');
         }
       }
-      this.log.append({ type: 'finished', time: new Date().toISOString(), position: this.position, best: this.best });
+      this.log.append({ type: 'finished', time: new Date().toISOString(), position: this.position, best: this.best, last: this.last });
       return result('finished');
     } finally {
       this.progress.stop();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dice, hausdorff95, percentile, regionClasses, regionMask, scoreCase, suppressSmallEnhancingTumour } from '../../src/evaluation/metrics.ts';
+import { dice, hausdorff95, percentile, regionClasses, regionMask, regionsPresent, scoreCase, suppressSmallEnhancingTumour } from '../../src/evaluation/metrics.ts';
 
 const shape = [6, 6, 6] as const;
 const index = (x: number, y: number, z: number) => (x * 6 + y) * 6 + z;
@@ -16,6 +16,13 @@ test('regions follow the BraTS class sets', () => {
   assert.deepEqual(regionClasses(5), { WT: [1, 2, 3, 4], TC: [1, 3, 4], ET: [4] });
   assert.throws(() => regionClasses(3), /4 or 5 classes/);
   assert.deepEqual([...regionMask([0, 1, 2, 3, 2], [1, 3])], [0, 1, 0, 1, 0]);
+});
+
+test('regionsPresent reads the regions from the classes', () => {
+  assert.deepEqual(regionsPresent(Uint8Array.of(0, 2, 2), 4), { WT: true, TC: false, ET: false });
+  assert.deepEqual(regionsPresent(Uint8Array.of(0, 3), 4), { WT: true, TC: true, ET: true });
+  assert.deepEqual(regionsPresent(Uint8Array.of(0, 3), 5), { WT: true, TC: true, ET: false });
+  assert.deepEqual(regionsPresent(Uint8Array.of(0, 0), 4), { WT: false, TC: false, ET: false });
 });
 
 test('dice by hand', () => {
@@ -94,6 +101,9 @@ test('scoreCase combines regions', () => {
   prediction[index(2, 2, 2)] = 1;
   prediction[index(2, 2, 3)] = 2;
   const s = scoreCase(prediction, truth, 4, shape);
+  const diceOnly = scoreCase(prediction, truth, 4, shape, { hausdorff: false });
+  assert.deepEqual(diceOnly.dice, s.dice);
+  assert.ok(Number.isNaN(diceOnly.hausdorff95.WT) && Number.isNaN(diceOnly.hausdorff95.ET));
   assert.equal(s.dice.WT, 1);
   assert.equal(s.dice.TC, 1);
   assert.equal(s.dice.ET, 0);

@@ -12,6 +12,7 @@ import {
   RESULT_FILES,
   resultsCsv,
   resultsJson,
+  selectionDice,
   summarise,
   writeResults,
   type EvaluationResult,
@@ -141,4 +142,17 @@ test('writeResults writes the four files atomically into a new folder', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('selection Dice averages each region only over the cases that contain it', () => {
+  const present = (WT: boolean, TC: boolean, ET: boolean) => ({ WT, TC, ET });
+  // Case B has no ET: its ET Dice (0.2, 0.5) is left out, so ET = mean(0.4, 0.7) = 0.55; WT and TC use both
+  // cases: WT = mean(0.7, 0.8) = 0.75, TC = mean(0.5, 0.7) = 0.6; mean = (0.75 + 0.6 + 0.55) / 3 = 0.6333….
+  const selected = selectionDice(result, [present(true, true, true), present(true, true, false)]);
+  assert.ok(Math.abs(selected.WT - 0.75) < 1e-12 && Math.abs(selected.TC - 0.6) < 1e-12 && Math.abs(selected.ET - 0.55) < 1e-12);
+  assert.ok(Math.abs(selected.mean - 1.9 / 3) < 1e-12);
+  // No case contains ET: every case counts, as in the plain summary (0.45).
+  const none = selectionDice(result, [present(true, true, false), present(true, true, false)]);
+  assert.ok(Math.abs(none.ET - 0.45) < 1e-12);
+  assert.throws(() => selectionDice(result, [present(true, true, true)]), /1 presence rows for 2 cases/);
 });
