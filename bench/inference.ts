@@ -9,12 +9,12 @@ import { torch, type Tensor } from '../src/engine/index.ts';
 import { SUBSETS, subsetName, type ModalityMask } from '../src/evaluation/subsets.ts';
 import { subsetProbabilities } from '../src/inference/predict.ts';
 import { windowStarts } from '../src/inference/sliding-window.ts';
-import { createModel, inferenceFlops, modalityMask, type ModelPresetName, type SmmlModel } from '../src/models/index.ts';
+import { createModel, inferenceFlops, modalityMask, type SmmlModel, type SmmlPresetName } from '../src/models/index.ts';
 import { describeTiming, formatMs, summarise, type BenchContext, type Section, type Timing } from './harness.ts';
 import type { BenchRow } from './table.ts';
 
 /** The demo's network (the training configuration's default preset). */
-const DEMO_PRESET: ModelPresetName = 'cpu-small';
+const DEMO_PRESET: SmmlPresetName = 'cpu-small';
 const BRATS_GRID: [number, number, number] = [240, 240, 155];
 /** A measured whole-volume run: the size of the built-in synthetic cases (in-plane 96). */
 const CHECK_GRID: [number, number, number] = [96, 96, 62];

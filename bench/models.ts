@@ -7,13 +7,13 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../src/engine/index.ts';
-import { createModel, modalityMask, modelConfig, trainingStepFlops, modelParameterCount, type ModelConfigOverrides, type ModelPresetName } from '../src/models/index.ts';
+import { createModel, modalityMask, modelConfig, trainingStepFlops, modelParameterCount, type SmmlModel, type SmmlModelConfigOverrides, type SmmlPresetName } from '../src/models/index.ts';
 import { describeTiming, formatMs, MIB, summarise, type BenchContext, type Section } from './harness.ts';
 import type { BenchRow } from './table.ts';
 
 interface WorkerRequest {
-  preset: ModelPresetName;
-  overrides: ModelConfigOverrides;
+  preset: SmmlPresetName;
+  overrides: SmmlModelConfigOverrides;
   batch: number;
   warmup: number;
   runs: number;
@@ -30,7 +30,7 @@ interface WorkerResult {
 
 /** What one step computes: every output of both branches feeds a cheap surrogate of the SMML loss. */
 function trainingStep(
-  model: ReturnType<typeof createModel>,
+  model: SmmlModel,
   batch: { images: Tensor; masks: Tensor[]; priors: Tensor; labels: Tensor; onehot: Tensor },
 ): number {
   return torch.tidy(() => {
@@ -98,8 +98,8 @@ function spawnWorker(request: WorkerRequest): WorkerResult {
 }
 
 interface Workload {
-  preset: ModelPresetName;
-  overrides: ModelConfigOverrides;
+  preset: SmmlPresetName;
+  overrides: SmmlModelConfigOverrides;
   batch: number;
   /** Untimed steps first (oneDNN builds its kernels on the first call of each shape). */
   warmup: number;

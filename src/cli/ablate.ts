@@ -1,26 +1,29 @@
 /**
- * `smml ablate`: trains the ablation variants (baseline, dual branch, +PBC, +FRC, +SRN, full) on the same data,
- * seed and budget, evaluates each under the 15 modality subsets, and writes the paper's Table 4 layout.
- * Re-running continues: finished runs and evaluations are reused, an interrupted run is resumed.
+ * `smml ablate`: trains the ablation variants (plain U-Net, baseline, dual branch, +PBC, +FRC, +SRN, full) on the
+ * same data, seed(s) and budget, evaluates each under the 15 modality subsets, and writes the paper's Table 4
+ * layout (mean ± sd over seeds with `--seeds`). Re-running continues: finished runs and evaluations are reused,
+ * an interrupted run is resumed.
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
-import { ablationCsv, ablationTableMarkdown, type AblationRow, type RegionValues } from '../evaluation/tables.ts';
+import { ablationCsv, ablationRow, ablationTableMarkdown, type AblationRow, type RegionValues } from '../evaluation/tables.ts';
 import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig, type AblationVariant } from '../training/ablation.ts';
 import { usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { createProgress } from '../training/progress.ts';
 import { runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
+import { nonNegativeIntegerList } from './arguments.ts';
 import { evaluateRun } from './evaluate.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { addTrainingOptions, bestValidationLine, resolveConfig, runWithSignals, type TrainOptions } from './train.ts';
 
 interface AblateOptions extends TrainOptions {
   variants: string;
+  seeds?: number[];
 }
 
 const regionValuesSchema = z.object({ WT: z.number(), TC: z.number(), ET: z.number(), mean: z.number() });
@@ -28,19 +31,19 @@ const storedResultsSchema = z.object({ average: z.object({ dice: regionValuesSch
 
 const isFinished = (runDir: string) => readRunLog(runPaths(runDir).log).some((record) => record.type === 'finished');
 
-/** Trains (or resumes, or skips when finished) one variant; false when interrupted by Ctrl-C. */
-async function trainVariant(runDir: string, config: TrainingConfig, variant: AblationVariant): Promise<boolean> {
+/** Trains (or resumes, or skips when finished) one run of a variant; `label` names it; false when interrupted by Ctrl-C. */
+async function trainVariant(runDir: string, config: TrainingConfig, variant: AblationVariant, label: string): Promise<boolean> {
   if (isFinished(runDir)) {
-    console.log(`${variant.name}: trained earlier in ${runDir}`);
+    console.log(`${label}: trained earlier in ${runDir}`);
     return true;
   }
   const resume = fs.existsSync(runPaths(runDir).config);
-  console.log(`${variant.name}: ${resume ? 'resuming' : 'training'} ${variant.description} in ${runDir}`);
+  console.log(`${label}: ${resume ? 'resuming' : 'training'} ${variant.description} in ${runDir}`);
   const progress = createProgress({ printEvery: config.log.printEvery });
   const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
   const result = await runWithSignals(trainer, progress);
   if (result.status === 'interrupted') return false;
-  console.log(`${variant.name}: ${result.position.step} steps, ${result.secondsPerStep.toFixed(2)} s per step; ${bestValidationLine(result)}`);
+  console.log(`${label}: ${result.position.step} steps, ${result.secondsPerStep.toFixed(2)} s per step; ${bestValidationLine(result)}`);
   return true;
 }
 
@@ -57,18 +60,48 @@ async function evaluateVariant(runDir: string, device: string): Promise<RegionVa
   return parsed.data.average.dice;
 }
 
-/** Trains and evaluates every variant; returns null when interrupted (a re-run continues). */
-export async function runAblation(base: TrainingConfig, outDir: string, variants: readonly AblationVariant[]): Promise<AblationRow[] | null> {
+/** One training run of the ablation: its folder and training seed. */
+interface AblationRun {
+  dir: string;
+  seed: number;
+}
+
+/**
+ * The runs of a variant: without `seeds`, one in `<out>/<variant>` with the configuration's seed (the layout
+ * before seeds existed); with `seeds`, one per seed in `<out>/<variant>/seed-<n>`.
+ */
+function variantRuns(outDir: string, variant: AblationVariant, config: TrainingConfig, seeds: readonly number[] | undefined): AblationRun[] {
+  const dir = path.join(outDir, variant.name);
+  return seeds ? seeds.map((seed) => ({ dir: path.join(dir, `seed-${seed}`), seed })) : [{ dir, seed: config.training.seed }];
+}
+
+/**
+ * Trains and evaluates every variant, once per seed of `seeds` (the configuration's own seed without them);
+ * returns null when interrupted (a re-run continues).
+ */
+export async function runAblation(
+  base: TrainingConfig,
+  outDir: string,
+  variants: readonly AblationVariant[],
+  seeds?: readonly number[],
+): Promise<AblationRow[] | null> {
   const rows: AblationRow[] = [];
   for (const variant of variants) {
-    const runDir = path.join(outDir, variant.name);
     const config = variantConfig(base, variant);
     if (usesRefinement(config)) console.log(`${variant.name}: semantic priors by ${(await ensurePriors(config)).join(', ')}`);
-    if (!(await trainVariant(runDir, config, variant))) return null;
-    rows.push({ variant: variant.name, description: variant.description, dice: await evaluateVariant(runDir, config.training.device) });
+    const runs = variantRuns(outDir, variant, config, seeds);
+    const perSeed: RegionValues[] = [];
+    for (const run of runs) {
+      const seeded = { ...config, training: { ...config.training, seed: run.seed } };
+      const label = seeds ? `${variant.name} (seed ${run.seed})` : variant.name;
+      if (!(await trainVariant(run.dir, seeded, variant, label))) return null;
+      perSeed.push(await evaluateVariant(run.dir, config.training.device));
+    }
+    rows.push(ablationRow(variant.name, variant.description, runs.map((run) => run.seed), perSeed));
   }
+  const seedText = seeds && seeds.length > 1 ? `; mean ± sample sd over seeds ${seeds.join(', ')}` : '';
   const document = { format: 'smml-ablation', metric: 'mean Dice over the 15 modality subsets on the test split', rows };
-  writeFileAtomic(path.join(outDir, 'ablation.md'), `# Ablation (mean Dice %, 15 modality subsets, test split)\n\n${ablationTableMarkdown(rows)}\n`);
+  writeFileAtomic(path.join(outDir, 'ablation.md'), `# Ablation (mean Dice %, 15 modality subsets, test split${seedText})\n\n${ablationTableMarkdown(rows)}\n`);
   writeFileAtomic(path.join(outDir, 'ablation.csv'), ablationCsv(rows));
   writeFileAtomic(path.join(outDir, 'ablation.json'), `${JSON.stringify(document, null, 2)}\n`);
   return rows;
@@ -77,15 +110,17 @@ export async function runAblation(base: TrainingConfig, outDir: string, variants
 export function registerAblateCommand(program: Command): Command {
   const command = program
     .command('ablate')
-    .description("train and evaluate the ablation variants on the same data, seed and budget (the paper's Table 4)")
+    .description("train and evaluate the ablation variants and a plain U-Net on the same data, seed(s) and budget (the paper's Table 4)")
     .requiredOption('--out <dir>', 'folder with one run per variant and ablation.{md,csv,json}');
   return addTrainingOptions(command)
     .option('--variants <list>', `comma-separated, from ${ABLATION_VARIANTS.map((v) => v.name).join(', ')}`, DEFAULT_ABLATION.join(','))
+    .option('--seeds <list>', 'comma-separated training seeds: each variant trains once per seed in <out>/<variant>/seed-<n>, the table shows mean ± sd', nonNegativeIntegerList)
     .action(async (options: AblateOptions) => {
       const variants = selectVariants(options.variants.split(',').map((name) => name.trim()).filter(Boolean));
+      if (options.seeds && options.seed !== undefined) throw new Error('--seed and --seeds exclude each other: --seeds lists every training seed');
       const base = resolveConfig(options);
       const outDir = path.resolve(options.out);
-      const rows = await runAblation(base, outDir, variants);
+      const rows = await runAblation(base, outDir, variants, options.seeds);
       if (!rows) {
         console.log(`interrupted; run the same command again to continue`);
         process.exitCode = 130;

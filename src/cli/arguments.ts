@@ -19,6 +19,13 @@ export function positiveNumber(text: string): number {
   return value;
 }
 
+/** A comma-separated list of distinct non-negative integers, e.g. '1,2,3'. */
+export function nonNegativeIntegerList(text: string): number[] {
+  const values = text.split(',').map((part) => nonNegativeInteger(part.trim()));
+  if (new Set(values).size !== values.length) throw new InvalidArgumentError(`expected distinct values, got '${text}'`);
+  return values;
+}
+
 /** Collects a repeatable option's values in order. */
 export const collect = (value: string, previous: string[]) => [...previous, value];
 

@@ -1,10 +1,12 @@
 /**
- * `smml train`: trains SMML (or the single-branch baseline) into a run folder; `--resume` continues it.
+ * `smml train`: trains SMML (or the single-branch baseline, or with `--model unet` the plain U-Net it is compared
+ * with) into a run folder; `--resume` continues it.
  * Configuration: defaults < `--config` file < explicit flags < `--set section.key=value` (later wins).
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import * as path from 'node:path';
+import { MODEL_FAMILIES, MODEL_PRESET_NAMES, type ModelConfig } from '../models/index.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { createProgress, formatDuration, type ProgressReporter } from '../training/progress.ts';
 import { readRunConfig, type ValidationScores } from '../training/run-dir.ts';
@@ -15,6 +17,7 @@ export interface TrainOptions {
   out: string;
   data?: string;
   config?: string;
+  model?: string;
   preset?: string;
   epochs?: number;
   stepsPerEpoch?: number;
@@ -36,6 +39,7 @@ export interface TrainOptions {
 /** Each explicit flag is shorthand for one configuration field. */
 const FLAG_FIELDS: Partial<Record<keyof TrainOptions, string>> = {
   data: 'data.root',
+  model: 'model.family',
   preset: 'model.preset',
   epochs: 'training.epochs',
   stepsPerEpoch: 'training.stepsPerEpoch',
@@ -57,7 +61,10 @@ function flagAssignments(options: TrainOptions): string[] {
     const value = options[flag as keyof TrainOptions];
     if (value !== undefined) assignments.push(`${field}=${JSON.stringify(value)}`);
   }
-  if (options.baseline) assignments.push('model.branches=1');
+  if (options.baseline) {
+    if (options.model === 'unet') throw new Error('--baseline is the single-branch SMML variant; the U-Net (--model unet) has one branch already');
+    assignments.push('model.branches=1');
+  }
   if (options.srn) assignments.push('losses.srn=true', 'losses.refinementKl=true');
   return [...assignments, ...options.set];
 }
@@ -79,7 +86,7 @@ export function addTrainingOptions(command: Command): Command {
   return command
     .option('--data <root>', 'BraTS data folder (2015, 2018–2021 or 2023 layout, searched recursively)')
     .option('--config <file>', 'JSON configuration file (sections model, data, training, losses, validation, log)')
-    .option('--preset <name>', 'network preset: paper, cpu-medium, cpu-small, tiny')
+    .option('--preset <name>', `network preset: ${MODEL_PRESET_NAMES.join(', ')} (default: cpu-small, or unet-cpu with --model unet)`)
     .option('--epochs <n>', 'epochs (the poly schedule runs over them)', positiveInteger)
     .option('--steps-per-epoch <n>', 'iterations per epoch, independent of the number of cases', positiveInteger)
     .option('--batch-size <n>', 'samples per step', positiveInteger)
@@ -129,11 +136,22 @@ export function bestValidationLine(result: TrainResult): string {
   return selected + last;
 }
 
+/** What a run trains, in words. */
+function networkDescription(model: ModelConfig): string {
+  if (model.family === 'unet') return 'a plain 3D U-Net with modality dropout';
+  return model.branches === 2 ? 'SMML (dual branch)' : 'the single-branch baseline';
+}
+
 export function registerTrainCommand(program: Command): Command {
   const command = program
     .command('train')
-    .description('train SMML (or the single-branch baseline) on a BraTS folder; Ctrl-C saves a checkpoint, --resume continues')
-    .requiredOption('--out <dir>', 'run folder: run.json, checkpoint.safetensors, model.safetensors, log.jsonl');
+    .description('train SMML (or the single-branch baseline, or a plain U-Net) on a BraTS folder; Ctrl-C saves a checkpoint, --resume continues')
+    .requiredOption('--out <dir>', 'run folder: run.json, checkpoint.safetensors, model.safetensors, log.jsonl')
+    .addOption(
+      new Option('--model <family>', 'network family: SMML, or a plain 3D U-Net with modality dropout (the standard approach, to compare with)').choices(
+        MODEL_FAMILIES,
+      ),
+    );
   return addTrainingOptions(command)
     .option('--baseline', 'the single-branch baseline instead of the dual-branch model')
     .option('--srn', 'also train the semantic-guided refinement network (needs semantic priors in the cache)')
@@ -145,11 +163,16 @@ export function registerTrainCommand(program: Command): Command {
       const trainer = await createTrainer({ runDir, config, resume: options.resume, progress });
       const { model } = trainer.runConfig;
       progress.note(
-        `${options.resume ? 'resuming' : 'training'} ${model.branches === 2 ? 'SMML (dual branch)' : 'the single-branch baseline'} in ${runDir}: ` +
+        `${options.resume ? 'resuming' : 'training'} ${networkDescription(model)} in ${runDir}: ` +
           `${trainer.runConfig.data.split.train.length} training / ${trainer.runConfig.data.split.val.length} validation cases, ` +
           `${config.training.epochs} epochs × ${trainer.stepsPerEpoch} steps, patch ${model.patch}, ${trainer.model.parameterCount()} parameters`,
       );
-      if (!usesRefinement(config)) progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
+      if (model.family === 'smml' && !usesRefinement(config)) {
+        progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
+      }
+      if (trainer.model.branches.length === 1 && (config.losses.pbc || config.losses.frc)) {
+        progress.note('one branch: the mutual-learning terms (PBC, FRC) need two and are off');
+      }
       try {
         const result = await runWithSignals(trainer, progress);
         const perStep = Number.isNaN(result.secondsPerStep) ? '' : `, ${result.secondsPerStep.toFixed(2)} s per step`;

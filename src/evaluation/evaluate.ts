@@ -8,7 +8,7 @@ import { loadCase } from '../data/cache.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
 import { argmaxLabels, clearOutsideBrain, minEnhancingVoxels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
-import type { SmmlModel } from '../models/index.ts';
+import type { SegmentationModel } from '../models/index.ts';
 import { gridDiagonal, scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
 import type { CaseResult, EvaluationResult } from './tables.ts';
@@ -39,7 +39,7 @@ export interface EvaluateOptions extends WholeVolumeOptions {
 }
 
 /** Scores one case under every subset; the scores are parallel to `options.subsets`. */
-export function evaluateCase(model: SmmlModel, evaluationCase: EvaluationCase, options: EvaluateOptions = {}): CaseResult {
+export function evaluateCase(model: SegmentationModel, evaluationCase: EvaluationCase, options: EvaluateOptions = {}): CaseResult {
   const started = performance.now();
   const subsets = options.subsets ?? SUBSETS;
   const { classes } = model.config;
@@ -89,7 +89,7 @@ export interface EvaluateDatasetOptions extends EvaluateOptions {
 }
 
 /** Throws when the model's classes do not fit the data set's labels. */
-export function checkModelFitsData(model: SmmlModel, dataset: Pick<BratsDataset, 'root' | 'numClasses'>): void {
+export function checkModelFitsData(model: SegmentationModel, dataset: Pick<BratsDataset, 'root' | 'numClasses'>): void {
   const { classes, modalities } = model.config;
   if (classes !== dataset.numClasses) {
     throw new Error(`the model predicts ${classes} classes but the data set at ${dataset.root} has ${dataset.numClasses}: it was trained on another label set`);
@@ -119,7 +119,7 @@ function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: s
 }
 
 /** Evaluates the model on the given cases of a data set, one case in memory at a time. */
-export async function evaluateDataset(model: SmmlModel, options: EvaluateDatasetOptions): Promise<EvaluationResult> {
+export async function evaluateDataset(model: SegmentationModel, options: EvaluateDatasetOptions): Promise<EvaluationResult> {
   const { dataset, cacheDir } = options;
   checkModelFitsData(model, dataset);
   if (options.caseIds.length === 0) throw new Error(`no cases to evaluate in ${dataset.root}`);

@@ -164,23 +164,59 @@ const csvLines = (rows: readonly (readonly string[])[]) => `${rows.map((row) => 
 
 const REGION_COLUMNS = (prefix: string) => [...REGIONS.map((region) => `${prefix}_${region.toLowerCase()}`), `${prefix}_mean`];
 
-/** One row of the ablation table: a training variant and its Dice averaged over the 15 subsets. */
+const VALUE_KEYS = [...REGIONS, 'mean'] as const;
+
+/** One row of the ablation table: a training variant, its Dice averaged over the 15 subsets per seed, and their mean and spread. */
 export interface AblationRow {
   variant: string;
   /** What the variant trains, e.g. "two branches + PBC". */
   description: string;
+  /** Training seeds, one run each. */
+  seeds: number[];
+  /** Per seed (parallel to `seeds`): the mean Dice over the 15 subsets. */
+  perSeed: RegionValues[];
+  /** The mean over seeds. */
   dice: RegionValues;
+  /** The sample standard deviation over seeds (n − 1 in the denominator); null with one seed. */
+  sd: RegionValues | null;
 }
 
-/** The paper's Table 4 layout: mean Dice (%) over the 15 subsets per variant. */
+function sampleSd(values: readonly number[]): number {
+  const mean = meanOf(values);
+  return Math.sqrt(values.reduce((sum, value) => sum + (value - mean) ** 2, 0) / (values.length - 1));
+}
+
+/** A row from the per-seed results (parallel to `seeds`). */
+export function ablationRow(variant: string, description: string, seeds: readonly number[], perSeed: readonly RegionValues[]): AblationRow {
+  if (perSeed.length === 0 || perSeed.length !== seeds.length) throw new Error(`ablation row ${variant}: ${perSeed.length} results for ${seeds.length} seeds`);
+  const over = (statistic: (values: readonly number[]) => number) =>
+    Object.fromEntries(VALUE_KEYS.map((key) => [key, statistic(perSeed.map((values) => values[key]))])) as RegionValues;
+  return { variant, description, seeds: [...seeds], perSeed: [...perSeed], dice: over(meanOf), sd: perSeed.length > 1 ? over(sampleSd) : null };
+}
+
+const percent = (value: number) => (100 * value).toFixed(2);
+
+/** The paper's Table 4 layout: mean Dice (%) over the 15 subsets per variant, "mean ± sd" over several seeds. */
 export function ablationTableMarkdown(rows: readonly AblationRow[]): string {
-  const cells = rows.map((row) => [row.variant, row.description, ...[...REGIONS, 'mean' as const].map((key) => (100 * row.dice[key]).toFixed(2))]);
+  const cells = rows.map((row) => [
+    row.variant,
+    row.description,
+    ...VALUE_KEYS.map((key) => (row.sd ? `${percent(row.dice[key])} ± ${percent(row.sd[key])}` : percent(row.dice[key]))),
+  ]);
   return markdownTable(['Variant', 'Trains', ...REGIONS, 'Mean'], cells, ['l', 'l', 'r', 'r', 'r', 'r']);
 }
 
+/** ablation.csv: Dice as fractions, the mean over seeds and the sample sd (empty with one seed); seeds space-separated. */
 export function ablationCsv(rows: readonly AblationRow[]): string {
-  const header = ['variant', 'description', ...REGION_COLUMNS('dice')];
-  return csvLines([header, ...rows.map((row) => [row.variant, row.description, ...[...REGIONS, 'mean' as const].map((key) => csvNumber(row.dice[key]))])]);
+  const header = ['variant', 'description', 'seeds', ...REGION_COLUMNS('dice'), ...REGION_COLUMNS('dice_sd')];
+  const line = (row: AblationRow) => [
+    row.variant,
+    row.description,
+    row.seeds.join(' '),
+    ...VALUE_KEYS.map((key) => csvNumber(row.dice[key])),
+    ...VALUE_KEYS.map((key) => (row.sd ? csvNumber(row.sd[key]) : '')),
+  ];
+  return csvLines([header, ...rows.map(line)]);
 }
 
 /**

@@ -1,5 +1,5 @@
 // Whole-volume segmentation of one case from any non-empty subset of its four modalities
-// (SPEC.md §1, §7): preprocess as in training, sliding window with both branches averaged, paste
+// (docs/method.md §1, §7): preprocess as in training, sliding window (SMML averages its branches), paste
 // back into the original grid, ET post-processing, labels in the data set's convention.
 import * as path from 'node:path';
 import { torch, type Tensor } from '../engine/index.ts';
@@ -16,13 +16,13 @@ import { checkFinite, checkSameGeometry, readVolume, voxelSpacing, writeVolume, 
 import { voxelCount } from '../data/voxel-array.ts';
 import { suppressSmallEnhancingTumour } from '../evaluation/metrics.ts';
 import { MODALITIES, type Modality, type ModalityMask } from '../evaluation/subsets.ts';
-import { modalityMask, type SmmlModel } from '../models/index.ts';
+import { modalityMask, type SegmentationModel } from '../models/index.ts';
 import { checkWritableFile } from './output.ts';
 import { slidingWindowInference } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
 export interface InferenceModel {
-  model: SmmlModel;
+  model: SegmentationModel;
   /** Value stored in label files for class c (index c), e.g. [0, 1, 2, 4] for BraTS 2018–2021. */
   labelValues: readonly number[];
 }
@@ -50,13 +50,14 @@ export function minEnhancingVoxels(spacing: readonly [number, number, number], v
 
 /**
  * Class probabilities of a whole (preprocessed) volume for several modality subsets, (S, C, X, Y, Z).
- * With one subset the model's own inference path runs (encoders of absent modalities skipped);
- * with several, every window is encoded once and only the fusion part runs per subset, since the
- * encoders do not depend on the subset (SPEC §7). Images must be on the model's device; the model
- * is switched to evaluation mode (no dropout).
+ * With one subset the model's own inference path runs (SMML skips the encoders of absent modalities);
+ * with several, every window is encoded once and only the subset-dependent part runs per subset
+ * (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
+ * first convolution already mixes the modalities, so it runs whole per subset). Images must be on
+ * the model's device; the model is switched to evaluation mode (no dropout).
  */
 export function subsetProbabilities(
-  model: SmmlModel,
+  model: SegmentationModel,
   images: Tensor /* (1, K, X, Y, Z) */,
   subsets: readonly ModalityMask[],
   options: WholeVolumeOptions = {},
@@ -165,7 +166,7 @@ export interface CasePrediction {
   present: ModalityMask;
   /** (I, J, K), i fastest, on the input grid: label values in the data set's convention. */
   labels: Uint8Array;
-  /** (I, J, K, C), i fastest (class slowest): softmax averaged over branches, before ET post-processing. */
+  /** (I, J, K, C), i fastest (class slowest): the model's class probabilities, before ET post-processing. */
   probabilities?: Float32Array;
   /** Input grid (I, J, K). */
   shape: Shape3;

@@ -112,3 +112,10 @@ export function maskModalities(features: Tensor /* (B, K, …) */, mask: Tensor 
     return features.mul(mask.to({ dtype: features.dtype, device: features.device }).reshape(mask.size(0), mask.size(1), ...trailing));
   });
 }
+
+/** Throws unless `mask` is (batch, modalities). */
+export function checkModalityMask(mask: Tensor, batch: number, modalities: number): void {
+  if (mask.ndim !== 2 || mask.size(0) !== batch || mask.size(1) !== modalities) {
+    throw new Error(`expected a modality mask (${batch}, ${modalities}), got [${mask.shape.join(', ')}]`);
+  }
+}

@@ -2,11 +2,12 @@
 // inter-modal transformer, the fusion decoder, and — in training only — the separate decoder and the
 // semantic-guided refinement network.
 import { torch, type Tensor } from '../engine/index.ts';
-import { maskModalities } from './blocks.ts';
-import { levelChannels, parseModelConfig, tokenGrid, type ModelConfig } from './config.ts';
+import { checkModalityMask, maskModalities } from './blocks.ts';
+import { levelChannels, parseModelConfigOf, tokenGrid, type SmmlModelConfig } from './config.ts';
 import { ModalityEncoder } from './encoder.ts';
 import { FusionDecoder } from './fusion-decoder.ts';
 import { RefinementNetwork } from './refinement.ts';
+import type { TrainingInputs } from './segmentation-model.ts';
 import { SeparateDecoder } from './separate-decoder.ts';
 import { InterModalTransformer, IntraModalTransformer } from './transformer.ts';
 
@@ -31,13 +32,6 @@ export interface BranchOutput {
   refined?: Tensor;
 }
 
-export interface TrainingInputs {
-  /** (B, C·K, H, W, D) per-class, per-modality prior maps, class-major then modality. */
-  priors?: Tensor;
-  /** (B, H, W, D) integer class indices; required with `priors`. */
-  labels?: Tensor;
-}
-
 const shapeText = (t: Tensor) => `[${t.shape.join(', ')}]`;
 
 export class Branch extends torch.nn.Module {
@@ -49,12 +43,12 @@ export class Branch extends torch.nn.Module {
   /** Null when the configuration switches the SRN off. */
   readonly refinement: RefinementNetwork | null;
 
-  readonly config: ModelConfig;
+  readonly config: SmmlModelConfig;
 
   /** `config` is validated here (a preset's or `parseModelConfig`'s result passes unchanged). */
-  constructor(config: ModelConfig) {
+  constructor(config: SmmlModelConfig) {
     super();
-    this.config = parseModelConfig(config);
+    this.config = parseModelConfigOf('smml', config);
     const { modalities, classes, embedDim, heads, ffnHidden, dropout } = this.config;
     const channels = levelChannels(this.config);
     const top = channels[channels.length - 1];
@@ -79,9 +73,7 @@ export class Branch extends torch.nn.Module {
   }
 
   private checkMask(mask: Tensor, batch: number): void {
-    if (mask.ndim !== 2 || mask.size(0) !== batch || mask.size(1) !== this.config.modalities) {
-      throw new Error(`expected a modality mask (${batch}, ${this.config.modalities}), got ${shapeText(mask)}`);
-    }
+    checkModalityMask(mask, batch, this.config.modalities);
   }
 
   /**

@@ -1,10 +1,13 @@
-// Network sizes (SPEC.md §3): named presets and the validation every configuration passes through.
+// Network sizes (docs/method.md §3): named presets and the validation every configuration passes through, for both
+// families: SMML and the plain U-Net it is compared with (unet.ts).
 import { z } from 'zod';
 
 /** Spatial size of level 5 is patch/16; reflect padding of a 3x3x3 conv needs at least 2 voxels there. */
 const MIN_PATCH = 32;
 /** The encoder halves the patch four times. */
 const ENCODER_DOWNSAMPLING = 16;
+/** Voxels per axis at the U-Net's lowest level: instance norm over a single voxel would be all zeros. */
+const MIN_UNET_BOTTLENECK = 2;
 
 const positiveInt = z.number().int().positive();
 
@@ -17,8 +20,10 @@ const refinementSchema = z.strictObject({
   reweightHidden: z.array(positiveInt).min(1),
 });
 
-const modelSchema = z
+const smmlModelSchema = z
   .strictObject({
+    /** The SMML network (mmFormer-style branches, see branch.ts). */
+    family: z.literal('smml'),
     /** K: image channels, one encoder each (FLAIR, T1ce, T1, T2 for BraTS). */
     modalities: positiveInt,
     /** C: output classes, background included. */
@@ -52,10 +57,54 @@ const modelSchema = z
     }
   });
 
-export type ModelConfig = z.infer<typeof modelSchema>;
+const unetModelSchema = z
+  .strictObject({
+    /** A plain 3D U-Net with modality dropout (see unet.ts). */
+    family: z.literal('unet'),
+    /** K: input channels, one per modality. */
+    modalities: positiveInt,
+    /** C: output classes, background included. */
+    classes: z.number().int().min(2),
+    /** Channels per resolution level, finest first; the network halves the patch (channels.length − 1) times. */
+    channels: z.array(positiveInt).min(2),
+    /** Side of the cubic training patch in voxels. */
+    patch: positiveInt,
+  })
+  .superRefine((c, ctx) => {
+    const downsampling = unetDownsampling(c);
+    if (c.patch % downsampling !== 0 || c.patch / downsampling < MIN_UNET_BOTTLENECK) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['patch'],
+        message: `patch ${c.patch} must be divisible by ${downsampling} and at least ${MIN_UNET_BOTTLENECK * downsampling}, as ${c.channels.length} U-Net levels need (instance norm needs more than one voxel at the bottom)`,
+      });
+    }
+  });
 
-/** Field-by-field replacements for a preset; `refinement` is merged one level deep. */
-export type ModelConfigOverrides = Partial<Omit<ModelConfig, 'refinement'>> & { refinement?: Partial<ModelConfig['refinement']> };
+export const MODEL_FAMILIES = ['smml', 'unet'] as const;
+export type ModelFamily = (typeof MODEL_FAMILIES)[number];
+
+/** Configurations written before the U-Net existed have no `family`: they are SMML networks. */
+function withDefaultFamily(value: unknown): unknown {
+  const isRecord = typeof value === 'object' && value !== null && !Array.isArray(value);
+  return isRecord && !Object.hasOwn(value, 'family') ? { ...value, family: 'smml' } : value;
+}
+
+const modelSchema = z.preprocess(withDefaultFamily, z.discriminatedUnion('family', [smmlModelSchema, unetModelSchema]));
+
+export type SmmlModelConfig = z.infer<typeof smmlModelSchema>;
+export type UNetModelConfig = z.infer<typeof unetModelSchema>;
+/** Every network: `family` says which. */
+export type ModelConfig = SmmlModelConfig | UNetModelConfig;
+/** The configuration of one family. */
+export type ModelConfigOf<F extends ModelFamily> = Extract<ModelConfig, { family: F }>;
+
+/** Field-by-field replacements for an SMML preset; `refinement` is merged one level deep. */
+export type SmmlModelConfigOverrides = Partial<Omit<SmmlModelConfig, 'family' | 'refinement'>> & { refinement?: Partial<SmmlModelConfig['refinement']> };
+/** Field-by-field replacements for a U-Net preset. */
+export type UNetModelConfigOverrides = Partial<Omit<UNetModelConfig, 'family'>>;
+export type ModelConfigOverrides = SmmlModelConfigOverrides | UNetModelConfigOverrides;
+type OverridesOf<C extends ModelConfig> = C extends SmmlModelConfig ? SmmlModelConfigOverrides : UNetModelConfigOverrides;
 
 const PAPER_REFINEMENT = { enabled: true, filters: [32, 64, 128, 256], reweightHidden: [64, 128, 64] };
 
@@ -66,8 +115,9 @@ const PAPER_REFINEMENT = { enabled: true, filters: [32, 64, 128, 256], reweightH
  * `cpu-medium`: wider, on 48^3 patches, for longer CPU runs.
  * `tiny`: the smallest valid network, for tests.
  */
-export const MODEL_PRESETS = {
+export const SMML_PRESETS = {
   paper: {
+    family: 'smml',
     modalities: 4,
     classes: 4,
     baseChannels: 8,
@@ -80,6 +130,7 @@ export const MODEL_PRESETS = {
     refinement: PAPER_REFINEMENT,
   },
   'cpu-small': {
+    family: 'smml',
     modalities: 4,
     classes: 4,
     baseChannels: 4,
@@ -92,6 +143,7 @@ export const MODEL_PRESETS = {
     refinement: { enabled: true, filters: [8, 16, 32, 64], reweightHidden: [64, 128, 64] },
   },
   'cpu-medium': {
+    family: 'smml',
     modalities: 4,
     classes: 4,
     baseChannels: 8,
@@ -104,6 +156,7 @@ export const MODEL_PRESETS = {
     refinement: { enabled: true, filters: [8, 16, 32, 64], reweightHidden: [64, 128, 64] },
   },
   tiny: {
+    family: 'smml',
     modalities: 4,
     classes: 4,
     baseChannels: 2,
@@ -115,8 +168,23 @@ export const MODEL_PRESETS = {
     branches: 2,
     refinement: { enabled: true, filters: [4, 8], reweightHidden: [8] },
   },
-} satisfies Record<string, ModelConfig>;
+} satisfies Record<string, SmmlModelConfig>;
 
+/**
+ * `unet-paper`: nnU-Net's widths for 128^3 BraTS patches (32, doubling per level, capped at 320).
+ * `unet-cpu`: four levels on 32^3 patches, the CPU counterpart of `cpu-small`.
+ * `unet-tiny`: three narrow levels, for tests (the counterpart of `tiny`).
+ */
+export const UNET_PRESETS = {
+  'unet-paper': { family: 'unet', modalities: 4, classes: 4, channels: [32, 64, 128, 256, 320], patch: 128 },
+  'unet-cpu': { family: 'unet', modalities: 4, classes: 4, channels: [16, 32, 64, 128], patch: 32 },
+  'unet-tiny': { family: 'unet', modalities: 4, classes: 4, channels: [4, 8, 16], patch: 32 },
+} satisfies Record<string, UNetModelConfig>;
+
+export const MODEL_PRESETS = { ...SMML_PRESETS, ...UNET_PRESETS };
+
+export type SmmlPresetName = keyof typeof SMML_PRESETS;
+export type UNetPresetName = keyof typeof UNET_PRESETS;
 export type ModelPresetName = keyof typeof MODEL_PRESETS;
 export const MODEL_PRESET_NAMES = Object.keys(MODEL_PRESETS) as ModelPresetName[];
 
@@ -132,36 +200,57 @@ export function parseModelConfig(value: unknown, source = 'model config'): Model
   return result.data;
 }
 
-/** `base` with fields replaced by `overrides` (`refinement` merged one level deep), validated. */
-export function withOverrides(base: ModelConfig, overrides: ModelConfigOverrides, source = 'model config'): ModelConfig {
-  const merged = { ...structuredClone(base), ...overrides, refinement: { ...structuredClone(base.refinement), ...overrides.refinement } };
-  return parseModelConfig(merged, source);
+/** `parseModelConfig` for a network of one family: a configuration of another family is an error. */
+export function parseModelConfigOf<F extends ModelFamily>(family: F, value: unknown, source = 'model config'): ModelConfigOf<F> {
+  const config = parseModelConfig(value, source);
+  if (config.family !== family) throw new Error(`${source} describes a '${config.family}' network, expected '${family}'`);
+  return config as ModelConfigOf<F>;
+}
+
+/** `base` with fields replaced by `overrides` (SMML's `refinement` merged one level deep), validated; the family stays. */
+export function withOverrides<C extends ModelConfig>(base: C, overrides: OverridesOf<C>, source = 'model config'): C {
+  const merged: Record<string, unknown> = { ...(structuredClone(base) as ModelConfig), ...overrides, family: base.family };
+  if (base.family === 'smml') {
+    merged.refinement = { ...structuredClone(base.refinement), ...(overrides as SmmlModelConfigOverrides).refinement };
+  }
+  return parseModelConfigOf(base.family, merged, source) as C;
 }
 
 /** A preset with optional replacements, validated, e.g. `modelConfig('paper', { patch: 64 })`. */
+export function modelConfig(preset: SmmlPresetName, overrides?: SmmlModelConfigOverrides): SmmlModelConfig;
+export function modelConfig(preset: UNetPresetName, overrides?: UNetModelConfigOverrides): UNetModelConfig;
+export function modelConfig(preset: ModelPresetName, overrides?: ModelConfigOverrides): ModelConfig;
 export function modelConfig(preset: ModelPresetName, overrides: ModelConfigOverrides = {}): ModelConfig {
   if (!Object.hasOwn(MODEL_PRESETS, preset)) {
     throw new Error(`unknown model preset '${preset}' (expected one of ${MODEL_PRESET_NAMES.join(', ')})`);
   }
-  return withOverrides(MODEL_PRESETS[preset], overrides, `model config (preset '${preset}' with overrides)`);
+  return withOverrides<ModelConfig>(MODEL_PRESETS[preset], overrides, `model config (preset '${preset}' with overrides)`);
 }
 
-/** A preset name or a configuration object, validated either way. */
-export function resolveModelConfig(spec: ModelPresetName | ModelConfig): ModelConfig {
-  return typeof spec === 'string' ? modelConfig(spec) : parseModelConfig(spec);
+/** The family a preset builds. */
+export function presetFamily(preset: ModelPresetName): ModelFamily {
+  return MODEL_PRESETS[preset].family;
 }
+
+/** The preset a family uses when none is named: the CPU sizes. */
+export const DEFAULT_PRESETS = { smml: 'cpu-small', unet: 'unet-cpu' } as const satisfies Record<ModelFamily, ModelPresetName>;
 
 /** Channels of encoder level l ∈ 1..5: b·2^(l−1). */
-export function levelChannels(config: ModelConfig): number[] {
+export function levelChannels(config: SmmlModelConfig): number[] {
   return [1, 2, 4, 8, 16].map((m) => m * config.baseChannels);
 }
 
 /** P: tokens per axis at level 5 (the transformer sees P^3 tokens per modality). */
-export function tokenGrid(config: ModelConfig): number {
+export function tokenGrid(config: SmmlModelConfig): number {
   return config.patch / ENCODER_DOWNSAMPLING;
 }
 
 /** d_f: channels of the fused bottleneck (the inter-modal output after its 1x1x1 conv), K·16b. */
-export function bottleneckChannels(config: ModelConfig): number {
+export function bottleneckChannels(config: SmmlModelConfig): number {
   return config.modalities * 16 * config.baseChannels;
+}
+
+/** How many times the U-Net halves its input: 2^(levels − 1). */
+export function unetDownsampling(config: Pick<UNetModelConfig, 'channels'>): number {
+  return 2 ** (config.channels.length - 1);
 }

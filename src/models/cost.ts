@@ -1,6 +1,6 @@
 // Analytic size and cost of a configuration: parameter counts and the floating-point operations of
 // its convolutions and matrix products, found by walking the configuration (not a built model).
-import { levelChannels, tokenGrid, type ModelConfig } from './config.ts';
+import { levelChannels, tokenGrid, type SmmlModelConfig } from './config.ts';
 
 /** Which forward passes compute a layer. */
 export type CostPart = 'encoder' | 'transformer' | 'fusion-decoder' | 'deep-supervision' | 'separate-decoder' | 'refinement';
@@ -69,7 +69,7 @@ function upSteps(part: CostPart, prefix: string, channels: number[], voxels: num
 }
 
 /** Every layer of one branch, with its parameters and per-sample forward FLOPs. */
-export function branchLayerCosts(config: ModelConfig): LayerCost[] {
+export function branchLayerCosts(config: SmmlModelConfig): LayerCost[] {
   const { modalities: K, classes: C, embedDim: E, ffnHidden, patch } = config;
   const channels = levelChannels(config);
   const voxels = channels.map((_, l) => cube(patch / 2 ** l));
@@ -109,7 +109,7 @@ export function branchLayerCosts(config: ModelConfig): LayerCost[] {
   return layers;
 }
 
-function refinementLayerCosts(config: ModelConfig): LayerCost[] {
+function refinementLayerCosts(config: SmmlModelConfig): LayerCost[] {
   const { modalities: K, classes: C, patch } = config;
   const { filters, reweightHidden } = config.refinement;
   const widths = [K + 1, ...reweightHidden, K];
@@ -134,7 +134,7 @@ function refinementLayerCosts(config: ModelConfig): LayerCost[] {
 }
 
 /** Trainable scalars of the whole model (all branches), as `SmmlModel.parameterCount()` reports. */
-export function modelParameterCount(config: ModelConfig): number {
+export function modelParameterCount(config: SmmlModelConfig): number {
   return config.branches * branchLayerCosts(config).reduce((n, l) => n + l.params, 0);
 }
 
@@ -142,13 +142,13 @@ export function modelParameterCount(config: ModelConfig): number {
  * FLOPs of one training step (forward and backward of every branch) at batch `batch`: backward is
  * twice the forward (input and weight gradients), or once where the input needs no gradient.
  */
-export function trainingStepFlops(config: ModelConfig, batch: number): number {
+export function trainingStepFlops(config: SmmlModelConfig, batch: number): number {
   const perSample = branchLayerCosts(config).reduce((n, l) => n + l.forwardFlops * (l.inputNeedsGrad ? 3 : 2), 0);
   return config.branches * batch * perSample;
 }
 
 /** FLOPs of one inference forward pass (all branches, all modalities encoded) at batch `batch`. */
-export function inferenceFlops(config: ModelConfig, batch: number): number {
+export function inferenceFlops(config: SmmlModelConfig, batch: number): number {
   const perSample = branchLayerCosts(config)
     .filter((l) => INFERENCE_PARTS.includes(l.part))
     .reduce((n, l) => n + l.forwardFlops, 0);

@@ -1,17 +1,18 @@
 // The SMML model (SPEC.md §3, §7): two independent branches of identical architecture (or one, for
 // the single-branch baseline); inference averages the branches' softmax.
 import { torch, type Tensor } from '../engine/index.ts';
-import { Branch, type BranchEncoding, type BranchOutput, type TrainingInputs } from './branch.ts';
-import { modelConfig, resolveModelConfig, withOverrides, type ModelConfig, type ModelConfigOverrides, type ModelPresetName } from './config.ts';
+import { Branch, type BranchEncoding, type BranchOutput } from './branch.ts';
+import { parseModelConfigOf, type SmmlModelConfig } from './config.ts';
+import type { SegmentationModel, TrainingInputs } from './segmentation-model.ts';
 
-export class SmmlModel extends torch.nn.Module {
-  readonly config: ModelConfig;
+export class SmmlModel extends torch.nn.Module implements SegmentationModel<BranchEncoding[]> {
+  readonly config: SmmlModelConfig;
   readonly branches: Branch[];
 
   /** `config` is validated here as well. */
-  constructor(config: ModelConfig) {
+  constructor(config: SmmlModelConfig) {
     super();
-    this.config = resolveModelConfig(config);
+    this.config = parseModelConfigOf('smml', config);
     this.branches = Array.from({ length: this.config.branches }, (_, i) => this.registerModule(`branch${i + 1}`, new Branch(this.config)));
   }
 
@@ -47,18 +48,4 @@ export class SmmlModel extends torch.nn.Module {
 
 function averageSoftmax(logits: Tensor[]): Tensor {
   return torch.stack(logits.map((l) => l.softmax(1))).mean(0);
-}
-
-/** A model from a preset name (with optional overrides) or a full configuration. */
-export function createModel(spec: ModelPresetName | ModelConfig, overrides?: ModelConfigOverrides): SmmlModel {
-  return new SmmlModel(typeof spec === 'string' ? modelConfig(spec, overrides) : withOverrides(spec, overrides ?? {}));
-}
-
-/** A (B, K) boolean modality mask from per-sample presence flags, e.g. [[true, true, false, true]]. */
-export function modalityMask(rows: readonly (readonly boolean[])[]): Tensor {
-  if (rows.length === 0) throw new Error('modalityMask: no samples');
-  const width = rows[0].length;
-  if (rows.some((r) => r.length !== width)) throw new Error('modalityMask: every sample needs the same number of modalities');
-  if (rows.some((r) => !r.some(Boolean))) throw new Error('modalityMask: every sample needs at least one modality');
-  return torch.tensor(rows.flat().map((v) => (v ? 1 : 0)), [rows.length, width], { dtype: 'bool' });
 }

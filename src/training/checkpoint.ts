@@ -3,7 +3,7 @@
 // atomically, so an interrupted write leaves the previous checkpoint in place.
 import * as fs from 'node:fs';
 import { torch, type Tensor } from '../engine/index.ts';
-import type { SmmlModel } from '../models/index.ts';
+import { parseModelConfig, type SegmentationModel } from '../models/index.ts';
 import { CHECKPOINT_FORMAT, RUN_FORMAT_VERSION, type ValidationScores } from './run-dir.ts';
 
 type Adam = torch.optim.Adam;
@@ -39,7 +39,7 @@ export interface CheckpointContents {
 }
 
 /** `optimizers[i]` updates branch i + 1. */
-export function saveCheckpoint(file: string, model: SmmlModel, optimizers: readonly Adam[], contents: CheckpointContents): void {
+export function saveCheckpoint(file: string, model: SegmentationModel, optimizers: readonly Adam[], contents: CheckpointContents): void {
   torch.tidy(() => {
     const tensors = new Map<string, Tensor>(model.stateDict());
     const metas: OptimizerMeta[] = optimizers.map((optimizer, i) => {
@@ -70,7 +70,7 @@ function isPosition(value: unknown): value is TrainingPosition {
  * libtorch's random state. Errors name the file: missing, corrupt, not an smml checkpoint, written for
  * another network.
  */
-export function loadCheckpoint(file: string, model: SmmlModel, optimizers: readonly Adam[]): CheckpointContents {
+export function loadCheckpoint(file: string, model: SegmentationModel, optimizers: readonly Adam[]): CheckpointContents {
   if (!fs.existsSync(file)) throw new Error(`${file}: no checkpoint to resume from (the run has not saved one yet)`);
   const { tensors, metadata } = torch.loadSafetensors(file);
   try {
@@ -89,7 +89,8 @@ export function loadCheckpoint(file: string, model: SmmlModel, optimizers: reado
         throw new Error(`the metadata '${name}' is not valid JSON`);
       }
     };
-    if (JSON.stringify(json('modelConfig')) !== JSON.stringify(model.config)) {
+    // Parsed first: checkpoints written before the U-Net existed carry no `family`.
+    if (JSON.stringify(parseModelConfig(json('modelConfig'), "the metadata 'modelConfig'")) !== JSON.stringify(model.config)) {
       throw new Error(`written for a different network (${metadata.modelConfig}) than this run's (${JSON.stringify(model.config)})`);
     }
     const position = json('position');
@@ -117,6 +118,6 @@ export function loadCheckpoint(file: string, model: SmmlModel, optimizers: reado
 }
 
 /** True when every parameter of `model` is finite (checked before weights are saved). */
-export function parametersAreFinite(model: SmmlModel): boolean {
+export function parametersAreFinite(model: SegmentationModel): boolean {
   return torch.noGrad(() => torch.tidy(() => model.parameters().every((p) => p.isfinite().all().item() === 1)));
 }

@@ -4,18 +4,46 @@ import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { SPLIT_PRESETS, type BratsLayout } from '../data/brats.ts';
-import { describeZodIssues, MODEL_PRESET_NAMES, modelConfig, type ModelConfig, type ModelConfigOverrides } from '../models/index.ts';
+import {
+  DEFAULT_PRESETS,
+  describeZodIssues,
+  MODEL_FAMILIES,
+  MODEL_PRESET_NAMES,
+  modelConfig,
+  presetFamily,
+  type ModelConfig,
+  type ModelFamily,
+  type ModelPresetName,
+  type SmmlModelConfigOverrides,
+  type UNetModelConfigOverrides,
+} from '../models/index.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().min(0);
 const SPLIT_PRESET_NAMES = Object.keys(SPLIT_PRESETS) as (keyof typeof SPLIT_PRESETS)[];
 const LAYOUTS = ['brats2018', 'brats2023', 'brats2015'] as const satisfies readonly BratsLayout[];
 
+/** The model section once resolved: a family, one of its presets, and replacements of that preset's fields. */
+type ModelSection = { family: ModelFamily; preset: ModelPresetName } & Record<string, unknown>;
+
 /**
- * The network: a preset plus field replacements (any field of ModelConfig, e.g. `patch`, `branches: 1` for the
- * single-branch baseline). `classes` defaults to the data set's; `refinement.enabled` follows the SRN loss switches.
+ * The network: a family (`smml`, `unet`) and a preset plus field replacements (any field of that family's
+ * configuration, e.g. `patch`, `branches: 1` for SMML's single-branch baseline). Naming only a preset implies its
+ * family; naming only a family takes that family's CPU preset (`cpu-small`, `unet-cpu`); neither is SMML on
+ * `cpu-small`. `classes` defaults to the data set's; SMML's `refinement.enabled` follows the SRN loss switches.
  */
-const modelSectionSchema = z.object({ preset: z.enum(MODEL_PRESET_NAMES).default('cpu-small') }).catchall(z.unknown());
+const modelSectionSchema = z
+  .object({ family: z.enum(MODEL_FAMILIES).optional(), preset: z.enum(MODEL_PRESET_NAMES).optional() })
+  .catchall(z.unknown())
+  .transform(({ family: requested, preset: named, ...overrides }, ctx): ModelSection => {
+    const family = requested ?? (named ? presetFamily(named) : 'smml');
+    const preset = named ?? DEFAULT_PRESETS[family];
+    if (presetFamily(preset) !== family) {
+      ctx.addIssue({ code: 'custom', path: ['preset'], message: `preset '${preset}' is a '${presetFamily(preset)}' network, but model.family is '${family}'` });
+      return z.NEVER;
+    }
+    return { family, preset, ...overrides };
+  });
 
 const splitSchema = z.strictObject({
   /** Seed of the train/val/test shuffle (ids are sorted first, so only the set of ids matters). */
@@ -100,14 +128,28 @@ const logSchema = z.strictObject({
   printEvery: positiveInt.default(10),
 });
 
-export const trainingConfigSchema = z.strictObject({
-  model: modelSectionSchema.prefault({}),
-  data: dataSchema,
-  training: optimisationSchema.prefault({}),
-  losses: lossesSchema.prefault({}),
-  validation: validationSchema.prefault({}),
-  log: logSchema.prefault({}),
-});
+export const trainingConfigSchema = z
+  .strictObject({
+    model: modelSectionSchema.prefault({}),
+    data: dataSchema,
+    training: optimisationSchema.prefault({}),
+    losses: lossesSchema.prefault({}),
+    validation: validationSchema.prefault({}),
+    log: logSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    // PBC and FRC need two branches and are off for any one-branch network; the SRN terms would need a network the U-Net lacks.
+    if (config.model.family !== 'unet') return;
+    for (const term of ['srn', 'refinementKl'] as const) {
+      if (config.losses[term]) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['losses', term],
+          message: `the U-Net (model.family 'unet') has no refinement network; switch losses.${term} off (the SRN is part of SMML)`,
+        });
+      }
+    }
+  });
 
 /** A configuration as written in a JSON file (defaults not yet applied). */
 export type TrainingConfigInput = z.input<typeof trainingConfigSchema>;
@@ -184,15 +226,16 @@ export function usesRefinement(config: TrainingConfig): boolean {
 
 /**
  * The network for a data set of `numClasses` classes: the preset with the section's replacements,
- * `classes` from the data (an explicit different value is an error) and the SRN built exactly when a
- * loss uses it.
+ * `classes` from the data (an explicit different value is an error) and, for SMML, the SRN built exactly
+ * when a loss uses it.
  */
 export function resolveModelConfig(config: TrainingConfig, numClasses: number): ModelConfig {
-  const { preset, ...overrides } = config.model;
-  const requested = overrides as ModelConfigOverrides;
-  if (requested.classes !== undefined && requested.classes !== numClasses) {
-    throw new Error(`model.classes is ${requested.classes}, but the data set has ${numClasses} classes`);
+  const { family, preset, ...overrides } = config.model;
+  if (overrides.classes !== undefined && overrides.classes !== numClasses) {
+    throw new Error(`model.classes is ${overrides.classes}, but the data set has ${numClasses} classes`);
   }
+  if (family === 'unet') return modelConfig(preset, { ...(overrides as UNetModelConfigOverrides), classes: numClasses });
+  const requested = overrides as SmmlModelConfigOverrides;
   const refinement = usesRefinement(config);
   if (requested.refinement?.enabled !== undefined && requested.refinement.enabled !== refinement) {
     throw new Error(

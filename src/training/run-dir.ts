@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
 import { torch, type Device } from '../engine/index.ts';
-import { describeZodIssues, parseModelConfig, SmmlModel, type ModelConfig } from '../models/index.ts';
+import { createModel, describeZodIssues, parseModelConfig, type ModelConfig, type SegmentationModel } from '../models/index.ts';
 import { parseTrainingConfig, type TrainingConfig } from './config.ts';
 
 export const RUN_FORMAT = 'smml-run';
@@ -144,6 +144,7 @@ const validationSchema = z.strictObject({
   dice: z.strictObject({ WT: z.number(), TC: z.number(), ET: z.number() }),
   mean: z.number(),
   cases: z.number().int().min(0),
+  subsets: z.number().int().positive().optional(),
 });
 
 export function decodeModelMetadata(metadata: Record<string, string>, file: string): ModelFileMetadata {
@@ -183,8 +184,8 @@ export function decodeModelMetadata(metadata: Record<string, string>, file: stri
 }
 
 export interface TrainedModel {
-  /** In evaluation mode, on the requested device. */
-  model: SmmlModel;
+  /** In evaluation mode, on the requested device; of the family its metadata names. */
+  model: SegmentationModel;
   /** run.json. */
   config: RunConfig;
   numClasses: number;
@@ -212,7 +213,7 @@ export function loadTrainedModel(runDir: string, options: { device?: Device } = 
     if (metadata.numClasses !== config.data.numClasses) {
       throw new Error(`${paths.model}: a ${metadata.numClasses}-class model, but ${paths.config} describes ${config.data.numClasses}-class data`);
     }
-    const model = new SmmlModel(metadata.modelConfig);
+    const model = createModel(metadata.modelConfig);
     try {
       model.loadStateDict(tensors);
     } catch (error) {

@@ -1,6 +1,6 @@
 // The SMML trainer (SPEC.md §2, §5, §6): dual-branch masked mutual learning (or the single-branch
-// baseline), Adam per branch on the poly schedule, validation Dice to keep the best model, atomic
-// checkpoints every epoch and on request, and exact resumption.
+// baseline, or the plain U-Net of the `unet` family), Adam per branch on the poly schedule, validation
+// Dice to keep the best model, atomic checkpoints every epoch and on request, and exact resumption.
 //
 // Reproducibility: a step's batch (cases, crop, augmentation) is a function of (seed, epoch, step) through
 // the loader, its modality subsets a function of the same through `deriveSeed`, and dropout draws from
@@ -15,7 +15,7 @@ import { regionsPresent } from '../evaluation/metrics.ts';
 import { ALL_MODALITIES, SUBSETS, subsetName } from '../evaluation/subsets.ts';
 import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
 import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
-import { modalityMask, SmmlModel, type BranchOutput } from '../models/index.ts';
+import { createModel, modalityMask, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
 import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
@@ -97,11 +97,11 @@ export function drawSubsets(rng: Rng, batchSize: number, branches: number): numb
   return drawn;
 }
 
-function predictionsOf(output: BranchOutput): BranchPredictions {
+function predictionsOf(output: SegmentationOutput): BranchPredictions {
   return {
     logits: output.logits,
-    deepSupervisionProbs: output.deepSupervision,
-    separateProbs: output.separate,
+    deepSupervisionProbs: output.deepSupervision ?? [],
+    separateProbs: output.separate ?? [],
     refinedLogits: output.refined,
     bottleneck: output.bottleneck,
   };
@@ -158,7 +158,7 @@ function resumedConfig(stored: TrainingConfig, requested: TrainingConfig | undef
 
 export class Trainer {
   readonly paths: RunPaths;
-  readonly model: SmmlModel;
+  readonly model: SegmentationModel;
   readonly optimizers: torch.optim.Adam[];
   readonly stepsPerEpoch: number;
   private position: TrainingPosition;
@@ -183,8 +183,9 @@ export class Trainer {
     const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, ...switches } = config.losses;
     this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, switches };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
+    // The configuration's family picks the network; each of its branches gets its own optimiser.
     torch.manualSeed(config.training.seed);
-    this.model = new SmmlModel(runConfig.model);
+    this.model = createModel(runConfig.model);
     if (config.training.device !== 'cpu') this.model.to({ device: config.training.device });
     this.model.train();
     const { lr, betas, eps, weightDecay, amsgrad } = config.training;
@@ -238,7 +239,8 @@ export class Trainer {
 
   /** One optimisation step; returns the loss values, or null (weights untouched) when the loss is not finite. */
   private step(batch: Batch, epoch: number, stepInEpoch: number): { values: StepValues; finite: boolean; subsets: number[][] } {
-    const { classes, modalities, patch, branches } = this.model.config;
+    const { classes, modalities, patch } = this.model.config;
+    const branches = this.model.branches.length;
     const batchSize = batch.ids.length;
     const spatial = [patch, patch, patch];
     if (batch.channels.images !== modalities) throw new Error(`the cache holds ${batch.channels.images} image channels, the network expects ${modalities}`);

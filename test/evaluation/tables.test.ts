@@ -6,6 +6,9 @@ import * as path from 'node:path';
 import type { RegionScores } from '../../src/evaluation/metrics.ts';
 import { SUBSETS } from '../../src/evaluation/subsets.ts';
 import {
+  ablationCsv,
+  ablationRow,
+  ablationTableMarkdown,
   diceTableMarkdown,
   hausdorffTableMarkdown,
   perCaseCsv,
@@ -155,4 +158,30 @@ test('selection Dice averages each region only over the cases that contain it', 
   const none = selectionDice(result, [present(true, true, false), present(true, true, false)]);
   assert.ok(Math.abs(none.ET - 0.45) < 1e-12);
   assert.throws(() => selectionDice(result, [present(true, true, true)]), /1 presence rows for 2 cases/);
+});
+
+test('ablation rows: mean ± sample sd over seeds, computed by hand; one seed shows the value alone', () => {
+  // WT (0.7, 0.8, 0.9): mean 0.8, sd √((0.01 + 0 + 0.01)/2) = 0.1. TC (0.5, 0.5, 0.8): 0.6, √(0.06/2) = 0.17321.
+  // ET (0.2, 0.4, 0.6): 0.4, 0.2. Per-seed means 0.46667, 0.56667, 0.76667: mean 0.6, sd √(0.046667/2) = 0.15275.
+  const perSeed = [
+    { WT: 0.7, TC: 0.5, ET: 0.2, mean: (0.7 + 0.5 + 0.2) / 3 },
+    { WT: 0.8, TC: 0.5, ET: 0.4, mean: (0.8 + 0.5 + 0.4) / 3 },
+    { WT: 0.9, TC: 0.8, ET: 0.6, mean: (0.9 + 0.8 + 0.6) / 3 },
+  ];
+  const seeded = ablationRow('full', 'two branches + PBC + FRC + SRN (SMML)', [1, 2, 3], perSeed);
+  const close = (actual: number, expected: number) => assert.ok(Math.abs(actual - expected) < 1e-9, `${actual} ≠ ${expected}`);
+  for (const [key, mean, sd] of [['WT', 0.8, 0.1], ['TC', 0.6, Math.sqrt(0.03)], ['ET', 0.4, 0.2], ['mean', 0.6, Math.sqrt(0.07 / 3)]] as const) {
+    close(seeded.dice[key], mean);
+    close(seeded.sd![key], sd);
+  }
+  const single = ablationRow('unet', 'plain 3D U-Net with modality dropout', [5], [perSeed[0]]);
+  assert.equal(single.sd, null);
+  const lines = ablationTableMarkdown([single, seeded]).split('\n');
+  assert.match(lines[2], /^\| unet +\| plain 3D U-Net with modality dropout +\| +70\.00 \| +50\.00 \| +20\.00 \| +46\.67 \|$/);
+  assert.match(lines[3], /^\| full +\| .* \| 80\.00 ± 10\.00 \| 60\.00 ± 17\.32 \| 40\.00 ± 20\.00 \| 60\.00 ± 15\.28 \|$/);
+  const csv = ablationCsv([single, seeded]).trim().split('\n');
+  assert.deepEqual(csv[0].split(','), ['variant', 'description', 'seeds', 'dice_wt', 'dice_tc', 'dice_et', 'dice_mean', 'dice_sd_wt', 'dice_sd_tc', 'dice_sd_et', 'dice_sd_mean']);
+  assert.equal(csv[1], 'unet,plain 3D U-Net with modality dropout,5,0.7,0.5,0.2,0.466667,,,,');
+  assert.equal(csv[2], 'full,two branches + PBC + FRC + SRN (SMML),1 2 3,0.8,0.6,0.4,0.6,0.1,0.173205,0.2,0.152753');
+  assert.throws(() => ablationRow('dual', 'two branches', [1, 2], [perSeed[0]]), /ablation row dual: 1 results for 2 seeds/);
 });

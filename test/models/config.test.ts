@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   MODEL_PRESET_NAMES,
   MODEL_PRESETS,
+  SMML_PRESETS,
   branchLayerCosts,
   createModel,
   inferenceFlops,
@@ -11,10 +12,11 @@ import {
   parseModelConfig,
   tokenGrid,
   trainingStepFlops,
-  type ModelConfig,
+  type SmmlModelConfig,
+  type SmmlPresetName,
 } from '../../src/models/index.ts';
 
-const tiny = (): ModelConfig => structuredClone(MODEL_PRESETS.tiny) as ModelConfig;
+const tiny = (): SmmlModelConfig => structuredClone(MODEL_PRESETS.tiny) as SmmlModelConfig;
 
 test('every preset is valid, and the paper preset has the published sizes', () => {
   for (const name of MODEL_PRESET_NAMES) assert.deepEqual(modelConfig(name), MODEL_PRESETS[name]);
@@ -53,7 +55,7 @@ test('overrides replace fields and merge the refinement settings one level deep'
 });
 
 test('the analytic parameter count equals the built model for several configurations', () => {
-  const variants: ModelConfig[] = [
+  const variants: SmmlModelConfig[] = [
     tiny(),
     { ...tiny(), branches: 1, classes: 5 },
     { ...tiny(), refinement: { ...tiny().refinement, enabled: false } },
@@ -91,8 +93,8 @@ test('layer costs follow the closed forms of a convolution and of attention', ()
   assert.equal(inferenceFlops(config, 1), 2 * inference);
 });
 
-test('parameter counts per preset (the paper preset is built and counted)', () => {
-  for (const name of MODEL_PRESET_NAMES) {
+test('parameter counts per SMML preset (the paper preset is built and counted)', () => {
+  for (const name of Object.keys(SMML_PRESETS) as SmmlPresetName[]) {
     const config = modelConfig(name);
     const count = modelParameterCount(config);
     console.log(`${name}: ${count} parameters (${config.branches} branches, ${count / config.branches} each)`);

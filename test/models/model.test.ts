@@ -1,13 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 import { torch, type Tensor } from '../../src/engine/index.ts';
-import { createModel, modalityMask, modelConfig, SmmlModel, type ModelConfigOverrides } from '../../src/models/index.ts';
+import { createModel, modalityMask, modelConfig, SmmlModel, type SmmlModelConfigOverrides } from '../../src/models/index.ts';
 
 const K = 4;
 const PATCH = 32;
 
 /** The tiny preset (patch 32, b = 2, E = 8) with optional replacements, seeded for reproducible weights. */
-function tinyModel(overrides: ModelConfigOverrides = {}): SmmlModel {
+function tinyModel(overrides: SmmlModelConfigOverrides = {}): SmmlModel {
   torch.manualSeed(7);
   return new SmmlModel(modelConfig('tiny', overrides));
 }

@@ -1,4 +1,5 @@
-// The ablation: variant switches, and `runAblation` training, evaluating and tabulating two tiny variants.
+// The ablation: variant switches, and `runAblation` training, evaluating and tabulating tiny variants, once and
+// over several seeds.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,27 +34,37 @@ describe('ablation variants', () => {
     const switches = Object.fromEntries(
       ABLATION_VARIANTS.map((variant) => {
         const config = variantConfig(base, variant);
-        return [variant.name, [config.model.branches, config.losses.pbc, config.losses.frc, usesRefinement(config)]];
+        return [variant.name, [config.model.family, config.model.branches, config.losses.pbc, config.losses.frc, usesRefinement(config)]];
       }),
     );
     assert.deepEqual(switches, {
-      baseline: [1, false, false, false],
-      'baseline+srn': [1, false, false, true],
-      dual: [2, false, false, false],
-      'dual+pbc': [2, true, false, false],
-      'dual+frc': [2, false, true, false],
-      'dual+srn': [2, false, false, true],
-      full: [2, true, true, true],
+      unet: ['unet', undefined, false, false, false],
+      baseline: ['smml', 1, false, false, false],
+      'baseline+srn': ['smml', 1, false, false, true],
+      dual: ['smml', 2, false, false, false],
+      'dual+pbc': ['smml', 2, true, false, false],
+      'dual+frc': ['smml', 2, false, true, false],
+      'dual+srn': ['smml', 2, false, false, true],
+      full: ['smml', 2, true, true, true],
     });
     const full = variantConfig(base, ABLATION_VARIANTS.at(-1)!);
     assert.deepEqual([full.training, full.data, full.losses.task, full.losses.aux], [base.training, base.data, base.losses.task, base.losses.aux]);
     assert.equal(base.losses.pbc, true, 'the base configuration is not modified');
   });
 
+  it('builds the U-Net of the base preset scale on the base patch, and needs an SMML base', () => {
+    const [unet] = selectVariants(['unet']);
+    assert.deepEqual(variantConfig(base, unet).model, { family: 'unet', preset: 'unet-tiny', patch: 32 });
+    const paper = { ...base, model: { family: 'smml' as const, preset: 'paper' as const, patch: 64, baseChannels: 4, classes: 4 } };
+    assert.deepEqual(variantConfig(paper, unet).model, { family: 'unet', preset: 'unet-paper', patch: 64, classes: 4 });
+    const unetBase = { ...base, model: { family: 'unet' as const, preset: 'unet-cpu' as const } };
+    assert.throws(() => variantConfig(unetBase, unet), /the base network must be an SMML preset, not 'unet-cpu'/);
+  });
+
   it('selects by name in table order and rejects unknown names', () => {
     assert.deepEqual(selectVariants(['full', 'baseline']).map((v) => v.name), ['baseline', 'full']);
-    assert.deepEqual(selectVariants(DEFAULT_ABLATION).map((v) => v.name), ['baseline', 'dual', 'dual+pbc', 'dual+frc', 'dual+srn', 'full']);
-    assert.throws(() => selectVariants(['dual', 'dual+xyz']), /unknown ablation variant\(s\) 'dual\+xyz'; known: baseline, baseline\+srn/);
+    assert.deepEqual(selectVariants(DEFAULT_ABLATION).map((v) => v.name), ['unet', 'baseline', 'dual', 'dual+pbc', 'dual+frc', 'dual+srn', 'full']);
+    assert.throws(() => selectVariants(['dual', 'dual+xyz']), /unknown ablation variant\(s\) 'dual\+xyz'; known: unet, baseline, baseline\+srn/);
   });
 });
 
@@ -75,8 +86,9 @@ describe('runAblation', () => {
     assert.match(table[2], /^\| Variant +\| Trains +\| +WT \| +TC \| +ET \| +Mean \|$/);
     assert.match(table[4], new RegExp(`^\\| baseline +\\| one branch \\(mmFormer-style\\) +\\| +${(100 * rows[0].dice.WT).toFixed(2)} \\|`));
     const csv = fs.readFileSync(path.join(out, 'ablation.csv'), 'utf8').trim().split('\n');
-    assert.deepEqual(csv[0].split(','), ['variant', 'description', 'dice_wt', 'dice_tc', 'dice_et', 'dice_mean']);
+    assert.deepEqual(csv[0].split(',').slice(0, 7), ['variant', 'description', 'seeds', 'dice_wt', 'dice_tc', 'dice_et', 'dice_mean']);
     assert.equal(csv.length, 3);
+    assert.deepEqual(rows.map((row) => [row.seeds, row.sd]), [[[5], null], [[5], null]], 'the configuration seed, one run each');
 
     const logLength = readRunLog(runPaths(path.join(out, 'dual')).log).length;
     const resultsTime = fs.statSync(path.join(out, 'dual', 'evaluation', 'results.json')).mtimeMs;
@@ -84,5 +96,35 @@ describe('runAblation', () => {
     assert.deepEqual(again, rows);
     assert.equal(readRunLog(runPaths(path.join(out, 'dual')).log).length, logLength, 'a finished run is not trained again');
     assert.equal(fs.statSync(path.join(out, 'dual', 'evaluation', 'results.json')).mtimeMs, resultsTime, 'nor evaluated again');
+  });
+});
+
+describe('runAblation over seeds', () => {
+  it('trains each variant once per seed in <variant>/seed-<n>, tabulates mean ± sd, and continues when run again', async () => {
+    const out = path.join(root, 'ablation-seeds');
+    const variants = selectVariants(['unet', 'baseline']);
+    const rows = await runAblation(base, out, variants, [1, 2]);
+    assert.ok(rows);
+    assert.deepEqual(rows.map((row) => [row.variant, row.seeds]), [['unet', [1, 2]], ['baseline', [1, 2]]]);
+    for (const row of rows) {
+      row.seeds.forEach((seed, i) => {
+        const runDir = path.join(out, row.variant, `seed-${seed}`);
+        assert.equal(JSON.parse(fs.readFileSync(runPaths(runDir).config, 'utf8')).config.training.seed, seed);
+        assert.deepEqual(row.perSeed[i], JSON.parse(fs.readFileSync(path.join(runDir, 'evaluation', 'results.json'), 'utf8')).average.dice);
+      });
+      const [a, b] = row.perSeed.map((values) => values.WT);
+      assert.ok(Math.abs(row.dice.WT - (a + b) / 2) < 1e-12);
+      // Sample sd of two values: |a − b| / √2.
+      assert.ok(Math.abs(row.sd!.WT - Math.abs(a - b) / Math.SQRT2) < 1e-12);
+    }
+    assert.equal(JSON.parse(fs.readFileSync(runPaths(path.join(out, 'unet', 'seed-1')).config, 'utf8')).model.family, 'unet');
+    const table = fs.readFileSync(path.join(out, 'ablation.md'), 'utf8');
+    assert.match(table, /mean ± sample sd over seeds 1, 2/);
+    assert.ok(table.includes(`${(100 * rows[0].dice.ET).toFixed(2)} ± ${(100 * rows[0].sd!.ET).toFixed(2)}`));
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'ablation.json'), 'utf8')).rows, rows);
+
+    const logLength = readRunLog(runPaths(path.join(out, 'unet', 'seed-2')).log).length;
+    assert.deepEqual(await runAblation(base, out, variants, [1, 2]), rows);
+    assert.equal(readRunLog(runPaths(path.join(out, 'unet', 'seed-2')).log).length, logLength, 'a finished run is not trained again');
   });
 });

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createRng } from '../../src/data/random.ts';
+import { MODEL_PRESETS, parseModelConfig, parseModelConfigOf } from '../../src/models/index.ts';
 import { SUBSETS } from '../../src/evaluation/subsets.ts';
 import { applyOverrides, parseTrainingConfig, resolveModelConfig } from '../../src/training/config.ts';
 import { formatDuration } from '../../src/training/progress.ts';
@@ -41,6 +42,8 @@ describe('training configuration', () => {
       warmupEpochs: 100,
       tau: 6,
       scaleByTauSquared: false,
+      deepSupervisionWeights: [1, 1, 1, 1],
+      separateWeight: 1,
     });
     assert.equal(config.model.preset, 'cpu-small');
     assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2] });
@@ -76,14 +79,38 @@ describe('training configuration', () => {
 
   it('resolves the network: classes from the data, the SRN built exactly when a loss uses it', () => {
     const config = parseTrainingConfig({ data: { root: '/d' }, model: { preset: 'tiny', patch: 64 } });
-    const model = resolveModelConfig(config, 5);
+    const model = parseModelConfigOf('smml', resolveModelConfig(config, 5));
     assert.equal(model.classes, 5);
     assert.equal(model.patch, 64);
     assert.equal(model.refinement.enabled, false);
     const withSrn = parseTrainingConfig({ data: { root: '/d' }, model: { preset: 'tiny' }, losses: { srn: true } });
-    assert.equal(resolveModelConfig(withSrn, 4).refinement.enabled, true);
+    assert.equal(parseModelConfigOf('smml', resolveModelConfig(withSrn, 4)).refinement.enabled, true);
     assert.throws(() => resolveModelConfig(parseTrainingConfig({ data: { root: '/d' }, model: { classes: 4 } }), 5), /model\.classes is 4, but the data set has 5 classes/);
     assert.throws(() => resolveModelConfig(parseTrainingConfig({ data: { root: '/d' }, model: { patchSize: 4 } }), 4), /Unrecognized key: "patchSize"/);
+  });
+});
+
+describe('the network family', () => {
+  const parse = (model: Record<string, unknown>, losses: Record<string, unknown> = {}) => parseTrainingConfig({ data: { root: '/d' }, model, losses });
+
+  it('configurations written before families existed are SMML ones', () => {
+    assert.deepEqual(parse({ preset: 'tiny', patch: 64 }).model, { family: 'smml', preset: 'tiny', patch: 64 });
+    const { family, ...withoutFamily } = MODEL_PRESETS.tiny;
+    assert.equal(family, 'smml');
+    assert.deepEqual(parseModelConfig(withoutFamily), MODEL_PRESETS.tiny);
+  });
+
+  it('resolves a U-Net: classes from the data, replacements of its own fields only', () => {
+    const config = parse({ family: 'unet', patch: 64, channels: [8, 16, 32] });
+    assert.deepEqual(config.model, { family: 'unet', preset: 'unet-cpu', patch: 64, channels: [8, 16, 32] });
+    assert.deepEqual(resolveModelConfig(config, 5), { family: 'unet', modalities: 4, classes: 5, channels: [8, 16, 32], patch: 64 });
+    assert.throws(() => resolveModelConfig(parse({ family: 'unet', baseChannels: 4 }), 4), /Unrecognized key: "baseChannels"/);
+  });
+
+  it('refuses the SRN terms for the U-Net, naming each switch that is on, and a preset of the other family', () => {
+    assert.throws(() => parse({ family: 'unet' }, { refinementKl: true }), /losses\.refinementKl: the U-Net \(model\.family 'unet'\) has no refinement network/);
+    assert.throws(() => parse({ preset: 'unet-cpu', family: 'smml' }), /model\.preset: preset 'unet-cpu' is a 'unet' network, but model\.family is 'smml'/);
+    assert.doesNotThrow(() => parse({ family: 'unet' }, { pbc: true, frc: true }), 'PBC and FRC are simply off with one branch');
   });
 });
 

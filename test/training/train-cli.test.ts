@@ -65,7 +65,7 @@ describe('smml train', () => {
     const { done } = start(['--out', reference, '--workers', '1', ...TRAIN_ARGS, ...SPLIT_ARGS]);
     const result = await done;
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /finished 4 steps, [\d.]+ s per step; best validation Dice [\d.]+/);
+    assert.match(result.stdout, /finished 4 steps, [\d.]+ s per step; selected weights: validation Dice [\d.]+/);
     assert.match(result.stderr, /the semantic-guided refinement network \(SRN\) is off/);
     assert.match(result.stderr, /epoch 2\/2 step 2\/2 loss/);
   });

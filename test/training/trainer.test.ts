@@ -1,4 +1,4 @@
-// The trainer on a tiny synthetic data set (4 cases of 32 x 32 x 21, the `tiny` network, a few steps):
+// The trainer on a tiny synthetic data set (4 cases of 32 x 32 x 21, the `tiny` and `unet-tiny` networks, a few steps):
 // run files, log contents, resume-equals-uninterrupted, NaN handling and bad checkpoints.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -10,6 +10,7 @@ import { createRng } from '../../src/data/random.ts';
 import { synthesizeDataset } from '../../src/data/synthetic.ts';
 import { torch } from '../../src/engine/index.ts';
 import { SUBSETS, subsetName } from '../../src/evaluation/subsets.ts';
+import { modalityMask, parseModelConfigOf, UNetModel } from '../../src/models/index.ts';
 import { applyOverrides, parseTrainingConfig, type TrainingConfig } from '../../src/training/config.ts';
 import { assertSameClasses, loadTrainedModel, readRunConfig, runPaths } from '../../src/training/run-dir.ts';
 import { readRunLog, type LogRecord } from '../../src/training/run-log.ts';
@@ -80,7 +81,7 @@ describe('training a tiny SMML model', () => {
     assert.equal(run.config.training.epochs, 2);
     assert.equal(run.config.training.batchSize, 2);
     assert.equal(run.model.classes, 4);
-    assert.equal(run.model.refinement.enabled, false);
+    assert.equal(parseModelConfigOf('smml', run.model).refinement.enabled, false);
     assert.equal(run.data.numClasses, 4);
     assert.deepEqual(run.data.labelConvention, { layout: 'brats2018', values: [0, 1, 2, 4] });
     assert.equal(run.data.cacheDir, cacheDir);
@@ -233,6 +234,34 @@ describe('training a tiny SMML model', () => {
   });
 });
 
+describe('runs written before model families existed', () => {
+  it('load and resume as SMML runs: run.json, the model file and the checkpoint lack `family`', async () => {
+    const old = copyRun(path.join(root, 'uninterrupted'));
+    const paths = runPaths(old);
+    const stored = JSON.parse(fs.readFileSync(paths.config, 'utf8'));
+    assert.equal(stored.model.family, 'smml');
+    delete stored.model.family;
+    delete stored.config.model.family;
+    fs.writeFileSync(paths.config, JSON.stringify(stored));
+    for (const file of [paths.model, paths.checkpoint]) {
+      const { tensors, metadata } = torch.loadSafetensors(file);
+      const modelConfig = JSON.parse(metadata.modelConfig);
+      delete modelConfig.family;
+      torch.saveSafetensors(file, tensors, { ...metadata, modelConfig: JSON.stringify(modelConfig) });
+      torch.dispose([...tensors.values()]);
+    }
+    assert.equal(readRunConfig(old).model.family, 'smml');
+    assert.equal(readRunConfig(old).config.model.family, 'smml');
+    const trained = loadTrainedModel(old);
+    assert.equal(trained.model.config.family, 'smml');
+    assert.equal(trained.model.branches.length, 2);
+    trained.model.dispose();
+    const trainer = await createTrainer({ runDir: old, resume: true });
+    await trainer.close();
+    assert.deepEqual(trainer.model.config, readRunConfig(old).model);
+  });
+});
+
 describe('faults during training', () => {
   it('a non-finite loss stops training, names the step and keeps the last good checkpoint', async () => {
     const runDir = path.join(root, 'diverging');
@@ -289,7 +318,7 @@ describe('the refinement network', () => {
     const runDir = path.join(root, 'srn-run');
     const config = tinyConfig(`data.cacheDir=${priorCache}`, 'losses.srn=true', 'losses.refinementKl=true', 'training.epochs=1', 'training.stepsPerEpoch=1', 'validation.every=0', 'losses.warmupEpochs=0');
     await train(runDir, { config });
-    assert.equal(readRunConfig(runDir).model.refinement.enabled, true);
+    assert.equal(parseModelConfigOf('smml', readRunConfig(runDir).model).refinement.enabled, true);
     const [step] = stepRecords(readRunLog(runPaths(runDir).log));
     for (const branch of step.branches as Record<string, number>[]) {
       assert.ok(branch.refinedTask > 0, 'Task(σ(Ŷ^ref)) is trained');
@@ -320,5 +349,60 @@ describe('the single-branch baseline', () => {
     assert.equal(trained.model.branches.length, 1);
     assert.equal(trained.metadata.validation, null);
     trained.model.dispose();
+  });
+});
+
+describe('the plain U-Net', () => {
+  const unetConfig = (...assignments: string[]) =>
+    tinyConfig('model.preset=unet-tiny', 'training.epochs=1', 'training.stepsPerEpoch=2', 'validation.every=0', ...assignments);
+  const uninterrupted = path.join(root, 'unet');
+
+  it('trains one network with one optimiser on the task loss alone, then reloads and predicts the same probabilities', async () => {
+    const trainer = await createTrainer({ runDir: uninterrupted, config: unetConfig() });
+    try {
+      assert.equal((await trainer.run()).status, 'finished');
+    } finally {
+      await trainer.close();
+    }
+    const run = readRunConfig(uninterrupted);
+    assert.deepEqual(run.model, { family: 'unet', modalities: 4, classes: 4, channels: [4, 8, 16], patch: 32 });
+    assert.deepEqual([run.config.model.family, run.config.model.preset], ['unet', 'unet-tiny']);
+    for (const step of stepRecords(readRunLog(runPaths(uninterrupted).log))) {
+      const branches = step.branches as Record<string, number>[];
+      assert.equal(branches.length, 1);
+      // PBC and FRC are switched on in the configuration but need two branches; there is nothing auxiliary.
+      assert.deepEqual(Object.keys(branches[0]).sort(), ['task', 'total']);
+      assert.equal(branches[0].total, branches[0].task);
+      assert.equal(step.fc, undefined);
+      assert.equal((step.subsets as string[][]).length, 1);
+    }
+    const { tensors, metadata } = torch.loadSafetensors(runPaths(uninterrupted).checkpoint);
+    try {
+      assert.equal(JSON.parse(metadata.optimizers).length, 1);
+      assert.ok([...tensors.keys()].some((name) => name.startsWith('optimizer.branch1.')));
+      assert.ok([...tensors.keys()].every((name) => !name.startsWith('optimizer.branch2.')));
+    } finally {
+      torch.dispose([...tensors.values()]);
+    }
+
+    const trained = loadTrainedModel(uninterrupted);
+    try {
+      assert.ok(trained.model instanceof UNetModel);
+      assert.equal(trained.model.training, false);
+      trainer.model.eval();
+      torch.manualSeed(9);
+      const images = torch.randn([1, 4, 32, 32, 32]);
+      const mask = modalityMask([[true, false, true, false]]);
+      torch.tidy(() => assert.ok(trained.model.predictProbabilities(images, mask).equal(trainer.model.predictProbabilities(images, mask))));
+    } finally {
+      trained.model.dispose();
+    }
+  });
+
+  it('interrupted mid-epoch and resumed, reaches exactly the uninterrupted state', async () => {
+    const interrupted = path.join(root, 'unet-interrupted');
+    assert.equal((await train(interrupted, { config: unetConfig(), hooks: stopBefore(0, 0) })).status, 'interrupted');
+    assert.equal((await train(interrupted, { resume: true })).status, 'finished');
+    assertSameTensors(runPaths(uninterrupted).checkpoint, runPaths(interrupted).checkpoint);
   });
 });
