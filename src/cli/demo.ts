@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BRATS_MODALITIES, discoverBrats } from '../data/brats.ts';
 import { writeFileAtomic } from '../data/files.ts';
 import { writeSlicePreview, type PreviewVolume } from '../data/preview.ts';
@@ -17,7 +18,7 @@ import { SUBSETS, subsetName, type ModalityMask } from '../evaluation/subsets.ts
 import { diceTableMarkdown, hausdorffTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
 import { predictCase } from '../inference/predict.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
-import { parseTrainingConfig, type TrainingConfigInput } from '../training/config.ts';
+import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
 import { createProgress, formatDuration } from '../training/progress.ts';
 import { loadTrainedModel, runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
@@ -31,9 +32,10 @@ export interface DemoOptions {
   cases: number;
   size: number;
   seed: number;
-  epochs: number;
-  stepsPerEpoch: number;
-  lr: number;
+  /** Unset: the recipe's (configs/demo.json). */
+  epochs?: number;
+  stepsPerEpoch?: number;
+  lr?: number;
   fresh?: boolean;
 }
 
@@ -45,17 +47,24 @@ const OVERLAY_SUBSETS: readonly ModalityMask[] = [
   [false, false, true, true],
 ];
 
+/**
+ * The demo's training recipe: the full method on the `cpu-small` preset with the short-budget choices measured in
+ * docs/learning.md. `smml ablate --config configs/demo.json` trains the ablation with the same recipe.
+ */
+export const DEMO_RECIPE_FILE = fileURLToPath(new URL('../../configs/demo.json', import.meta.url));
+
+/** The recipe with the data paths and the command line's choices; `--epochs` also rescales the KL warm-up and validation. */
 function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): TrainingConfigInput {
-  return {
-    model: { preset: 'cpu-small' },
-    // Half the patches are centred on tumour: a 32^3 patch of a 64^3 brain often misses it otherwise.
-    data: { root: dataRoot, cacheDir, workers: 1, foregroundProbability: 0.5, split: { seed: options.seed, proportions: [0.7, 0.1, 0.2] } },
-    training: { epochs: options.epochs, stepsPerEpoch: options.stepsPerEpoch, lr: options.lr, seed: options.seed },
-    // The paper switches the KL terms on after 10 % of training (epoch 100 of 1000); the demo keeps that ratio.
-    // The full method: the refinement network trains on semantic priors (built-in ones unless others are cached).
-    losses: { warmupEpochs: Math.max(1, Math.round(options.epochs / 10)), srn: true, refinementKl: true },
-    validation: { every: Math.max(1, Math.round(options.epochs / 5)), maxCases: 3 },
-  };
+  const assignments = [`data.root=${JSON.stringify(dataRoot)}`, `data.cacheDir=${JSON.stringify(cacheDir)}`];
+  assignments.push(`data.split.seed=${options.seed}`, `training.seed=${options.seed}`);
+  if (options.epochs !== undefined) {
+    // The paper switches the KL terms on after 10 % of training (epoch 100 of 1000); validation runs five times.
+    assignments.push(`training.epochs=${options.epochs}`, `losses.warmupEpochs=${Math.max(1, Math.round(options.epochs / 10))}`);
+    assignments.push(`validation.every=${Math.max(1, Math.round(options.epochs / 5))}`);
+  }
+  if (options.stepsPerEpoch !== undefined) assignments.push(`training.stepsPerEpoch=${options.stepsPerEpoch}`);
+  if (options.lr !== undefined) assignments.push(`training.lr=${options.lr}`);
+  return applyOverrides(readConfigFile(DEMO_RECIPE_FILE), assignments) as TrainingConfigInput;
 }
 
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
@@ -239,9 +248,9 @@ export function registerDemoCommand(program: Command): void {
     .option('--cases <n>', 'synthetic cases', positiveInteger, 30)
     .option('--size <voxels>', 'synthetic volume edge length', positiveInteger, 64)
     .option('--seed <n>', 'seed of data, split and training', nonNegativeInteger, 1)
-    .option('--epochs <n>', 'training epochs', positiveInteger, 18)
-    .option('--steps-per-epoch <n>', 'training steps per epoch', positiveInteger, 25)
-    .option('--lr <lr>', 'initial learning rate (the paper uses 2e-4 over 1000 epochs; the short demo needs a larger one)', positiveNumber, 3e-3)
+    .option('--epochs <n>', 'training epochs (default: configs/demo.json)', positiveInteger)
+    .option('--steps-per-epoch <n>', 'training steps per epoch (default: configs/demo.json)', positiveInteger)
+    .option('--lr <lr>', 'initial learning rate (default: configs/demo.json; the paper uses 2e-4 over 1000 epochs, the short demo needs a larger one)', positiveNumber)
     .option('--fresh', 'delete the output folder first')
     .action((options: DemoOptions) => runDemo(options));
 }
