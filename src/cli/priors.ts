@@ -1,5 +1,5 @@
 /**
- * `smml priors`: the semantic priors of the refinement network (SPEC.md §4), stored in the preprocessing cache.
+ * `smml priors`: the semantic priors of the refinement network (docs/method.md §4), stored in the preprocessing cache.
  *   make     computes them with a provider (builtin, or sam-med3d with its weights), resumable, then prints their Dice
  *   import   stores priors made elsewhere (the authors' .npy layout, or NIfTI per class and modality)
  *   convert  turns SAM-Med3D's PyTorch checkpoint into safetensors

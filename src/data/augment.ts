@@ -1,5 +1,5 @@
 /**
- * Training-time augmentation (SPEC §1) on plain typed arrays: random patch
+ * Training-time augmentation (docs/method.md §1) on plain typed arrays: random patch
  * crop (zero padding when the volume is smaller), a small random rotation,
  * per-modality intensity shift/scale and random flips.
  *

@@ -1,5 +1,5 @@
 /**
- * Per-case preprocessing (SPEC §1) and the axis-order convention of the data
+ * Per-case preprocessing (docs/method.md §1) and the axis-order convention of the data
  * layer.
  *
  * Axis order. NIfTI stores a volume of shape (I, J, K) with i fastest. The

@@ -1,4 +1,4 @@
-// Evaluation of a model over modality subsets on labelled cases (SPEC.md §7): each case is
+// Evaluation of a model over modality subsets on labelled cases (docs/method.md §7): each case is
 // preprocessed as in training, every sliding window is encoded once and fused for all subsets,
 // predictions are post-processed and scored (Dice, HD95) per region.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -32,7 +32,7 @@ export interface EvaluateOptions extends WholeVolumeOptions {
   subsets?: readonly ModalityMask[];
   /** Device of the model; default 'cpu'. */
   device?: string;
-  /** ET post-processing threshold in mm³ (SPEC §7); default MIN_ENHANCING_VOLUME. */
+  /** ET post-processing threshold in mm³ (docs/method.md §7); default MIN_ENHANCING_VOLUME. */
   minEnhancingVolume?: number;
   /** False skips HD95 (NaN in the scores); default true. */
   hausdorff?: boolean;

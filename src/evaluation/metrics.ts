@@ -43,7 +43,7 @@ export function dice(prediction: Uint8Array, truth: Uint8Array): number {
 }
 
 /**
- * SPEC §7 post-processing: a predicted enhancing tumour smaller than `minVoxels` is relabelled as
+ * docs/method.md §7 post-processing: a predicted enhancing tumour smaller than `minVoxels` is relabelled as
  * necrosis (class 1), since tiny ET predictions are mostly false positives. `minVoxels` comes from the
  * voxel size (`minEnhancingVoxels` in inference/predict.ts: 500 mm³). Returns a new array.
  */

@@ -29,16 +29,16 @@ export interface InferenceModel {
 
 /** Sliding-window settings shared by prediction and evaluation. */
 export interface WholeVolumeOptions {
-  /** Fraction of the patch shared by neighbouring windows; default 0.5 (SPEC §7). */
+  /** Fraction of the patch shared by neighbouring windows; default 0.5 (docs/method.md §7). */
   overlap?: number;
-  /** How overlapping windows are blended; default 'uniform' (plain averaging, SPEC §7). */
+  /** How overlapping windows are blended; default 'uniform' (plain averaging, docs/method.md §7). */
   weighting?: 'uniform' | 'gaussian';
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
 }
 
 /**
- * SPEC §7: a predicted ET smaller than 500 voxels of BraTS's 1 mm grid is relabelled as necrosis. Kept as a
+ * docs/method.md §7: a predicted ET smaller than 500 voxels of BraTS's 1 mm grid is relabelled as necrosis. Kept as a
  * volume in mm³ so that it means the same on grids of other voxel sizes.
  */
 export const MIN_ENHANCING_VOLUME = 500;
@@ -114,7 +114,7 @@ export function clearOutsideBrain(
   return labels;
 }
 
-/** The modalities given for one case, preprocessed as in training (SPEC §1). */
+/** The modalities given for one case, preprocessed as in training (docs/method.md §1). */
 export interface PreparedInput {
   /** (K, X, Y, Z), z fastest, modalities in MODALITIES order; channels of absent modalities are 0. */
   images: Float32Array;
@@ -158,7 +158,7 @@ export interface PredictOptions extends WholeVolumeOptions {
   device?: string;
   /** Also return per-class probability maps. */
   probabilities?: boolean;
-  /** ET post-processing threshold in mm³ (SPEC §7); default MIN_ENHANCING_VOLUME. */
+  /** ET post-processing threshold in mm³ (docs/method.md §7); default MIN_ENHANCING_VOLUME. */
   minEnhancingVolume?: number;
 }
 

@@ -4,7 +4,7 @@ import { torch, type Tensor } from '../engine/index.ts';
 export type Shape3 = [number, number, number];
 
 export interface SlidingWindowOptions {
-  /** Fraction of the patch shared by neighbouring windows (SPEC §7: 0.5). */
+  /** Fraction of the patch shared by neighbouring windows (docs/method.md §7: 0.5). */
   overlap?: number;
   /** 'uniform' averages windows equally; 'gaussian' trusts patch centres more than borders. */
   weighting?: 'uniform' | 'gaussian';

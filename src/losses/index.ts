@@ -1,4 +1,4 @@
-// SMML's losses (SPEC §5) as functions of tensors.
+// SMML's losses (docs/method.md §5) as functions of tensors.
 export { diceLoss, taskLoss, weightedCrossEntropy } from './task.ts';
 export { pixelBidirectionalLoss, type PixelBidirectionalLoss, type PixelBidirectionalOptions } from './pixel-bidirectional.ts';
 export { classEntropy, featureRelationalLoss, nearestLabelDownsample } from './feature-relational.ts';

@@ -1,4 +1,4 @@
-// One branch of SMML (SPEC.md §3): modality encoders, intra-modal transformers, feature masking, the
+// One branch of SMML (docs/method.md §3): modality encoders, intra-modal transformers, feature masking, the
 // inter-modal transformer, the fusion decoder, and — in training only — the separate decoder and the
 // semantic-guided refinement network.
 import { torch, type Tensor } from '../engine/index.ts';

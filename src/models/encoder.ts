@@ -1,4 +1,4 @@
-// The modality encoder (SPEC.md §3): one per modality, five levels of widths b, 2b, 4b, 8b, 16b.
+// The modality encoder (docs/method.md §3): one per modality, five levels of widths b, 2b, 4b, 8b, 16b.
 import { torch, type Tensor } from '../engine/index.ts';
 import { kaimingConv3d, PreNormConv, ResidualPair } from './blocks.ts';
 

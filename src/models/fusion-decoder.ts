@@ -1,4 +1,4 @@
-// The fusion decoder (RFNet-style, SPEC.md §3): merges the K masked encoder maps level by level and
+// The fusion decoder (RFNet-style, docs/method.md §3): merges the K masked encoder maps level by level and
 // decodes them into the branch's initial prediction, with deep-supervision heads at levels 5..2.
 import { torch, type Tensor } from '../engine/index.ts';
 import { kaimingConv3d, PreNormConv, UpStep, upsample } from './blocks.ts';

@@ -1,4 +1,4 @@
-// The semantic-guided refinement network (SRN, SPEC.md §3; training only): re-weights each class's
+// The semantic-guided refinement network (SRN, docs/method.md §3; training only): re-weights each class's
 // per-modality prior maps by how well they cover that class's ground-truth region, then refines the
 // branch's initial prediction with a 3D U-Net.
 //

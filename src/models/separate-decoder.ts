@@ -1,4 +1,4 @@
-// The separate decoder (SPEC.md §3, training only): one plain U-Net decoder shared by all modalities,
+// The separate decoder (docs/method.md §3, training only): one plain U-Net decoder shared by all modalities,
 // run on each modality's unmasked encoder maps, giving an auxiliary prediction per modality.
 import { torch, type Tensor } from '../engine/index.ts';
 import { kaimingConv3d, UpStep } from './blocks.ts';

@@ -1,4 +1,4 @@
-// The SMML model (SPEC.md §3, §7): two independent branches of identical architecture (or one, for
+// The SMML model (docs/method.md §3, §7): two independent branches of identical architecture (or one, for
 // the single-branch baseline); inference averages the branches' softmax.
 import { torch, type Tensor } from '../engine/index.ts';
 import { Branch, type BranchEncoding, type BranchOutput } from './branch.ts';

@@ -1,4 +1,4 @@
-// The transformers of mmFormer (SPEC.md §3): one pre-LN block type, used per modality (intra-modal)
+// The transformers of mmFormer (docs/method.md §3): one pre-LN block type, used per modality (intra-modal)
 // and over all modalities' tokens together (inter-modal).
 import { torch, type Tensor } from '../engine/index.ts';
 import { kaimingConv3d } from './blocks.ts';

@@ -1,4 +1,4 @@
-// Semantic priors for the refinement network (SPEC.md §4): the provider contract, the store in the preprocessing
+// Semantic priors for the refinement network (docs/method.md §4): the provider contract, the store in the preprocessing
 // cache, making them with a provider, importing them from elsewhere, the built-in provider and its measurement.
 export { PRIORS_ARRAY, type PriorProvider } from './provider.ts';
 export {

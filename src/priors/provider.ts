@@ -1,4 +1,4 @@
-// The contract between the prior store and whatever makes semantic priors (SPEC.md §4).
+// The contract between the prior store and whatever makes semantic priors (docs/method.md §4).
 import type { CachedCase } from '../data/cache.ts';
 
 /** Cached array that holds a case's semantic priors: (C·K, X, Y, Z), class-major then modality. */

@@ -1,4 +1,4 @@
-// The semantic-prior store (SPEC.md §4): a case's priors live in the preprocessing cache beside its images, as the
+// The semantic-prior store (docs/method.md §4): a case's priors live in the preprocessing cache beside its images, as the
 // array PRIORS_ARRAY of shape (C·K, X, Y, Z) (class-major, then modality) in the crop frame, stored as float16 or as
 // probabilities quantised to uint8 (q/255), with a record of the provider and settings that made them.
 import * as path from 'node:path';

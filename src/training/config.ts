@@ -1,4 +1,4 @@
-// The training configuration (SPEC.md §5–6): a zod schema with the paper's defaults, reading from a JSON
+// The training configuration (docs/method.md §5–6): a zod schema with the paper's defaults, reading from a JSON
 // file, and `path=value` overrides from the command line.
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -92,7 +92,7 @@ const optimisationSchema = z.strictObject({
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
 });
 
-/** One switch per term of SPEC.md §5 (see src/losses/objective.ts). */
+/** One switch per term of docs/method.md §5 (see src/losses/objective.ts). */
 const lossesSchema = z.strictObject({
   task: z.boolean().default(true),
   aux: z.boolean().default(true),

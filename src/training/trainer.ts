@@ -1,4 +1,4 @@
-// The SMML trainer (SPEC.md §2, §5, §6): dual-branch masked mutual learning (or the single-branch
+// The SMML trainer (docs/method.md §2, §5, §6): dual-branch masked mutual learning (or the single-branch
 // baseline, or the plain U-Net of the `unet` family), Adam per branch on the poly schedule, validation
 // Dice to keep the best model, atomic checkpoints every epoch and on request, and exact resumption.
 //

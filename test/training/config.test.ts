@@ -16,7 +16,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 describe('training configuration', () => {
-  it('fills in the paper defaults (SPEC §6) and switches the SRN off', () => {
+  it('fills in the paper defaults (docs/method.md §6) and switches the SRN off', () => {
     const config = parseTrainingConfig({ data: { root: '/data' } });
     assert.deepEqual(config.training, {
       epochs: 1000,

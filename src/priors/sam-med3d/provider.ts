@@ -1,4 +1,4 @@
-// The SAM-Med3D prior provider (SPEC.md §4): per modality and tumour class, SAM-Med3D prompted with clicks
+// The SAM-Med3D prior provider (docs/method.md §4): per modality and tumour class, SAM-Med3D prompted with clicks
 // drawn from the class's ground truth, its final mask probability pasted back into the case's crop frame.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
