@@ -6,7 +6,7 @@
 // per-volume figures are the measured time of one window times the number of windows; a measured
 // run over a smaller volume checks that blending the windows adds little to that estimate.
 import { torch, type Tensor } from '../src/engine/index.ts';
-import { SUBSETS, subsetName, type ModalityMask } from '../src/evaluation/subsets.ts';
+import { SUBSETS, subsetName, type ModalityMask } from '../src/data/modalities.ts';
 import { subsetProbabilities } from '../src/inference/predict.ts';
 import { windowStarts } from '../src/inference/sliding-window.ts';
 import { createModel, inferenceFlops, modalityMask, type SmmlModel, type SmmlPresetName } from '../src/models/index.ts';

@@ -10,18 +10,20 @@ export {
   writeSplit,
   makeSplit,
   selectCases,
-  BRATS_MODALITIES,
   SPLIT_PRESETS,
   type BratsCase,
   type BratsDataset,
   type BratsLayout,
   type Split,
 } from './data/brats.ts';
+export { SUBSETS, MODALITIES, subsetName, parseSubset, type Modality, type ModalityMask } from './data/modalities.ts';
+export { regionClasses, REGIONS, type Region } from './data/regions.ts';
 export { synthesizeDataset, synthesizeCase, CONTRAST_TABLE, type SyntheticCase, type SyntheticDatasetInfo, type SynthesizeOptions } from './data/synthetic.ts';
 export { preprocessCase, preprocessDataset, toCOrder, fromCOrder, uncropFromCOrder, type CropBox } from './data/preprocess.ts';
 export { loadCase, addCaseArray, type CachedCase, type CaseManifest } from './data/cache.ts';
 export { augmentSample, DEFAULT_AUGMENTATION } from './data/augment.ts';
 export { createBatchLoader, type Batch, type BatchLoader, type BatchLoaderOptions } from './data/loader.ts';
+export { quantizeProbabilities, dequantizeProbabilities } from './data/quantize.ts';
 export { writeSlicePreview, type PreviewVolume } from './data/preview.ts';
 
 // models and losses
@@ -40,7 +42,7 @@ export { readRunLog } from './training/run-log.ts';
 // inference and evaluation
 export { slidingWindowInference, windowStarts, importanceMap } from './inference/sliding-window.ts';
 export { predictCase, predictToFiles, subsetProbabilities, prepareModalities, type InferenceModel, type CasePrediction } from './inference/predict.ts';
-export { dice, hausdorff95, regionClasses, regionMask, scoreCase, suppressSmallEnhancingTumour, REGIONS, type Region } from './evaluation/metrics.ts';
-export { SUBSETS, MODALITIES, subsetName, parseSubset, type Modality, type ModalityMask } from './evaluation/subsets.ts';
+export { suppressSmallEnhancingTumour } from './inference/postprocess.ts';
+export { dice, hausdorff95, regionMask, scoreCase } from './evaluation/metrics.ts';
 export { evaluateCase, evaluateDataset } from './evaluation/evaluate.ts';
 export { summarise, writeResults, diceTableMarkdown, hausdorffTableMarkdown, type EvaluationResult, type EvaluationSummary } from './evaluation/tables.ts';

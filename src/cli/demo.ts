@@ -7,19 +7,19 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BRATS_MODALITIES, discoverBrats } from '../data/brats.ts';
+import { discoverBrats } from '../data/brats.ts';
 import { writeFileAtomic } from '../data/files.ts';
+import { MODALITIES, SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
 import { writeSlicePreview, type PreviewVolume } from '../data/preview.ts';
 import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
 import { readVolume } from '../data/volume.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { movingAverage, writeLineChart } from '../evaluation/plot.ts';
-import { SUBSETS, subsetName, type ModalityMask } from '../evaluation/subsets.ts';
 import { diceTableMarkdown, hausdorffTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
 import { predictCase } from '../inference/predict.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
+import { createProgress, formatDuration } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
-import { createProgress, formatDuration } from '../training/progress.ts';
 import { loadTrainedModel, runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
@@ -147,7 +147,7 @@ function writeOverlay(runDir: string, dataRoot: string, caseId: string, reportDi
     { name: 'ground truth', data: truth.data, shape: truth.shape, kind: 'label' },
   ];
   for (const subset of OVERLAY_SUBSETS) {
-    const files = Object.fromEntries(BRATS_MODALITIES.filter((_, i) => subset[i]).map((m) => [m, entry.modalities[m]]));
+    const files = Object.fromEntries(MODALITIES.filter((_, i) => subset[i]).map((m) => [m, entry.modalities[m]]));
     const prediction = predictCase(inference, files);
     volumes.push({ name: subsetName(subset), data: prediction.labels, shape: prediction.shape, kind: 'label' });
   }

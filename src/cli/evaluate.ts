@@ -5,12 +5,12 @@
 import type { Command } from 'commander';
 import * as path from 'node:path';
 import { discoverBrats, readSplit } from '../data/brats.ts';
+import { SUBSETS } from '../data/modalities.ts';
+import { REGIONS } from '../data/regions.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
-import { REGIONS } from '../evaluation/metrics.ts';
-import { SUBSETS } from '../evaluation/subsets.ts';
 import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
-import { windowProgress } from '../inference/progress.ts';
+import { windowProgress } from '../progress.ts';
 import { loadTrainedModel, type RunData } from '../training/run-dir.ts';
 import { addInferenceOptions } from './predict.ts';
 

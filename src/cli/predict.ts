@@ -4,9 +4,9 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import * as path from 'node:path';
-import { subsetName, type Modality } from '../evaluation/subsets.ts';
+import { subsetName, type Modality } from '../data/modalities.ts';
 import { predictToFiles, type CasePrediction } from '../inference/predict.ts';
-import { windowProgress } from '../inference/progress.ts';
+import { windowProgress } from '../progress.ts';
 import { loadTrainedModel } from '../training/run-dir.ts';
 
 /** A sliding-window overlap: a fraction in [0, 1). */

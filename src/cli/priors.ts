@@ -5,20 +5,19 @@
  *   convert  turns SAM-Med3D's PyTorch checkpoint into safetensors
  * The data, cache and split are found as `smml train` finds them (same defaults, same --config), or taken from a run.
  */
-import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import * as path from 'node:path';
 import { fitBuiltinProvider } from '../priors/builtin.ts';
 import { importPriors, PRIOR_IMPORT_FORMATS, type PriorImportFormat } from '../priors/import.ts';
-import { makePriors, type PriorProgress } from '../priors/make.ts';
+import { makePriors } from '../priors/make.ts';
 import type { PriorProvider } from '../priors/provider.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { convertSamMed3dCheckpoint } from '../priors/sam-med3d/convert.ts';
 import { createSamMed3dProvider } from '../priors/sam-med3d/provider.ts';
 import { PRIOR_STORAGES, type PriorStorage } from '../priors/store.ts';
+import { caseProgress, formatDuration } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile } from '../training/config.ts';
 import { checkCache, prepareTrainingData } from '../training/data.ts';
-import { formatDuration } from '../training/progress.ts';
 import { readRunConfig, type RunData } from '../training/run-dir.ts';
 import { deviceName, nonNegativeInteger, positiveInteger } from './arguments.ts';
 
@@ -46,31 +45,6 @@ async function resolveData(options: DataOptions): Promise<RunData> {
   return prepareTrainingData(config, (p) => {
     if (p.status === 'written') console.error(`preprocessed ${p.id} (${p.done}/${p.total})`);
   });
-}
-
-/** Per-case progress: a bar on a terminal, one line per case otherwise. */
-function caseProgress(label: string, stream: NodeJS.WriteStream = process.stderr): { update(progress: PriorProgress): void; stop(): void } {
-  if (!stream.isTTY) {
-    return {
-      update: (p) => stream.write(`${label} ${p.done}/${p.total} ${p.id}: ${p.status} (${p.seconds.toFixed(1)} s)\n`),
-      stop() {},
-    };
-  }
-  const bar = new cliProgress.SingleBar(
-    { stream, format: `${label} [{bar}] {value}/{total} cases | {id} | ETA {eta_formatted}`, hideCursor: true, etaBuffer: 20 },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update(p) {
-      if (!started) bar.start(p.total, 0, { id: '' });
-      started = true;
-      bar.update(p.done, { id: p.id });
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
 }
 
 async function printQuality(cacheDir: string, ids: readonly string[]): Promise<void> {

@@ -7,8 +7,8 @@ import { Option, type Command } from 'commander';
 import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import * as path from 'node:path';
 import { MODEL_FAMILIES, MODEL_PRESET_NAMES, type ModelConfig } from '../models/index.ts';
+import { createProgress, formatDuration, type ProgressReporter } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
-import { createProgress, formatDuration, type ProgressReporter } from '../training/progress.ts';
 import { readRunConfig, type ValidationScores } from '../training/run-dir.ts';
 import { createTrainer, TrainingDivergedError, type Trainer, type TrainResult } from '../training/trainer.ts';
 

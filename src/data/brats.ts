@@ -5,11 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from './files.ts';
+import { MODALITIES, type Modality } from './modalities.ts';
 import { createRng, shuffle } from './random.ts';
-
-/** The modality order used everywhere: FLAIR, T1ce, T1, T2. */
-export const BRATS_MODALITIES = ['flair', 't1ce', 't1', 't2'] as const;
-export type BratsModality = (typeof BRATS_MODALITIES)[number];
 
 /** 'brats2018' covers the 2018, 2019, 2020 and 2021 releases, which share one layout and label set. */
 export type BratsLayout = 'brats2018' | 'brats2023' | 'brats2015';
@@ -19,7 +16,7 @@ export interface BratsCase {
   /** Folder holding the case. */
   dir: string;
   /** Volume path per modality. */
-  modalities: Record<BratsModality, string>;
+  modalities: Record<Modality, string>;
   /** Segmentation path; undefined for unlabelled (inference-only) cases. */
   label?: string;
 }
@@ -85,7 +82,7 @@ export function mapBratsLabels(layout: BratsLayout, raw: ArrayLike<number>, sour
 }
 
 /** File-name token of each modality and of the label, per NIfTI layout. */
-const NIFTI_LAYOUT_TOKENS: Record<'brats2018' | 'brats2023', Record<BratsModality | 'seg', string>> = {
+const NIFTI_LAYOUT_TOKENS: Record<'brats2018' | 'brats2023', Record<Modality | 'seg', string>> = {
   brats2018: { flair: 'flair', t1ce: 't1ce', t1: 't1', t2: 't2', seg: 'seg' },
   brats2023: { flair: 't2f', t1ce: 't1c', t1: 't1n', t2: 't2w', seg: 'seg' },
 };
@@ -93,10 +90,10 @@ const NIFTI_LAYOUT_SEPARATOR = { brats2018: '_', brats2023: '-' } as const;
 const NIFTI_EXTENSION = /\.nii(\.gz)?$/i;
 
 /** 2015 modality tokens as they appear in the VSD names, e.g. VSD.Brain.XX.O.MR_Flair.54512. */
-const BRATS2015_TOKENS: Record<BratsModality, string> = { flair: 'MR_Flair', t1ce: 'MR_T1c', t1: 'MR_T1', t2: 'MR_T2' };
+const BRATS2015_TOKENS: Record<Modality, string> = { flair: 'MR_Flair', t1ce: 'MR_T1c', t1: 'MR_T1', t2: 'MR_T2' };
 /** A dot-delimited token of a VSD name, so MR_T1 does not match MR_T1c. */
 const vsdToken = (token: string) => new RegExp(`\\.${token}\\.`, 'i');
-const BRATS2015_MODALITY_PATTERNS = BRATS_MODALITIES.map((modality) => ({
+const BRATS2015_MODALITY_PATTERNS = MODALITIES.map((modality) => ({
   modality,
   pattern: vsdToken(BRATS2015_TOKENS[modality]),
 }));
@@ -109,9 +106,9 @@ const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 interface CaseFiles {
   layout: BratsLayout;
   /** Role ('flair', ..., 'seg') → path, for the files found. */
-  byRole: Map<BratsModality | 'seg', string>;
+  byRole: Map<Modality | 'seg', string>;
   /** What a missing modality's file name looks like, for error messages. */
-  expectedName: (role: BratsModality) => string;
+  expectedName: (role: Modality) => string;
 }
 
 function listDir(dir: string): fs.Dirent[] {
@@ -122,7 +119,7 @@ function listDir(dir: string): fs.Dirent[] {
   }
 }
 
-function assignRole(files: CaseFiles, role: BratsModality | 'seg', filePath: string, dir: string): void {
+function assignRole(files: CaseFiles, role: Modality | 'seg', filePath: string, dir: string): void {
   const previous = files.byRole.get(role);
   if (previous) throw new Error(`BraTS case folder ${dir} has two ${role} files: ${previous} and ${filePath}`);
   files.byRole.set(role, filePath);
@@ -142,13 +139,13 @@ function niftiCaseFiles(dir: string, entries: fs.Dirent[], layout: 'brats2018' |
   for (const entry of entries) {
     if (!entry.isFile() || !NIFTI_EXTENSION.test(entry.name)) continue;
     const stem = entry.name.replace(NIFTI_EXTENSION, '').toLowerCase();
-    const role = (Object.keys(tokens) as (BratsModality | 'seg')[]).find((candidate) =>
+    const role = (Object.keys(tokens) as (Modality | 'seg')[]).find((candidate) =>
       stem.endsWith(`${separator}${tokens[candidate]}`),
     );
     if (role) assignRole(files, role, path.join(dir, entry.name), dir);
     else unassigned.push(entry.name);
   }
-  if (!BRATS_MODALITIES.some((modality) => files.byRole.has(modality))) return undefined;
+  if (!MODALITIES.some((modality) => files.byRole.has(modality))) return undefined;
   // BraTS 2020 names one segmentation "W39_1998.09.19_Segm.nii"; accept a single "*Segm" file.
   const segLike = unassigned.filter((name) => /segm$/i.test(name.replace(NIFTI_EXTENSION, '')));
   if (!files.byRole.has('seg') && segLike.length === 1) files.byRole.set('seg', path.join(dir, segLike[0]!));
@@ -205,8 +202,8 @@ function caseFilesOf(dir: string, entries: fs.Dirent[], wanted: BratsLayout | un
 
 function toCase(dir: string, files: CaseFiles): BratsCase {
   const id = path.basename(dir);
-  const modalities = {} as Record<BratsModality, string>;
-  for (const modality of BRATS_MODALITIES) {
+  const modalities = {} as Record<Modality, string>;
+  for (const modality of MODALITIES) {
     const filePath = files.byRole.get(modality);
     if (!filePath) {
       throw new Error(`BraTS case ${id} (${dir}) is missing its ${modality} volume (expected ${files.expectedName(modality)})`);

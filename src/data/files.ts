@@ -4,6 +4,8 @@
  */
 import * as fs from 'node:fs';
 import { gunzipSync } from 'fflate';
+// The module itself, not the engine's index: writing a file must not load the libtorch addon.
+import { writeFileAtomically } from '../engine/atomic-file.ts';
 
 /** True when the bytes start with the gzip magic number (1f 8b). */
 export function isGzip(bytes: Uint8Array): boolean {
@@ -31,17 +33,7 @@ export function readFileBytes(filePath: string): Uint8Array {
   }
 }
 
-/**
- * Writes bytes to `${filePath}.tmp-<pid>-<random>` and renames it into place,
- * so readers never observe a half-written file.
- */
+/** Writes `content` to `filePath` atomically (the engine's temp file + rename), so readers never observe a half-written file. */
 export function writeFileAtomic(filePath: string, content: Uint8Array | string): void {
-  const tempPath = `${filePath}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  try {
-    fs.writeFileSync(tempPath, content);
-    fs.renameSync(tempPath, filePath);
-  } catch (error) {
-    fs.rmSync(tempPath, { force: true });
-    throw error;
-  }
+  writeFileAtomically(filePath, (fd) => fs.writeFileSync(fd, content));
 }

@@ -17,10 +17,10 @@
  * closed cannot hang a program at exit; `close()` still ends them promptly.
  */
 import { Worker } from 'node:worker_threads';
-import { dequantizeProbabilities } from '../priors/store.ts';
 import { CROP_ONLY, DEFAULT_AUGMENTATION, augmentSample, type AugmentOptions } from './augment.ts';
 import { loadCase } from './cache.ts';
 import type { Shape3 } from './preprocess.ts';
+import { dequantizeProbabilities } from './quantize.ts';
 import { createRng, shuffle } from './random.ts';
 
 /** One training batch; arrays are C-order with the last axis fastest. */

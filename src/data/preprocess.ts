@@ -24,7 +24,7 @@
  */
 import * as fs from 'node:fs';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { BRATS_MODALITIES, type BratsCase, type BratsDataset } from './brats.ts';
+import type { BratsCase, BratsDataset } from './brats.ts';
 import {
   CACHE_FORMAT_VERSION,
   inspectCachedCase,
@@ -35,6 +35,7 @@ import {
   type CaseMeta,
   type Verification,
 } from './cache.ts';
+import { MODALITIES } from './modalities.ts';
 import { checkFinite, checkSameGeometry, readVolume, type Volume } from './volume.ts';
 import { voxelCount, type VoxelArray } from './voxel-array.ts';
 
@@ -184,7 +185,7 @@ export type PreprocessDataset = Pick<BratsDataset, 'cases' | 'numClasses' | 'map
 /** A preprocessed case in memory, ready for `writeCachedCase`. */
 export interface PreprocessedCase {
   meta: CaseMeta;
-  /** (4, X, Y, Z), z fastest, modalities in BRATS_MODALITIES order. */
+  /** (4, X, Y, Z), z fastest, modalities in MODALITIES order. */
   images: Float32Array;
   /** (X, Y, Z) class indices. */
   label?: Uint8Array;
@@ -228,7 +229,7 @@ function unionBox(a: CropBox, b: CropBox | null): CropBox {
 
 /** Reads, validates, crops, normalises and label-maps one case (see the module comment). */
 export function preprocessCase(entry: BratsCase, dataset: Pick<PreprocessDataset, 'numClasses' | 'mapLabels'>): PreprocessedCase {
-  const files = BRATS_MODALITIES.map((modality) => entry.modalities[modality]);
+  const files = MODALITIES.map((modality) => entry.modalities[modality]);
   const volumes = files.map((file) => readVolume(file));
   const labelVolume = entry.label ? readVolume(entry.label) : undefined;
   const allVolumes = labelVolume ? [...volumes, labelVolume] : volumes;
@@ -247,9 +248,9 @@ export function preprocessCase(entry: BratsCase, dataset: Pick<PreprocessDataset
     volumes.map((volume, channel) => ({ data: volume.data, file: files[channel], channel })),
     shape,
     box,
-    BRATS_MODALITIES.length,
+    MODALITIES.length,
   );
-  const sourceFiles: Record<string, string> = Object.fromEntries(BRATS_MODALITIES.map((modality, c) => [modality, files[c]]));
+  const sourceFiles: Record<string, string> = Object.fromEntries(MODALITIES.map((modality, c) => [modality, files[c]]));
   if (entry.label) sourceFiles.label = entry.label;
   return {
     meta: {
@@ -260,7 +261,7 @@ export function preprocessCase(entry: BratsCase, dataset: Pick<PreprocessDataset
       affine: volumes[0].affine.map((row) => [...row]),
       referenceFile: files[0],
       sourceFiles,
-      modalities: [...BRATS_MODALITIES],
+      modalities: [...MODALITIES],
       normalization,
       numClasses: dataset.numClasses,
     },
@@ -328,7 +329,7 @@ export async function preprocessDataset(options: PreprocessDatasetOptions): Prom
       const processed = preprocessCase(entry, dataset);
       const [X, Y, Z] = processed.meta.shape;
       const arrays: Record<string, ArrayToStore> = {
-        images: { data: processed.images, shape: [BRATS_MODALITIES.length, X, Y, Z], dtype: imageDtype },
+        images: { data: processed.images, shape: [MODALITIES.length, X, Y, Z], dtype: imageDtype },
       };
       if (processed.label) arrays.label = { data: processed.label, shape: [X, Y, Z] };
       writeCachedCase(cacheDir, processed.meta, arrays);

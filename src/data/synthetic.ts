@@ -19,7 +19,6 @@ export {
   TISSUE_INDEX,
   TISSUES,
   WHITE_MATTER_LEVEL,
-  type SyntheticModality,
   type Tissue,
 } from './synthetic/contrast.ts';
 export {

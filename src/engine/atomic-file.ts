@@ -1,4 +1,5 @@
-// Atomic file replacement for the engine's writers (safetensors, PyTorch checkpoints).
+// Atomic file replacement: the engine's writers (safetensors, PyTorch checkpoints) and, through data/files.ts, every
+// other file smml writes.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 

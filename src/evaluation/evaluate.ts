@@ -5,12 +5,13 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { torch } from '../engine/index.ts';
 import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts';
 import { loadCase } from '../data/cache.ts';
+import { MODALITIES, SUBSETS, type ModalityMask } from '../data/modalities.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
-import { argmaxLabels, clearOutsideBrain, minEnhancingVoxels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
+import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from '../inference/postprocess.ts';
+import { argmaxLabels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SegmentationModel } from '../models/index.ts';
-import { gridDiagonal, scoreCase, suppressSmallEnhancingTumour } from './metrics.ts';
-import { MODALITIES, SUBSETS, type ModalityMask } from './subsets.ts';
+import { gridDiagonal, scoreCase } from './metrics.ts';
 import type { CaseResult, EvaluationResult } from './tables.ts';
 
 /** A preprocessed, labelled case. */

@@ -1,17 +1,8 @@
-// Segmentation metrics on label volumes: BraTS regions, Dice, Hausdorff 95 %, ET post-processing.
+// Segmentation metrics on label volumes: region masks, Dice, Hausdorff 95 %.
 //
 // Label volumes are class-index arrays in C order over (X, Y, Z) (Z fastest), the layout the
 // preprocessing cache uses; `spacing` gives the voxel size in millimetres along X, Y, Z.
-
-export type Region = 'WT' | 'TC' | 'ET';
-export const REGIONS: readonly Region[] = ['WT', 'TC', 'ET'];
-
-/** Classes that make up each region, for 4-class (BraTS 2018–2021/2023) and 5-class (BraTS 2015) labels. */
-export function regionClasses(numClasses: number): Record<Region, number[]> {
-  if (numClasses === 4) return { WT: [1, 2, 3], TC: [1, 3], ET: [3] };
-  if (numClasses === 5) return { WT: [1, 2, 3, 4], TC: [1, 3, 4], ET: [4] };
-  throw new Error(`BraTS regions are defined for 4 or 5 classes, not ${numClasses}`);
-}
+import { REGIONS, regionClasses, type Region } from '../data/regions.ts';
 
 /** A binary mask (1 inside) of the voxels whose class belongs to `classes`. */
 export function regionMask(labels: ArrayLike<number>, classes: readonly number[]): Uint8Array {
@@ -40,20 +31,6 @@ export function dice(prediction: Uint8Array, truth: Uint8Array): number {
     sum += prediction[i] + truth[i];
   }
   return sum === 0 ? 1 : (2 * both) / sum;
-}
-
-/**
- * docs/method.md §7 post-processing: a predicted enhancing tumour smaller than `minVoxels` is relabelled as
- * necrosis (class 1), since tiny ET predictions are mostly false positives. `minVoxels` comes from the
- * voxel size (`minEnhancingVoxels` in inference/predict.ts: 500 mm³). Returns a new array.
- */
-export function suppressSmallEnhancingTumour(labels: Uint8Array, numClasses: number, minVoxels: number): Uint8Array {
-  const et = regionClasses(numClasses).ET[0];
-  let count = 0;
-  for (let i = 0; i < labels.length; i++) if (labels[i] === et) count++;
-  const out = labels.slice();
-  if (count > 0 && count < minVoxels) for (let i = 0; i < out.length; i++) if (out[i] === et) out[i] = 1;
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../data/files.ts';
-import { REGIONS, type Region, type RegionScores } from './metrics.ts';
-import { MODALITIES, MODALITY_LABELS, subsetName, type ModalityMask } from './subsets.ts';
+import { MODALITIES, MODALITY_LABELS, subsetName, type ModalityMask } from '../data/modalities.ts';
+import { REGIONS, type Region } from '../data/regions.ts';
+import type { RegionScores } from './metrics.ts';
 
 /** One case's scores, one entry per evaluated subset (parallel to `EvaluationResult.subsets`). */
 export interface CaseResult {

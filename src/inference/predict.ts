@@ -3,6 +3,7 @@
 // back into the original grid, ET post-processing, labels in the data set's convention.
 import * as path from 'node:path';
 import { torch, type Tensor } from '../engine/index.ts';
+import { MODALITIES, type Modality, type ModalityMask } from '../data/modalities.ts';
 import {
   cropAndNormalize,
   type CropBox,
@@ -14,10 +15,9 @@ import {
 } from '../data/preprocess.ts';
 import { checkFinite, checkSameGeometry, readVolume, voxelSpacing, writeVolume, type Volume } from '../data/volume.ts';
 import { voxelCount } from '../data/voxel-array.ts';
-import { suppressSmallEnhancingTumour } from '../evaluation/metrics.ts';
-import { MODALITIES, type Modality, type ModalityMask } from '../evaluation/subsets.ts';
 import { modalityMask, type SegmentationModel } from '../models/index.ts';
 import { checkWritableFile } from './output.ts';
+import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
 import { slidingWindowInference } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
@@ -35,17 +35,6 @@ export interface WholeVolumeOptions {
   weighting?: 'uniform' | 'gaussian';
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
-}
-
-/**
- * docs/method.md §7: a predicted ET smaller than 500 voxels of BraTS's 1 mm grid is relabelled as necrosis. Kept as a
- * volume in mm³ so that it means the same on grids of other voxel sizes.
- */
-export const MIN_ENHANCING_VOLUME = 500;
-
-/** The ET post-processing threshold in voxels of `spacing` (mm) for a volume in mm³. */
-export function minEnhancingVoxels(spacing: readonly [number, number, number], volume = MIN_ENHANCING_VOLUME): number {
-  return volume / (spacing[0] * spacing[1] * spacing[2]);
 }
 
 /**
@@ -93,25 +82,6 @@ export function argmaxLabels(probabilities: Tensor /* (S, C, X, Y, Z) */): Uint8
   });
   const voxels = all.length / subsets;
   return Array.from({ length: subsets }, (_, s) => all.slice(s * voxels, (s + 1) * voxels));
-}
-
-/**
- * Sets to background (0) every voxel outside the brain: where each of the `present` modalities of `images` is 0
- * (preprocessing keeps the background at exactly 0). Windows that straddle the edge of the brain's crop box
- * otherwise leave tumour labels in the empty space around the head. In place; returns `labels`.
- */
-export function clearOutsideBrain(
-  labels: Uint8Array /* (X, Y, Z) */,
-  images: Float32Array /* (K, X, Y, Z) */,
-  present: readonly boolean[] /* K */,
-): Uint8Array {
-  const voxels = labels.length;
-  if (images.length !== present.length * voxels) throw new Error(`clearOutsideBrain: ${images.length} image values for ${present.length} × ${voxels} voxels`);
-  const channels = present.flatMap((given, k) => (given ? [images.subarray(k * voxels, (k + 1) * voxels)] : []));
-  for (let i = 0; i < voxels; i++) {
-    if (labels[i] !== 0 && channels.every((channel) => channel[i] === 0)) labels[i] = 0;
-  }
-  return labels;
 }
 
 /** The modalities given for one case, preprocessed as in training (docs/method.md §1). */

@@ -7,8 +7,6 @@ export {
   loadPriors,
   storedPriorRecord,
   sameSource,
-  quantizeProbabilities,
-  dequantizeProbabilities,
   checkProbabilities,
   priorShape,
   type PriorStorage,

@@ -3,8 +3,9 @@
 // would score 1 for an empty prior and hide how informative a modality is.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { loadCaseArray } from '../data/cache.ts';
-import { dice, regionClasses, REGIONS } from '../evaluation/metrics.ts';
-import { MODALITY_LABELS, type Modality } from '../evaluation/subsets.ts';
+import { MODALITY_LABELS, type Modality } from '../data/modalities.ts';
+import { regionClasses, REGIONS } from '../data/regions.ts';
+import { dice } from '../evaluation/metrics.ts';
 import { markdownTable } from '../evaluation/tables.ts';
 import { loadPriors } from './store.ts';
 

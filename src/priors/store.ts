@@ -4,14 +4,12 @@
 import * as path from 'node:path';
 import { z } from 'zod';
 import { addCaseArray, caseDirectory, loadCaseArray, MANIFEST_FILE, readCaseManifest, type CaseManifest } from '../data/cache.ts';
+import { dequantizeProbabilities, quantizeProbabilities } from '../data/quantize.ts';
 import { PRIORS_ARRAY } from './provider.ts';
 
 export const PRIOR_STORAGES = ['float16', 'uint8'] as const;
 /** How priors are stored: float16 (relative error ≤ 2^-11) or uint8 levels q/255 (absolute error ≤ 1/510). */
 export type PriorStorage = (typeof PRIOR_STORAGES)[number];
-
-/** Largest uint8 level: probability 1. */
-const QUANTIZATION_LEVELS = 255;
 
 /** Values this far outside [0, 1] are rounding noise and clamped; further out they are an error. */
 const RANGE_TOLERANCE = 1e-3;
@@ -35,20 +33,6 @@ export type PriorRecord = z.infer<typeof priorRecordSchema>;
 export interface PriorSource {
   provider: string;
   settings: Record<string, unknown>;
-}
-
-/** Probabilities in [0, 1] to uint8 levels round(p·255). */
-export function quantizeProbabilities(values: Float32Array): Uint8Array {
-  const out = new Uint8Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = Math.round(values[i] * QUANTIZATION_LEVELS);
-  return out;
-}
-
-/** uint8 levels back to probabilities q/255. */
-export function dequantizeProbabilities(levels: Uint8Array): Float32Array {
-  const out = new Float32Array(levels.length);
-  for (let i = 0; i < levels.length; i++) out[i] = levels[i] / QUANTIZATION_LEVELS;
-  return out;
 }
 
 /**

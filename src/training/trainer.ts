@@ -8,19 +8,19 @@
 // same steps as the uninterrupted run (bit-exact on the CPU).
 import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
+import { ALL_MODALITIES, SUBSETS, subsetName } from '../data/modalities.ts';
 import { createRng, randInt, type Rng } from '../data/random.ts';
 import { torch } from '../engine/index.ts';
 import { evaluateCase, loadCachedEvaluationCase, type EvaluationCase } from '../evaluation/evaluate.ts';
 import { regionsPresent } from '../evaluation/metrics.ts';
-import { ALL_MODALITIES, SUBSETS, subsetName } from '../evaluation/subsets.ts';
 import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
 import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
 import { createModel, modalityMask, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
+import { silentProgress, type ProgressReporter } from '../progress.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
 import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
 import { checkCache, checkPriors, prepareTrainingData } from './data.ts';
-import { silentProgress, type ProgressReporter } from './progress.ts';
 import {
   encodeModelMetadata,
   MODEL_FORMAT,

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { discoverBrats } from '../../src/data/brats.ts';
+import { MODALITIES, type Modality } from '../../src/data/modalities.ts';
 import { createRng } from '../../src/data/random.ts';
 import { GradientNoise } from '../../src/data/synthetic/noise.ts';
 import {
@@ -20,7 +21,6 @@ import {
   syntheticShape,
   TISSUE_INDEX,
   type SyntheticCase,
-  type SyntheticModality,
   type Tissue,
 } from '../../src/data/synthetic.ts';
 import { readVolume } from '../../src/data/volume.ts';
@@ -32,7 +32,7 @@ const SEED = 11;
 const CASES: SyntheticCase[] = Array.from({ length: 12 }, (_, index) => synthesizeCase(caseSeed(SEED, index), SIZE));
 
 /** Mean intensity of `modality` over the voxels whose dominant tissue is `tissue`, and how many there are. */
-function tissueMean(phantom: SyntheticCase, tissue: Tissue, modality: SyntheticModality): { mean: number; count: number } {
+function tissueMean(phantom: SyntheticCase, tissue: Tissue, modality: Modality): { mean: number; count: number } {
   const code = TISSUE_INDEX[tissue];
   const image = phantom.images[modality];
   let sum = 0;
@@ -47,7 +47,7 @@ function tissueMean(phantom: SyntheticCase, tissue: Tissue, modality: SyntheticM
 }
 
 /** Calls `check(ratio, case)` with mean(a)/mean(b) on `modality` for each case where both tissues have ≥ 10 voxels; returns how many. */
-function forEachRatio(a: Tissue, b: Tissue, modality: SyntheticModality, check: (ratio: number, label: string) => void): number {
+function forEachRatio(a: Tissue, b: Tissue, modality: Modality, check: (ratio: number, label: string) => void): number {
   let checked = 0;
   CASES.forEach((phantom, index) => {
     const first = tissueMean(phantom, a, modality);
@@ -73,6 +73,10 @@ describe('synthetic phantom', () => {
     assert.deepEqual(syntheticAffine([240, 240, 156])[0], [1, 0, 0, -119.5]);
     assert.throws(() => syntheticShape(8), /size must be an integer ≥ 16, got 8/);
     assert.throws(() => synthesizeCase(1, 20.5), /size must be an integer/);
+  });
+
+  test('generates the four sequences of MODALITIES, in its own generation order', () => {
+    assert.deepEqual([...SYNTHETIC_MODALITIES].sort(), [...MODALITIES].sort());
   });
 
   test('same seed gives the same voxels, another seed different ones', () => {
@@ -124,7 +128,7 @@ describe('synthetic phantom', () => {
       assert.ok(checked >= 8, `only ${checked} cases checked`);
     }
     CASES.forEach((phantom, index) => {
-      const contrast = (modality: SyntheticModality) =>
+      const contrast = (modality: Modality) =>
         Math.abs(Math.log(tissueMean(phantom, 'edema', modality).mean / tissueMean(phantom, 'whiteMatter', modality).mean));
       if (tissueMean(phantom, 'edema', 't1').count < 10) return;
       assert.ok(contrast('t1') < contrast('flair') && contrast('t1') < contrast('t2'), `case ${index}: T1 oedema contrast not the lowest`);

@@ -8,7 +8,7 @@ import { discoverBrats } from '../../src/data/brats.ts';
 import { torch, type Tensor } from '../../src/engine/index.ts';
 import { voxelSpacing } from '../../src/data/volume.ts';
 import { evaluateCase, evaluateDataset, type EvaluationCase } from '../../src/evaluation/evaluate.ts';
-import { SUBSETS } from '../../src/evaluation/subsets.ts';
+import { SUBSETS } from '../../src/data/modalities.ts';
 import { summarise } from '../../src/evaluation/tables.ts';
 import { subsetProbabilities } from '../../src/inference/predict.ts';
 import { createModel, type SmmlModel } from '../../src/models/index.ts';

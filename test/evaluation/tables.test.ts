@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { RegionScores } from '../../src/evaluation/metrics.ts';
-import { SUBSETS } from '../../src/evaluation/subsets.ts';
+import { SUBSETS } from '../../src/data/modalities.ts';
 import {
   ablationCsv,
   ablationRow,

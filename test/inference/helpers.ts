@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { torch } from '../../src/engine/index.ts';
 import { synthesizeDataset, syntheticCaseId } from '../../src/data/synthetic.ts';
-import type { Modality } from '../../src/evaluation/subsets.ts';
+import type { Modality } from '../../src/data/modalities.ts';
 import { createModel, type SmmlModel } from '../../src/models/index.ts';
 import { parseTrainingConfig } from '../../src/training/config.ts';
 import { encodeModelMetadata, MODEL_FORMAT, RUN_FORMAT, RUN_FORMAT_VERSION, runPaths, writeRunConfig } from '../../src/training/run-dir.ts';

@@ -7,7 +7,7 @@ import { registerPredictCommand } from '../../src/cli/predict.ts';
 import { readVolume, writeVolume } from '../../src/data/volume.ts';
 import type { NiftiHeader } from '../../src/data/nifti.ts';
 import { torch } from '../../src/engine/index.ts';
-import { clearOutsideBrain, minEnhancingVoxels, predictCase, predictToFiles, prepareModalities } from '../../src/inference/predict.ts';
+import { predictCase, predictToFiles, prepareModalities } from '../../src/inference/predict.ts';
 import { modalityMask } from '../../src/models/index.ts';
 import { BRATS2018_VALUES, caseFiles, tempDir, tinyDataset, tinyModel, writeRunFolder } from './helpers.ts';
 
@@ -170,19 +170,4 @@ test('smml predict: flags, run folder, output', async () => {
   assert.deepEqual(seg.shape, [32, 32, 21]);
   const direct = predictCase(inference, { t1ce: files.t1ce, t1: files.t1 }, { weighting: 'uniform' });
   assert.deepEqual(Array.from(seg.data), Array.from(direct.labels));
-});
-
-test('the ET post-processing threshold is 500 mm³ in voxels of the grid', () => {
-  assert.equal(minEnhancingVoxels([1, 1, 1]), 500);
-  assert.equal(minEnhancingVoxels([2, 2, 2]), 62.5);
-  assert.equal(minEnhancingVoxels([1, 2, 2.5], 100), 20);
-});
-
-test('labels outside the brain are cleared: voxels where every given modality is 0', () => {
-  // Two modalities (FLAIR given, T1ce absent) over 4 voxels; the absent channel's values do not count.
-  const images = new Float32Array([0, 1.5, 0, -0.2, /* T1ce */ 9, 9, 9, 9]);
-  const labels = clearOutsideBrain(new Uint8Array([3, 2, 1, 0]), images, [true, false]);
-  assert.deepEqual([...labels], [0, 2, 0, 0]);
-  assert.deepEqual([...clearOutsideBrain(new Uint8Array([3, 2, 1, 0]), images, [true, true])], [3, 2, 1, 0]);
-  assert.throws(() => clearOutsideBrain(new Uint8Array(3), images, [true, false]), /8 image values for 2 × 3 voxels/);
 });

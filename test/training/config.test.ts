@@ -6,9 +6,9 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createRng } from '../../src/data/random.ts';
 import { MODEL_PRESETS, parseModelConfig, parseModelConfigOf } from '../../src/models/index.ts';
-import { SUBSETS } from '../../src/evaluation/subsets.ts';
+import { SUBSETS } from '../../src/data/modalities.ts';
 import { applyOverrides, parseTrainingConfig, resolveModelConfig } from '../../src/training/config.ts';
-import { formatDuration } from '../../src/training/progress.ts';
+import { formatDuration } from '../../src/progress.ts';
 import { readRunLog, RunLog } from '../../src/training/run-log.ts';
 import { drawSubsets } from '../../src/training/trainer.ts';
 

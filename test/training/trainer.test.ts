@@ -9,7 +9,7 @@ import { addCaseArray, readCacheIndex, readCaseManifest } from '../../src/data/c
 import { createRng } from '../../src/data/random.ts';
 import { synthesizeDataset } from '../../src/data/synthetic.ts';
 import { torch } from '../../src/engine/index.ts';
-import { SUBSETS, subsetName } from '../../src/evaluation/subsets.ts';
+import { SUBSETS, subsetName } from '../../src/data/modalities.ts';
 import { modalityMask, parseModelConfigOf, UNetModel } from '../../src/models/index.ts';
 import { applyOverrides, parseTrainingConfig, type TrainingConfig } from '../../src/training/config.ts';
 import { assertSameClasses, loadTrainedModel, readRunConfig, runPaths } from '../../src/training/run-dir.ts';

@@ -3,10 +3,14 @@
  * MRI sequence, chosen to follow the qualitative physics of the BraTS
  * sequences (see src/data/README.md for the table in prose).
  */
+import type { Modality } from '../modalities.ts';
 
-/** The four sequences in the order they are written and listed. */
-export const SYNTHETIC_MODALITIES = ['flair', 't1', 't1ce', 't2'] as const;
-export type SyntheticModality = (typeof SYNTHETIC_MODALITIES)[number];
+/**
+ * The four sequences of MODALITIES in generation order, which is not MODALITIES' order: a case draws each sequence's
+ * acquisition (contrast jitter, gain, noise level, bias field) and, per voxel, its noise in this order, so another
+ * order would change every generated voxel (SYNTHETIC_VERSION pins them). Files and dataset.json follow it too.
+ */
+export const SYNTHETIC_MODALITIES = ['flair', 't1', 't1ce', 't2'] as const satisfies readonly Modality[];
 
 /** Tissue classes of the phantom: healthy ones, then oedema, then the tumour core compartments (code relies on this order). */
 export const TISSUES = [
@@ -37,7 +41,7 @@ export const TISSUE_INDEX = Object.fromEntries(TISSUES.map((tissue, index) => [t
  * mild hypointensity, close to grey matter, so it carries the least tumour
  * information.
  */
-export const CONTRAST_TABLE: Readonly<Record<Tissue, Readonly<Record<SyntheticModality, number>>>> = {
+export const CONTRAST_TABLE: Readonly<Record<Tissue, Readonly<Record<Modality, number>>>> = {
   csf: { flair: 0.22, t1: 0.3, t1ce: 0.32, t2: 3.3 },
   greyMatter: { flair: 1.25, t1: 0.78, t1ce: 0.8, t2: 1.45 },
   deepGreyMatter: { flair: 1.15, t1: 0.86, t1ce: 0.88, t2: 1.25 },
@@ -50,7 +54,7 @@ export const CONTRAST_TABLE: Readonly<Record<Tissue, Readonly<Record<SyntheticMo
 };
 
 /** Typical stored white-matter intensity per sequence (int16 units), like the scanner-dependent ranges in BraTS. */
-export const WHITE_MATTER_LEVEL: Readonly<Record<SyntheticModality, number>> = {
+export const WHITE_MATTER_LEVEL: Readonly<Record<Modality, number>> = {
   flair: 420,
   t1: 620,
   t1ce: 700,

@@ -9,6 +9,7 @@
  * multiplicative bias field per sequence, and Rician noise (magnitude of a
  * complex signal with Gaussian noise in both channels).
  */
+import type { Modality } from '../modalities.ts';
 import { createRng, uniform, type Rng } from '../random.ts';
 import { BrainAnatomy, emptyHealthyTissue, type HealthyTissue } from './anatomy.ts';
 import {
@@ -17,7 +18,6 @@ import {
   TISSUES,
   TISSUE_INDEX,
   WHITE_MATTER_LEVEL,
-  type SyntheticModality,
 } from './contrast.ts';
 import { GradientNoise, gaussian, gaussianPair } from './noise.ts';
 import { TumourModel, emptyTumourSample, type TumourGrade, type TumourSample } from './tumour.ts';
@@ -43,7 +43,7 @@ export interface SyntheticCase {
   /** Voxel → world (RAS+ mm) matrix, 4 × 4. */
   affine: number[][];
   /** Images in int16, 0 outside the brain and ≥ 1 inside, (X, Y, Z) with x fastest. */
-  images: Record<SyntheticModality, Int16Array>;
+  images: Record<Modality, Int16Array>;
   /** BraTS 2020 labels {0, 1, 2, 4}, (X, Y, Z) with x fastest. */
   labels: Uint8Array;
   /** Dominant tissue per voxel as an index into TISSUES, OUTSIDE_BRAIN outside; ground truth for checking contrast. */
@@ -87,7 +87,7 @@ interface Acquisition {
   bias: number[];
 }
 
-function drawAcquisition(rng: Rng, modality: SyntheticModality): Acquisition {
+function drawAcquisition(rng: Rng, modality: Modality): Acquisition {
   const contrast = Float64Array.from(TISSUES, (tissue) => {
     const jitter = tissue === 'whiteMatter' ? 1 : uniform(rng, 0.96, 1.04);
     return CONTRAST_TABLE[tissue][modality] * jitter;
@@ -160,7 +160,7 @@ export function synthesizeCase(seed: number, size: number): SyntheticCase {
 
   const count = sizeX * sizeY * sizeZ;
   const images = Object.fromEntries(SYNTHETIC_MODALITIES.map((modality) => [modality, new Int16Array(count)])) as Record<
-    SyntheticModality,
+    Modality,
     Int16Array
   >;
   const outputs = SYNTHETIC_MODALITIES.map((modality) => images[modality]);

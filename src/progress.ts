@@ -1,5 +1,5 @@
-// Training progress on the console: a live bar (epoch, step, losses, rate, ETA) on a terminal, plain
-// lines otherwise (logs, CI).
+// Console progress of the long jobs, on a terminal as a live bar with rate and ETA and otherwise as plain lines (logs,
+// CI): training steps (epoch, step, losses), the cases of a per-case job (priors), the sliding windows of a volume.
 import cliProgress from 'cli-progress';
 
 export interface ProgressStart {
@@ -68,7 +68,7 @@ export interface ProgressOptions {
   bar?: boolean;
 }
 
-/** A bar on a terminal, plain lines otherwise. */
+/** Training progress: a bar on a terminal, plain lines (every `printEvery` steps) otherwise. */
 export function createProgress(options: ProgressOptions = {}): ProgressReporter {
   const stream = options.stream ?? process.stderr;
   const useBar = options.bar ?? stream.isTTY === true;
@@ -168,4 +168,68 @@ class BarProgress implements ProgressReporter {
     this.bars.stop();
     this.bar = undefined;
   }
+}
+
+/** A bar over a count that the first update gives (cases, windows), started then and stopped by `stop`. */
+function countBar(
+  stream: NodeJS.WriteStream,
+  format: string,
+  options: { clearOnComplete?: boolean; etaBuffer?: number } = {},
+): { update(done: number, total: number, payload?: Record<string, string>): void; stop(): void } {
+  const bar = new cliProgress.SingleBar({ stream, format, hideCursor: true, ...options }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    update(done, total, payload = {}) {
+      // Nothing is done at the start, so no item to name yet.
+      if (!started) bar.start(total, 0, Object.fromEntries(Object.keys(payload).map((key) => [key, ''])));
+      started = true;
+      bar.update(done, payload);
+    },
+    stop() {
+      if (started) bar.stop();
+      started = false;
+    },
+  };
+}
+
+/** One finished case of a per-case job. */
+export interface CaseProgressEvent {
+  /** Cases handled so far, this one included. */
+  done: number;
+  total: number;
+  id: string;
+  /** What happened to the case, e.g. 'written' or 'skipped'. */
+  status: string;
+  seconds: number;
+}
+
+export interface CaseProgress {
+  update(progress: CaseProgressEvent): void;
+  stop(): void;
+}
+
+/** Per-case progress: a bar on a terminal, one line per case otherwise. */
+export function caseProgress(label: string, stream: NodeJS.WriteStream = process.stderr): CaseProgress {
+  if (!stream.isTTY) {
+    return {
+      update: (p) => stream.write(`${label} ${p.done}/${p.total} ${p.id}: ${p.status} (${p.seconds.toFixed(1)} s)\n`),
+      stop() {},
+    };
+  }
+  const bar = countBar(stream, `${label} [{bar}] {value}/{total} cases | {id} | ETA {eta_formatted}`, { etaBuffer: 20 });
+  return { update: (p) => bar.update(p.done, p.total, { id: p.id }), stop: () => bar.stop() };
+}
+
+export interface WindowProgress {
+  /** Pass as `onWindow` of the whole-volume options. */
+  onWindow(done: number, total: number): void;
+  /** Removes the bar; call before printing a line. */
+  stop(): void;
+}
+
+/** Progress over the sliding windows of one volume: a bar on a terminal, silent otherwise (callers print one line per case). */
+export function windowProgress(label: string, stream: NodeJS.WriteStream = process.stderr): WindowProgress {
+  if (!stream.isTTY) return { onWindow() {}, stop() {} };
+  const bar = countBar(stream, `${label} [{bar}] {value}/{total} windows, {eta_formatted} left`, { clearOnComplete: true });
+  return { onWindow: (done, total) => bar.update(done, total), stop: () => bar.stop() };
 }

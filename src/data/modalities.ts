@@ -1,5 +1,6 @@
-// The 15 non-empty subsets of {FLAIR, T1ce, T1, T2}, in the row order of the paper's Table 1.
+// The four MRI sequences and the 15 non-empty subsets of them, in the row order of the paper's Table 1.
 
+/** The modality order used everywhere: image channels, cache manifests, priors, masks, tables. */
 export const MODALITIES = ['flair', 't1ce', 't1', 't2'] as const;
 export type Modality = (typeof MODALITIES)[number];
 export const MODALITY_LABELS: Record<Modality, string> = { flair: 'FLAIR', t1ce: 'T1ce', t1: 'T1', t2: 'T2' };
