@@ -24,7 +24,10 @@ export interface BranchOutput {
   logits: Tensor;
   /** Softmax probabilities of the deep-supervision heads at levels 5, 4, 3, 2, upsampled to (B, C, H, W, D). */
   deepSupervision: Tensor[];
-  /** Softmax probabilities (B, C, H, W, D) of the separate decoder, one per modality in modality order (unmasked). */
+  /**
+   * Softmax probabilities (B, C, H, W, D) of the separate decoder on the unmasked encoder maps: one per modality in
+   * modality order, or a single one holding each sample's chosen modality when `separateModalities` was given.
+   */
   separate: Tensor[];
   /** F: the fused bottleneck (B, d_f, P, P, P), d_f = K·16b — the inter-modal transformer's output after its 1x1x1 conv. */
   bottleneck: Tensor;
@@ -33,6 +36,15 @@ export interface BranchOutput {
 }
 
 const shapeText = (t: Tensor) => `[${t.shape.join(', ')}]`;
+
+/** (B, K, c, …) → (B, 1, c, …): sample b keeps modality `modalities[b]`. */
+function pickModalities(level: Tensor, modalities: readonly number[]): Tensor {
+  return torch.tidy(() => {
+    const count = level.size(1);
+    const rows = torch.tensor(modalities.map((k, b) => b * count + k), [modalities.length], { dtype: 'int64', device: level.device });
+    return level.flatten(0, 1).indexSelect(0, rows).unsqueeze(1);
+  });
+}
 
 export class Branch extends torch.nn.Module {
   readonly encoders: ModalityEncoder[];
@@ -139,6 +151,7 @@ export class Branch extends torch.nn.Module {
   forward(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */, inputs: TrainingInputs = {}): BranchOutput {
     this.checkImages(images);
     this.checkMask(mask, images.size(0));
+    if (inputs.separateModalities) this.checkSeparateModalities(inputs.separateModalities, images.size(0));
     const refinement =
       this.refinement && inputs.priors
         ? { network: this.refinement, priors: inputs.priors, labels: this.checkRefinementInputs(inputs.priors, inputs.labels, images.size(0)) }
@@ -146,7 +159,9 @@ export class Branch extends torch.nn.Module {
     return torch.tidy(() => {
       const encoding = this.encode(images);
       const { logits, deepSupervision, bottleneck } = this.decode(encoding, mask, true);
-      const separate = this.separateDecoder.forward(encoding.levels);
+      const separate = this.separateDecoder.forward(
+        inputs.separateModalities ? encoding.levels.map((level) => pickModalities(level, inputs.separateModalities!)) : encoding.levels,
+      );
       const output: BranchOutput = { logits, deepSupervision, separate, bottleneck };
       if (refinement) {
         const onehot = torch.oneHot(refinement.labels.to('int64'), this.config.classes).permute(0, 4, 1, 2, 3).to(refinement.priors.dtype);
@@ -154,6 +169,13 @@ export class Branch extends torch.nn.Module {
       }
       return output;
     });
+  }
+
+  private checkSeparateModalities(modalities: readonly number[], batch: number): void {
+    const { modalities: count } = this.config;
+    if (modalities.length !== batch || modalities.some((k) => !Number.isInteger(k) || k < 0 || k >= count)) {
+      throw new Error(`expected one separate-decoder modality in 0..${count - 1} per sample (${batch}), got [${modalities.join(', ')}]`);
+    }
   }
 
   /** Checks the SRN's inputs before any work is done and returns the labels. */

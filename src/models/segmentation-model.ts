@@ -23,6 +23,11 @@ export interface TrainingInputs {
   priors?: Tensor;
   /** (B, H, W, D) integer class indices; required with `priors`. */
   labels?: Tensor;
+  /**
+   * SMML: per sample, the one modality (index in 0..K−1) whose encoder maps the separate decoder decodes, a
+   * quarter of its cost; absent: every modality. See `losses.separateModalities`.
+   */
+  separateModalities?: readonly number[];
 }
 
 /** What one branch computes in a training forward pass. Full-resolution maps are (B, C, H, W, D). */

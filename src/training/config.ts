@@ -110,6 +110,11 @@ const lossesSchema = z.strictObject({
   deepSupervisionWeights: z.array(z.number().min(0)).length(4).default([1, 1, 1, 1]),
   /** Weight of each separate-decoder task loss; the paper's code uses 1. */
   separateWeight: z.number().min(0).default(1),
+  /**
+   * 'all': the separate decoder decodes every modality of every sample (the paper's code). 'one': one modality per
+   * sample, drawn uniformly, whose task loss counts K times (an unbiased estimate of the sum at a quarter of the cost).
+   */
+  separateModalities: z.enum(['all', 'one']).default('all'),
 });
 
 const validationSchema = z.strictObject({

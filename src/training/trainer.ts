@@ -180,8 +180,10 @@ export class Trainer {
     const { config } = runConfig;
     this.paths = runPaths(runDir);
     this.stepsPerEpoch = config.training.stepsPerEpoch ?? loader.batchesPerEpoch;
-    const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, ...switches } = config.losses;
-    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, switches };
+    const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, separateModalities, ...switches } = config.losses;
+    // With one decoded modality per sample, its loss stands for the sum over the K modalities.
+    const separateScale = config.losses.separateModalities === 'one' ? runConfig.model.modalities : 1;
+    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight: separateWeight * separateScale, switches };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     // The configuration's family picks the network; each of its branches gets its own optimiser.
     torch.manualSeed(config.training.seed);
@@ -244,7 +246,13 @@ export class Trainer {
     const batchSize = batch.ids.length;
     const spatial = [patch, patch, patch];
     if (batch.channels.images !== modalities) throw new Error(`the cache holds ${batch.channels.images} image channels, the network expects ${modalities}`);
-    const subsets = drawSubsets(createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch)), batchSize, branches);
+    const rng = createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch));
+    const subsets = drawSubsets(rng, batchSize, branches);
+    // Drawn after the subsets, which therefore do not depend on this switch.
+    const separateModalities =
+      this.config.losses.separateModalities === 'one' && this.model.config.family === 'smml'
+        ? Array.from({ length: batchSize }, () => randInt(rng, 0, modalities))
+        : undefined;
     return torch.tidy(() => {
       const device = this.device;
       const images = torch.tensor(batch.images, [batchSize, modalities, ...spatial], { device });
@@ -252,7 +260,8 @@ export class Trainer {
       const onehot = torch.oneHot(labels, classes).permute(0, 4, 1, 2, 3).to('float32').contiguous();
       const masks = subsets.map((rows) => modalityMask(rows.map((s) => SUBSETS[s])).to(device));
       const priorData = batch.extras[PRIORS_ARRAY];
-      const inputs = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
+      const priors = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
+      const inputs = { ...priors, separateModalities };
       const outputs = this.model.forward(images, masks, inputs);
       const objective = branchObjectives(
         { branch1: predictionsOf(outputs[0]), branch2: outputs[1] && predictionsOf(outputs[1]), onehot, labels, epoch },

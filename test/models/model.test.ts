@@ -57,6 +57,26 @@ test('training outputs have the documented shapes for batch 1 and 2, dual and si
   }
 });
 
+test('the separate decoder on one chosen modality per sample equals that modality of the all-modality pass', () => {
+  const model = tinyModel({ refinement: { enabled: false } }).eval();
+  const { images } = inputs(2);
+  const masks = [modalityMask([[true, false, true, true], [false, true, false, false]]), modalityMask([[true, true, true, true], [true, false, false, true]])];
+  torch.tidy(() => {
+    const every = model.forward(images, masks);
+    const chosen = model.forward(images, masks, { separateModalities: [2, 0] });
+    for (const [b, output] of chosen.entries()) {
+      assert.equal(output.separate!.length, 1);
+      for (const [sample, k] of [[0, 2], [1, 0]]) {
+        const expected = every[b].separate![k].narrow(0, sample, 1);
+        assert.ok(maxAbsDiff(output.separate![0].narrow(0, sample, 1), expected) < 1e-5, `branch ${b}, sample ${sample}`);
+      }
+      assert.ok(maxAbsDiff(output.logits, every[b].logits) === 0, 'the fused prediction does not change');
+    }
+    assert.throws(() => model.forward(images, masks, { separateModalities: [4, 0] }), /one separate-decoder modality in 0\.\.3 per sample \(2\)/);
+    assert.throws(() => model.forward(images, masks, { separateModalities: [1] }), /per sample \(2\)/);
+  });
+});
+
 test('the refined logits need the SRN switched on and the priors given; labels are then required', () => {
   const { images, labels, priors } = inputs(1);
   const mask = modalityMask([[true, true, true, true]]);

@@ -44,6 +44,7 @@ describe('training configuration', () => {
       scaleByTauSquared: false,
       deepSupervisionWeights: [1, 1, 1, 1],
       separateWeight: 1,
+      separateModalities: 'all',
     });
     assert.equal(config.model.preset, 'cpu-small');
     assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2] });

@@ -352,6 +352,21 @@ describe('the single-branch baseline', () => {
   });
 });
 
+describe('one separate-decoder modality per sample', () => {
+  it('draws the same subsets and the same first-step task loss as decoding every modality', async () => {
+    const runs = ['all', 'one'].map((mode) => path.join(root, `separate-${mode}`));
+    for (const [i, mode] of ['all', 'one'].entries()) {
+      const config = tinyConfig('training.epochs=1', 'validation.every=0', `losses.separateModalities="${mode}"`);
+      assert.equal((await train(runs[i], { config })).status, 'finished');
+    }
+    const [all, one] = runs.map((dir) => stepRecords(readRunLog(runPaths(dir).log)));
+    assert.deepEqual(one.map((r) => r.subsets), all.map((r) => r.subsets));
+    const firstTerms = (records: LogRecord[]) => (records[0].branches as Record<string, number>[])[0];
+    assert.equal(firstTerms(one).task, firstTerms(all).task);
+    assert.notEqual(firstTerms(one).separate, firstTerms(all).separate);
+  });
+});
+
 describe('the plain U-Net', () => {
   const unetConfig = (...assignments: string[]) =>
     tinyConfig('model.preset=unet-tiny', 'training.epochs=1', 'training.stepsPerEpoch=2', 'validation.every=0', ...assignments);
