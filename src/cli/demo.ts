@@ -20,7 +20,7 @@ import { predictCase } from '../inference/predict.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { createProgress, formatDuration } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
-import { loadTrainedModel, runPaths } from '../training/run-dir.ts';
+import { loadTrainedModel, runPaths, type ValidationScores } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
@@ -157,9 +157,22 @@ function writeOverlay(runDir: string, dataRoot: string, caseId: string, reportDi
   return file;
 }
 
+/** Which weights the report evaluates, and the validation of the selected and of the last weights. */
+function modelSelectionText(runDir: string): string {
+  const validated = readRunLog(runPaths(runDir).log).filter((r) => r.type === 'epoch' && r.validation) as unknown as { epoch: number; validation: ValidationScores }[];
+  if (validated.length === 0) return "No validation ran: the evaluated weights are the last epoch's.";
+  const best = validated.reduce((a, b) => (b.validation.mean > a.validation.mean ? b : a));
+  const last = validated[validated.length - 1];
+  const dice = ({ dice: d, mean }: ValidationScores) => `WT ${(100 * d.WT).toFixed(1)}, TC ${(100 * d.TC).toFixed(1)}, ET ${(100 * d.ET).toFixed(1)}, mean ${(100 * mean).toFixed(1)}`;
+  return (
+    `The evaluated weights are those of epoch ${best.epoch + 1}, selected by validation Dice (${dice(best.validation)}; each region averaged over ` +
+    `the 15 subsets and the validation cases that contain it). The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`
+  );
+}
+
 function reportMarkdown(
   summary: EvaluationSummary,
-  context: { cases: number; size: number; test: string[]; minutes: number; overlayCase: string; priors: string },
+  context: { cases: number; size: number; test: string[]; minutes: number; overlayCase: string; priors: string; selection: string },
 ): string {
   const all = summary.subsets[summary.subsets.length - 1];
   const withT1ce = summary.subsets.filter((s) => s.subset[1]);
@@ -172,6 +185,8 @@ function reportMarkdown(
     `Wall-clock time of the whole demo: ${context.minutes.toFixed(1)} minutes.`,
     '',
     '## Dice (%) per modality subset',
+    '',
+    context.selection,
     '',
     diceTableMarkdown(summary),
     '',
@@ -193,7 +208,7 @@ function reportMarkdown(
     '',
     '![validation](validation.png)',
     '',
-    'Validation Dice with all four modalities: green WT, red TC, yellow ET.',
+    'Validation Dice (per region, mean over the 15 subsets and the validation cases that contain the region): green WT, red TC, yellow ET.',
     '',
     '## Segmentations',
     '',
@@ -232,9 +247,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const priors = priorQualityMarkdown(await measurePriors({ cacheDir, ids: trained.config.data.split.train }));
   const figures = writeCurves(runDir, reportDir);
   const overlay = writeOverlay(runDir, dataRoot, test[0], reportDir);
+  const selection = modelSelectionText(runDir);
   const minutes = (performance.now() - started) / 60000;
-  writeFileAtomic(path.join(reportDir, 'README.md'), reportMarkdown(summary, { cases: options.cases, size: options.size, test, minutes, overlayCase: test[0], priors }));
+  writeFileAtomic(path.join(reportDir, 'README.md'), reportMarkdown(summary, { cases: options.cases, size: options.size, test, minutes, overlayCase: test[0], priors, selection }));
   console.log(`\n${priors}\n`);
+  console.log(`${selection}\n`);
   console.log(diceTableMarkdown(summary));
   console.log('');
   console.log(`report: ${path.join(reportDir, 'README.md')} (tables, ${[...figures, overlay].join(', ')}); ${minutes.toFixed(1)} minutes in all`);
