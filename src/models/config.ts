@@ -110,8 +110,9 @@ const PAPER_REFINEMENT = { enabled: true, filters: [32, 64, 128, 256], reweightH
 
 /**
  * `paper`: the published sizes (b = 8, E = 512, FFN 4096, 8 heads, 128^3 patches).
- * `cpu-small`: the CPU demo, on the smallest valid patch (32^3; about 2 s per dual-branch step at batch 2
- *   on 2 cores — the full-resolution convolutions set that floor, not the widths).
+ * `cpu-small`: the CPU demo: the paper's widths (b = 8) with a narrower transformer on the smallest valid patch
+ *   (32^3; about 1 s per dual-branch training step at batch 2 on 2 cores). b = 4 learnt about 10 Dice points less
+ *   in the same number of steps (docs/learning.md).
  * `cpu-medium`: wider, on 48^3 patches, for longer CPU runs.
  * `tiny`: the smallest valid network, for tests.
  */
@@ -133,7 +134,7 @@ export const SMML_PRESETS = {
     family: 'smml',
     modalities: 4,
     classes: 4,
-    baseChannels: 4,
+    baseChannels: 8,
     embedDim: 64,
     ffnHidden: 128,
     heads: 4,
