@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { runDemo } from '../../src/cli/demo.ts';
+import { DEMO_RECIPE_FILE, runDemo } from '../../src/cli/demo.ts';
 import { readCaseManifest } from '../../src/data/cache.ts';
 import { PRIORS_ARRAY } from '../../src/priors/provider.ts';
 import { storedPriorRecord } from '../../src/priors/store.ts';
@@ -22,6 +22,11 @@ describe('runDemo', () => {
     await runDemo(options);
     const run = JSON.parse(fs.readFileSync(path.join(out, 'run', 'run.json'), 'utf8'));
     assert.deepEqual([run.config.losses.srn, run.config.losses.refinementKl, run.model.branches, run.model.refinement.enabled], [true, true, 2, true]);
+    // The recipe comes from configs/demo.json; the command line's epochs, steps and lr replace its own.
+    const recipe = JSON.parse(fs.readFileSync(DEMO_RECIPE_FILE, 'utf8'));
+    assert.deepEqual(run.config.losses.deepSupervisionWeights, recipe.losses.deepSupervisionWeights);
+    assert.equal(run.config.losses.separateModalities, recipe.losses.separateModalities);
+    assert.deepEqual([run.config.training.epochs, run.config.training.stepsPerEpoch, run.config.training.lr, run.config.training.seed], [1, 1, 1e-3, 3]);
     for (const id of run.data.split.train) {
       const manifest = readCaseManifest(path.join(out, 'cache'), id);
       assert.deepEqual(manifest.arrays[PRIORS_ARRAY].shape, [16, ...manifest.shape]);
@@ -32,6 +37,9 @@ describe('runDemo', () => {
       assert.ok(report.includes(heading), `report lacks "${heading}"`);
     }
     assert.match(report, /priors by builtin-intensity/);
+    // Five cases leave no validation case, so the report says the last weights are evaluated.
+    assert.equal(run.data.split.val.length, 0);
+    assert.ok(report.includes("No validation ran: the evaluated weights are the last epoch's."));
     const csv = fs.readFileSync(path.join(out, 'report', 'results.csv'), 'utf8').trim().split('\n');
     assert.equal(csv.length, 1 + 15 + 1, 'header, 15 subsets and the average');
     for (const png of ['loss.png', 'validation.png', 'overlays.png']) {
