@@ -89,19 +89,27 @@ export class UpStep extends torch.nn.Module {
   }
 }
 
-/** Conv3d (zero padding, no bias: the batch norm shifts) → BatchNorm3d → ReLU, for the refinement U-Net. */
-export class ConvBnRelu extends torch.nn.Module {
+/**
+ * Conv3d 3x3x3 (zero padding; no bias, the norm's shift replaces it) → a norm with affine parameters → LeakyReLU
+ * (slope 0 is ReLU). The refinement U-Net uses batch norm and ReLU; the plain U-Net instance norm and slope 0.01.
+ * The affine norm rules out the fused `instanceNormLeakyRelu` (the scale and shift sit between the two).
+ */
+export class ConvNormAct extends torch.nn.Module {
   readonly conv: torch.nn.Conv3d;
-  readonly norm: torch.nn.BatchNorm3d;
+  readonly norm: torch.nn.BatchNorm3d | torch.nn.InstanceNorm3d;
 
-  constructor(inChannels: number, outChannels: number, opts: { stride?: number } = {}) {
+  constructor(inChannels: number, outChannels: number, readonly opts: { norm: 'batch' | 'instance'; negativeSlope: number; stride?: number }) {
     super();
     this.conv = this.registerModule('conv', kaimingConv3d(inChannels, outChannels, 3, { stride: opts.stride, bias: false }));
-    this.norm = this.registerModule('norm', new torch.nn.BatchNorm3d(outChannels));
+    const norm = opts.norm === 'batch' ? new torch.nn.BatchNorm3d(outChannels) : new torch.nn.InstanceNorm3d(outChannels, { affine: true });
+    this.norm = this.registerModule('norm', norm);
   }
 
   forward(x: Tensor): Tensor {
-    return torch.tidy(() => this.norm.forward(this.conv.forward(x)).relu());
+    return torch.tidy(() => {
+      const normed = this.norm.forward(this.conv.forward(x));
+      return this.opts.negativeSlope === 0 ? normed.relu() : torch.leakyRelu(normed, this.opts.negativeSlope);
+    });
   }
 }
 

@@ -5,7 +5,7 @@
 // Prior channel order (as the prior store keeps them): class-major, then modality — channel c·K + k
 // holds class c's prior from modality k.
 import { torch, type Tensor } from '../engine/index.ts';
-import { kaimingConv3d, ConvBnRelu } from './blocks.ts';
+import { ConvNormAct, kaimingConv3d } from './blocks.ts';
 
 const LEAKY_SLOPE = 0.2;
 
@@ -31,6 +31,9 @@ export function regionStatistics(
     return torch.cat([meanInside, fraction], 2).transpose(1, 2);
   });
 }
+
+/** The refinement U-Net's block: conv → batch norm → ReLU. */
+const convBnRelu = (inChannels: number, outChannels: number, stride = 1) => new ConvNormAct(inChannels, outChannels, { norm: 'batch', negativeSlope: 0, stride });
 
 /**
  * Class-wise modality re-weighting: an MLP of 1x1x1 convs (K+1 → hidden… → K, LeakyReLU 0.2 between)
@@ -76,23 +79,23 @@ export class ModalityReweighting extends torch.nn.Module {
  * concatenation with the skip (skip first) and two conv–BN–ReLU blocks; a 1x1x1 conv to the classes.
  */
 export class RefinementUNet extends torch.nn.Module {
-  readonly down: ConvBnRelu[][];
+  readonly down: ConvNormAct[][];
   readonly up: torch.nn.ConvTranspose3d[];
-  readonly merge: ConvBnRelu[][];
+  readonly merge: ConvNormAct[][];
   readonly classifier: torch.nn.Conv3d;
 
   constructor(inChannels: number, filters: readonly number[], classes: number) {
     super();
     this.down = filters.map((f, l) => {
-      const first = l === 0 ? new ConvBnRelu(inChannels, f) : new ConvBnRelu(filters[l - 1], f, { stride: 2 });
-      return [this.registerModule(`down${l + 1}a`, first), this.registerModule(`down${l + 1}b`, new ConvBnRelu(f, f))];
+      const first = l === 0 ? convBnRelu(inChannels, f) : convBnRelu(filters[l - 1], f, 2);
+      return [this.registerModule(`down${l + 1}a`, first), this.registerModule(`down${l + 1}b`, convBnRelu(f, f))];
     });
     this.up = filters.slice(0, -1).map((f, l) =>
       this.registerModule(`up${l + 1}`, new torch.nn.ConvTranspose3d(filters[l + 1], f, 2, { stride: 2 })),
     );
     this.merge = filters.slice(0, -1).map((f, l) => [
-      this.registerModule(`merge${l + 1}a`, new ConvBnRelu(2 * f, f)),
-      this.registerModule(`merge${l + 1}b`, new ConvBnRelu(f, f)),
+      this.registerModule(`merge${l + 1}a`, convBnRelu(2 * f, f)),
+      this.registerModule(`merge${l + 1}b`, convBnRelu(f, f)),
     ]);
     this.classifier = this.registerModule('classifier', kaimingConv3d(filters[0], classes, 1));
   }

@@ -1,32 +1,12 @@
 // A plain 3D U-Net in nnU-Net's style, trained with modality dropout: the standard approach SMML is compared
 // with. The K modality images are its K input channels; a missing modality's channel is zeroed, per sample.
 import { torch, type Tensor } from '../engine/index.ts';
-import { checkModalityMask, kaimingConv3d, maskModalities } from './blocks.ts';
+import { checkModalityMask, ConvNormAct, kaimingConv3d, maskModalities } from './blocks.ts';
 import { parseModelConfigOf, unetDownsampling, type UNetModelConfig } from './config.ts';
 import type { SegmentationModel, SegmentationOutput, TrainingInputs } from './segmentation-model.ts';
 
-/** nnU-Net's LeakyReLU slope. */
-const LEAKY_SLOPE = 0.01;
-
-/**
- * Conv3d 3x3x3 (zero padding; no bias, the norm's shift replaces it) → InstanceNorm with affine parameters →
- * LeakyReLU(0.01). The affine norm rules out the fused `instanceNormLeakyRelu` (the scale and shift sit
- * between the two); libtorch's instance norm with weight and bias is faster than the fused op plus an affine step.
- */
-export class ConvNormAct extends torch.nn.Module {
-  readonly conv: torch.nn.Conv3d;
-  readonly norm: torch.nn.InstanceNorm3d;
-
-  constructor(inChannels: number, outChannels: number, opts: { stride?: number } = {}) {
-    super();
-    this.conv = this.registerModule('conv', kaimingConv3d(inChannels, outChannels, 3, { stride: opts.stride, bias: false }));
-    this.norm = this.registerModule('norm', new torch.nn.InstanceNorm3d(outChannels, { affine: true }));
-  }
-
-  forward(x: Tensor): Tensor {
-    return torch.tidy(() => torch.leakyRelu(this.norm.forward(this.conv.forward(x)), LEAKY_SLOPE));
-  }
-}
+/** nnU-Net's block: instance norm with affine parameters, LeakyReLU(0.01). */
+const NORM_ACT = { norm: 'instance', negativeSlope: 0.01 } as const;
 
 /** One resolution level: two ConvNormAct, the first optionally stride 2 (the encoder's downsampling). */
 export class ConvStage extends torch.nn.Module {
@@ -35,8 +15,8 @@ export class ConvStage extends torch.nn.Module {
 
   constructor(inChannels: number, outChannels: number, opts: { stride?: number } = {}) {
     super();
-    this.first = this.registerModule('first', new ConvNormAct(inChannels, outChannels, opts));
-    this.second = this.registerModule('second', new ConvNormAct(outChannels, outChannels));
+    this.first = this.registerModule('first', new ConvNormAct(inChannels, outChannels, { ...NORM_ACT, stride: opts.stride }));
+    this.second = this.registerModule('second', new ConvNormAct(outChannels, outChannels, NORM_ACT));
   }
 
   forward(x: Tensor): Tensor {
