@@ -39,7 +39,8 @@ function predict(p: BranchParameters, input: Tensor): Required<BranchPredictions
   const auxLogits = pointwise(p.aux, input);
   return {
     logits,
-    deepSupervisionProbs: [auxLogits.softmax(1), auxLogits.mul(2).softmax(1)],
+    // Four heads, as SMML's fusion decoder has (levels 5, 4, 3, 2).
+    deepSupervisionProbs: [1, 2, 0.5, -1].map((scale) => auxLogits.mul(scale).softmax(1)),
     separateProbs: [auxLogits.add(logits).softmax(1)],
     refinedLogits: pointwise(p.refined, input).add(logits),
     bottleneck: pointwise(p.features, torch.avgPool3d(input, 2)),
@@ -137,6 +138,13 @@ test('each switch removes its term; PBC temperature settings are passed on', () 
   assertClose(withoutFc.total.item(), withoutFc.branch1.total.item() + withoutFc.branch2!.total.item(), 1e-12, 'total without fc');
   const plainPbc = pixelBidirectionalLoss(b1.logits, b2.logits, onehot, { tau: 2, scaleByTauSquared: false }).branch1.item();
   assertClose(run({}, { tau: 2, scaleByTauSquared: false }).branch1.terms.pbc!.item(), plainPbc, 1e-12, 'pbc with tau 2');
+  // Auxiliary weights: head h counts weights[h] times, each separate prediction separateWeight times; weight 0 drops a head.
+  const weights = [0, 0.125, 0.25, 0.5];
+  const weighted = run({}, { deepSupervisionWeights: weights, separateWeight: 0.25 }).branch1.terms;
+  const heads = b1.deepSupervisionProbs.map((p) => taskLoss(p, onehot).item());
+  assertClose(weighted.deepSupervision!.item(), heads.reduce((sum, h, i) => sum + weights[i] * h, 0), 1e-12, 'weighted deep supervision');
+  assertClose(weighted.separate!.item(), 0.25 * sumOf(b1.separateProbs.map((p) => taskLoss(p, onehot))), 1e-12, 'weighted separate decoder');
+  assert.throws(() => run({}, { deepSupervisionWeights: [1, 1] }), /2 deep-supervision weights for 4 heads \(branch1\)/);
 });
 
 test('single-branch mode counts only branch 1 own terms and needs no bottleneck', () => {

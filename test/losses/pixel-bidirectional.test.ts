@@ -19,14 +19,15 @@ test('pixelBidirectionalLoss matches the hand calculation on three voxels', () =
   // Class-1 probabilities at temperature τ.
   const p1 = [sigmoidOfGap(2 / tau, 0), sigmoidOfGap(0, 1 / tau), sigmoidOfGap(1 / tau, 0)];
   const p2 = [sigmoidOfGap(0, 0), sigmoidOfGap(0, 3 / tau), sigmoidOfGap(0.5 / tau, 0)];
-  const branch1 = tau * tau * binaryKl(p2[1], p1[1]);
-  const branch2 = (tau * tau * (binaryKl(p1[0], p2[0]) + binaryKl(p1[2], p2[2]))) / 2;
-  const scaled = pixelBidirectionalLoss(logits1, logits2, onehot);
-  assertClose(scaled.branch1.item(), branch1, 1e-12, 'branch1');
-  assertClose(scaled.branch2.item(), branch2, 1e-12, 'branch2');
-  const unscaled = pixelBidirectionalLoss(logits1, logits2, onehot, { tau, scaleByTauSquared: false });
-  assertClose(unscaled.branch1.item(), branch1 / 36, 1e-12, 'unscaled branch1');
-  assertClose(unscaled.branch2.item(), branch2 / 36, 1e-12, 'unscaled branch2');
+  // The paper's equation: no τ² factor (the default); the switch multiplies by τ² = 36.
+  const branch1 = binaryKl(p2[1], p1[1]);
+  const branch2 = (binaryKl(p1[0], p2[0]) + binaryKl(p1[2], p2[2])) / 2;
+  const plain = pixelBidirectionalLoss(logits1, logits2, onehot);
+  assertClose(plain.branch1.item(), branch1, 1e-12, 'branch1');
+  assertClose(plain.branch2.item(), branch2, 1e-12, 'branch2');
+  const scaled = pixelBidirectionalLoss(logits1, logits2, onehot, { tau, scaleByTauSquared: true });
+  assertClose(scaled.branch1.item(), branch1 * 36, 1e-12, 'scaled branch1');
+  assertClose(scaled.branch2.item(), branch2 * 36, 1e-12, 'scaled branch2');
 });
 
 interface ReferencePbc {
@@ -54,7 +55,7 @@ function referencePbc(l1: ArrayLike<number>, l2: ArrayLike<number>, labels: numb
     }
   }
   const n12 = batch * voxels - n21;
-  return { branch1: n21 ? (tau * tau * sum1) / n21 : 0, branch2: n12 ? (tau * tau * sum2) / n12 : 0, transfer };
+  return { branch1: n21 ? sum1 / n21 : 0, branch2: n12 ? sum2 / n12 : 0, transfer };
 }
 
 function randomCase(seed: number) {
@@ -91,12 +92,12 @@ test('transfer direction: only the less reliable branch receives gradient at eac
       const at = (grad: number[]) => Array.from({ length: classes }, (_, c) => grad[(b * classes + c) * voxels + v]);
       const soft1 = softmaxAt(z1, classes, voxels, b, v, tau);
       const soft2 = softmaxAt(z2, classes, voxels, b, v, tau);
-      // d/dz [τ² KL(p ‖ σ(z/τ))] = τ (σ(z/τ) − p), divided by the mask size.
+      // d/dz KL(p ‖ σ(z/τ)) = (σ(z/τ) − p) / τ, divided by the mask size.
       if (reference.transfer[b * voxels + v]) {
-        assertAllClose(at(grad1), soft1.map((q, c) => (tau * (q - soft2[c])) / n21), 1e-10, `grad1 at ${b},${v}`);
+        assertAllClose(at(grad1), soft1.map((q, c) => (q - soft2[c]) / tau / n21), 1e-10, `grad1 at ${b},${v}`);
         assert.ok(at(grad2).every((g) => g === 0), `grad2 at ${b},${v}`);
       } else {
-        assertAllClose(at(grad2), soft2.map((q, c) => (tau * (q - soft1[c])) / n12), 1e-10, `grad2 at ${b},${v}`);
+        assertAllClose(at(grad2), soft2.map((q, c) => (q - soft1[c]) / tau / n12), 1e-10, `grad2 at ${b},${v}`);
         assert.ok(at(grad1).every((g) => g === 0), `grad1 at ${b},${v}`);
       }
     }
