@@ -164,9 +164,10 @@ function modelSelectionText(runDir: string): string {
   const best = validated.reduce((a, b) => (b.validation.mean > a.validation.mean ? b : a));
   const last = validated[validated.length - 1];
   const dice = ({ dice: d, mean }: ValidationScores) => `WT ${(100 * d.WT).toFixed(1)}, TC ${(100 * d.TC).toFixed(1)}, ET ${(100 * d.ET).toFixed(1)}, mean ${(100 * mean).toFixed(1)}`;
+  const lastText = last.epoch === best.epoch ? 'They are also the last epoch’s.' : `The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`;
   return (
     `The evaluated weights are those of epoch ${best.epoch + 1}, selected by validation Dice (${dice(best.validation)}; each region averaged over ` +
-    `the 15 subsets and the validation cases that contain it). The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`
+    `the 15 subsets and the validation cases that contain it). ${lastText}`
   );
 }
 
