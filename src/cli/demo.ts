@@ -20,9 +20,10 @@ import { predictCase } from '../inference/predict.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { createProgress, formatDuration } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
+import type { BestModel } from '../training/checkpoint.ts';
 import { loadTrainedModel, runPaths, type ValidationScores } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
-import { createTrainer } from '../training/trainer.ts';
+import { createTrainer, type TrainResult } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { runWithSignals } from './train.ts';
@@ -157,18 +158,18 @@ function writeOverlay(runDir: string, dataRoot: string, caseId: string, reportDi
   return file;
 }
 
-/** Which weights the report evaluates, and the validation of the selected and of the last weights. */
+/** Which weights the report evaluates, and the validation of the selected and of the last weights (the trainer's own record). */
 function modelSelectionText(runDir: string): string {
-  const validated = readRunLog(runPaths(runDir).log).filter((r) => r.type === 'epoch' && r.validation) as unknown as { epoch: number; validation: ValidationScores }[];
-  if (validated.length === 0) return "No validation ran: the evaluated weights are the last epoch's.";
-  const best = validated.reduce((a, b) => (b.validation.mean > a.validation.mean ? b : a));
-  const last = validated[validated.length - 1];
+  const finished = readRunLog(runPaths(runDir).log).find((r) => r.type === 'finished') as { best?: BestModel | null; last?: TrainResult['last'] } | undefined;
+  const best = finished?.best;
+  if (!best) return "No validation ran: the evaluated weights are the last epoch's.";
   const dice = ({ dice: d, mean }: ValidationScores) => `WT ${(100 * d.WT).toFixed(1)}, TC ${(100 * d.TC).toFixed(1)}, ET ${(100 * d.ET).toFixed(1)}, mean ${(100 * mean).toFixed(1)}`;
-  const lastText = last.epoch === best.epoch ? 'They are also the last epoch’s.' : `The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`;
-  return (
+  const last = finished.last;
+  const selected =
     `The evaluated weights are those of epoch ${best.epoch + 1}, selected by validation Dice (${dice(best.validation)}; each region averaged over ` +
-    `the 15 subsets and the validation cases that contain it). ${lastText}`
-  );
+    'the 15 subsets and the validation cases that contain it).';
+  if (!last) return selected;
+  return `${selected} ${last.epoch === best.epoch ? 'They are also the last epoch’s.' : `The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`}`;
 }
 
 function reportMarkdown(

@@ -166,6 +166,8 @@ export class Trainer {
   private last: TrainResult['last'] = null;
   private stopRequested = false;
   private readonly objectiveConfig: ObjectiveConfig;
+  /** `losses.separateModalities` is 'one' and the network has a separate decoder: each step draws one modality per sample. */
+  private readonly separateDecodesOneModality: boolean;
   private readonly log: RunLog;
   private validationCases: EvaluationCase[] | undefined;
 
@@ -181,8 +183,9 @@ export class Trainer {
     this.paths = runPaths(runDir);
     this.stepsPerEpoch = config.training.stepsPerEpoch ?? loader.batchesPerEpoch;
     const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, separateModalities, ...switches } = config.losses;
+    this.separateDecodesOneModality = separateModalities === 'one' && runConfig.model.family === 'smml';
     // With one decoded modality per sample, its loss stands for the sum over the K modalities.
-    const separateScale = config.losses.separateModalities === 'one' ? runConfig.model.modalities : 1;
+    const separateScale = this.separateDecodesOneModality ? runConfig.model.modalities : 1;
     this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight: separateWeight * separateScale, switches };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     // The configuration's family picks the network; each of its branches gets its own optimiser.
@@ -249,10 +252,7 @@ export class Trainer {
     const rng = createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch));
     const subsets = drawSubsets(rng, batchSize, branches);
     // Drawn after the subsets, which therefore do not depend on this switch.
-    const separateModalities =
-      this.config.losses.separateModalities === 'one' && this.model.config.family === 'smml'
-        ? Array.from({ length: batchSize }, () => randInt(rng, 0, modalities))
-        : undefined;
+    const separateModalities = this.separateDecodesOneModality ? Array.from({ length: batchSize }, () => randInt(rng, 0, modalities)) : undefined;
     return torch.tidy(() => {
       const device = this.device;
       const images = torch.tensor(batch.images, [batchSize, modalities, ...spatial], { device });
