@@ -64,7 +64,7 @@ function oracleCase(id: string, etSide: number): EvaluationCase {
   const images = new Float32Array(4 * label.length).fill(1);
   images.set(label);
   // Cropped from a larger acquisition grid: a region missed on one side scores that grid's diagonal.
-  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20] };
+  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20], cropBox: { start: [0, 0, 0], end: [X, Y, Z] } };
 }
 
 test('voxel spacing is the length of the affine columns', () => {
