@@ -60,6 +60,23 @@ function writeViewerVolume(source: string, target: string): void {
   writeVolume(target, volume.data, volume.shape, volume);
 }
 
+/** Centre of the non-zero voxels of an (I, J, K) i-fastest label map as fractions of the grid; undefined when empty. */
+export function labelCentre(labels: ArrayLike<number | bigint>, shape: readonly [number, number, number]): [number, number, number] | undefined {
+  const [I, J] = shape;
+  const sum = [0, 0, 0];
+  let count = 0;
+  for (let index = 0; index < labels.length; index++) {
+    if (Number(labels[index]) === 0) continue;
+    sum[0] += index % I;
+    sum[1] += Math.floor(index / I) % J;
+    sum[2] += Math.floor(index / (I * J));
+    count++;
+  }
+  if (count === 0) return undefined;
+  // Voxel v covers [v, v + 1) of the grid: its centre is at (v + 0.5) / size.
+  return [0, 1, 2].map((axis) => (sum[axis]! / count + 0.5) / shape[axis]!) as [number, number, number];
+}
+
 export interface ViewerRecorder {
   /** For `evaluateDataset`'s `onPredictions`: writes the case's volumes when it is one the viewer shows. */
   onPredictions: (predictions: CasePredictions) => void;
@@ -99,12 +116,13 @@ export function viewerRecorder(
       truth = { name: 'ground truth', url: url(VIEWER_DATA_DIR, id, 'truth.nii.gz') };
     }
     const reference = readVolume(entry.label ?? entry.modalities.flair);
+    const focus = entry.label ? labelCentre(reference.data, gridShape) : undefined;
     const overlays = labels.map((classes, s) => {
       const file = `prediction-${subsetSlug(subsets[s]!)}.nii.gz`;
       writeVolume(path.join(caseDir, file), uncropFromCOrder(toLabelValues(classes, convention.values), cropBox, gridShape), [...gridShape], reference);
       return { name: subsetName(subsets[s]!), url: url(VIEWER_DATA_DIR, id, file) };
     });
-    written.push({ id, images, truth, overlays });
+    written.push({ id, images, truth, overlays, focus });
   };
 
   const manifest = (result: EvaluationResult): ViewerManifest => ({

@@ -162,7 +162,7 @@ describe('report in chromium', { skip }, () => {
     const charts = await page.locator('figure svg.marks').count();
     assert.equal(charts, 3, 'Dice and HD95 heat maps and the per-case Dice');
     const titles = await page.locator('figure svg.marks').evaluateAll((svgs) =>
-      svgs.map((svg) => [...svg.querySelectorAll('.role-axis-title text')].map((text) => text.textContent)),
+      svgs.map((svg) => Array.from(svg.querySelectorAll('.role-axis-title text'), (text) => text.textContent)),
     );
     for (const axisTitles of titles) assert.ok(axisTitles.length >= 1, JSON.stringify(titles));
     assert.ok(titles.flat().includes('Dice (%)'));

@@ -114,7 +114,11 @@ async function start(root: HTMLElement, manifest: ViewerManifest): Promise<void>
   };
 
   let loads = 0;
+  /** The crosshair moves to a case's focus when the case is first shown, and stays where the user puts it after. */
+  let shownCase = -1;
   const show = async () => {
+    const caseChanged = shownCase !== state.caseIndex;
+    shownCase = state.caseIndex;
     const entry = current();
     const overlay = entry.overlays[state.overlayIndex];
     const load = ++loads;
@@ -136,6 +140,10 @@ async function start(root: HTMLElement, manifest: ViewerManifest): Promise<void>
       nv.volumes[index]!.opacity = state.opacity;
     }
     nv.updateGLVolume();
+    if (caseChanged && entry.focus) {
+      nv.scene.crosshairPos = [...entry.focus];
+      nv.drawScene();
+    }
     root.dataset.overlay = overlay?.name ?? '';
     root.dataset.viewer = 'ready';
   };

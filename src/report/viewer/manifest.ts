@@ -27,6 +27,8 @@ export interface ViewerCase {
   /** Ground-truth segmentation, when there is one. */
   truth?: ViewerVolume;
   overlays: ViewerOverlay[];
+  /** Where the crosshair starts, as fractions (0–1) of the grid along i, j, k: the tumour's centre when known. */
+  focus?: [number, number, number];
 }
 
 export interface ViewerManifest {
