@@ -69,7 +69,7 @@ export function subsetHeatMaps(summary: EvaluationSummary): Chart[] {
 export function perCaseDiceChart(result: EvaluationResult): Chart {
   const subsetOrder = result.subsets.map(subsetName);
   const values = result.cases.flatMap((entry) =>
-    result.subsets.flatMap((subset, s) => REGIONS.map((region) => ({ case: entry.id, subset: subsetName(subset), region, dice: 100 * entry.scores[s]!.dice[region] }))),
+    result.subsets.flatMap((subset, s) => REGIONS.map((region) => ({ subset: subsetName(subset), region, dice: 100 * entry.scores[s]!.dice[region] }))),
   );
   return {
     name: 'per-case-dice',
@@ -89,7 +89,6 @@ export function perCaseDiceChart(result: EvaluationResult): Chart {
           mark: { type: 'point', filled: true, size: 28, opacity: 0.7 },
           encoding: {
             x: { field: 'dice', type: 'quantitative', title: 'Dice (%)', scale: { domain: [0, 100] } },
-            tooltip: [{ field: 'case' }, { field: 'subset' }, { field: 'region' }, { field: 'dice', format: '.1f' }],
           },
         },
         {
