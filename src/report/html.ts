@@ -66,7 +66,7 @@ export function reportPage(title: string, markdown: string, figures: readonly Pa
         `<p>Each held-out case with its four sequences, the ground truth and the prediction from any modality subset; pick a subset on the right (that case's Dice per region beside it). Drag to move the crosshair or rotate the 3D view; scroll to change slices.</p>`,
         `<div id="${VIEWER_ELEMENT_ID}" data-viewer="loading"><p class="viewer-message">Loading the viewer…</p></div>`,
         `<script type="application/json" id="${MANIFEST_ELEMENT_ID}">${scriptJson(viewer)}</script>`,
-        `<script type="module" src="${VIEWER_SCRIPT}"></script>`,
+        `<script src="${VIEWER_SCRIPT}" defer></script>`,
       ].join('\n')
     : '';
   const navigation = viewer ? '<nav><a href="#top">Report</a><a href="#viewer-section">3D viewer</a></nav>' : '';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { evaluateRun } from '../../src/cli/evaluate.ts';
@@ -169,6 +169,15 @@ describe('report in chromium', { skip }, () => {
     assert.ok(titles.flat().includes('available sequences'));
     await page.locator('#dice-heatmap').screenshot({ path: path.join(SCREENSHOTS, 'dice-heatmap.png') });
     assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  it('opened from disk, the page shows its charts and says the viewer needs smml view', async () => {
+    const page = await browser!.newPage();
+    await page.goto(pathToFileURL(path.join(runDir, 'evaluation', 'report', 'index.html')).href);
+    await page.waitForSelector('#viewer[data-viewer^="error"]');
+    assert.match((await page.locator('#viewer').textContent()) ?? '', /open this report with `smml view <folder>`/);
+    assert.equal(await page.locator('figure svg.marks').count(), 3);
     await page.close();
   });
 

@@ -7,12 +7,12 @@ const ENTRY = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 let cached: Promise<string> | undefined;
 
-/** The viewer as one minified ES module script; built once per process. */
+/** The viewer as one minified classic script (a module script would not load from a page opened from disk); built once per process. */
 export function viewerBundle(): Promise<string> {
   cached ??= build({
     entryPoints: [ENTRY],
     bundle: true,
-    format: 'esm',
+    format: 'iife',
     platform: 'browser',
     target: 'es2022',
     minify: true,
