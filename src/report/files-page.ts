@@ -3,8 +3,8 @@
 import * as path from 'node:path';
 import { readVolume } from '../data/volume.ts';
 import { reportPage } from './html.ts';
-import { labelLegend } from './viewer-data.ts';
-import type { ViewerManifest, ViewerVolume } from './viewer/manifest.ts';
+import { labelCentre, labelLegend } from './viewer-data.ts';
+import type { ViewerCase, ViewerManifest, ViewerVolume } from './viewer/manifest.ts';
 
 /** A label map holds few distinct non-negative integers; anything else is an image. */
 const MAX_LABELS = 16;
@@ -31,9 +31,12 @@ export interface ServedFile {
 export function filesPage(files: readonly ServedFile[]): string {
   const images: ViewerVolume[] = [];
   const overlays: ViewerVolume[] = [];
+  let focus: ViewerCase['focus'];
   for (const { file, url } of files) {
     const volume = readVolume(file);
-    (isLabelMap(volume.data) ? overlays : images).push({ name: path.basename(file), url });
+    const labelled = isLabelMap(volume.data);
+    (labelled ? overlays : images).push({ name: path.basename(file), url });
+    if (labelled) focus ??= labelCentre(volume.data, volume.shape.slice(0, 3) as [number, number, number]);
   }
   if (images.length === 0) {
     throw new Error(`${files.map((entry) => entry.file).join(', ')}: only label maps given; add at least one image (a sequence) to draw them over`);
@@ -41,7 +44,7 @@ export function filesPage(files: readonly ServedFile[]): string {
   const manifest: ViewerManifest = {
     overlayTitle: 'label map',
     labels: labelLegend('brats2018'),
-    cases: [{ id: 'files', images, overlays }],
+    cases: [{ id: 'files', images, overlays, focus }],
   };
   const list = files.map((entry) => `- \`${path.resolve(entry.file)}\``).join('\n');
   return reportPage('smml view', `# smml view\n\n${list}\n`, [], manifest);

@@ -21,8 +21,6 @@ export interface ReportContent {
   /** The report in Markdown; figures appear where it links `<name>.png` (see `figureMarkdown`). */
   markdown: string;
   figures: readonly ReportFigure[];
-  /** The Markdown file's name in the folder; default README.md. */
-  markdownFile?: string;
   viewer?: ViewerManifest;
 }
 
@@ -40,14 +38,14 @@ export async function renderCharts(charts: readonly Chart[]): Promise<{ figures:
   return { figures: rendered, markdown: rendered.map((chart) => figureMarkdown(chart.name, title(chart), chart.caption)).join('\n') };
 }
 
-/** Writes `<dir>/README.md` (or `markdownFile`), every figure as `<name>.png`, index.html and, with a viewer, viewer.js. */
+/** Writes `<dir>/README.md`, every figure as `<name>.png`, index.html and, with a viewer, viewer.js; returns their names. */
 export async function writeReport(dir: string, content: ReportContent): Promise<string[]> {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (error) {
     throw new Error(`${dir}: cannot create the report folder (${(error as Error).message})`);
   }
-  const markdownFile = content.markdownFile ?? 'README.md';
+  const markdownFile = 'README.md';
   for (const figure of content.figures) writeFileAtomic(path.join(dir, `${figure.name}.png`), figure.png);
   writeFileAtomic(path.join(dir, markdownFile), content.markdown);
   if (content.viewer) writeFileAtomic(path.join(dir, VIEWER_SCRIPT), await viewerBundle());
