@@ -17,6 +17,8 @@ function heatMap(summary: EvaluationSummary, metric: 'dice' | 'hausdorff95'): Ch
     columns.map((column) => ({ subset: row.name, region: column, value: dice ? 100 * row.dice[column] : row.hausdorff95[column] })),
   );
   const title = dice ? 'Dice (%)' : 'HD95 (mm)';
+  // Cell text turns white over the darker half of the colour scale.
+  const darkFrom = dice ? 50 : Math.max(...values.map((v) => v.value)) / 2;
   const cellTitle = dice ? 'mean Dice over cases (%)' : 'mean HD95 over cases (mm)';
   return {
     name: dice ? 'dice-heatmap' : 'hd95-heatmap',
@@ -50,7 +52,7 @@ function heatMap(summary: EvaluationSummary, metric: 'dice' | 'hausdorff95'): Ch
           encoding: {
             text: { field: 'value', type: 'quantitative', format: '.1f' },
             color: {
-              condition: { test: dice ? 'datum.value > 60' : 'datum.value > 0', value: 'white' },
+              condition: { test: `datum.value > ${darkFrom}`, value: 'white' },
               value: 'black',
             },
           },
