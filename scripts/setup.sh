@@ -25,6 +25,11 @@ if [ -z "${LIBTORCH:-}" ] && ! compgen -G "/usr/lib/*/openblas-openmp/libblas.so
   want_apt+=(libopenblas0-openmp)
 fi
 
+# The report's PNG charts are drawn by resvg with the system's fonts (DejaVu Sans); the browser tests drive
+# Debian's chromium (they are skipped, saying so, without it).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || want_apt+=(fonts-dejavu-core)
+command -v chromium >/dev/null 2>&1 || want_apt+=(chromium)
+
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     say "installing ${need_apt[*]} ${want_apt[*]} with apt-get (one time, a few minutes)"
@@ -36,7 +41,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
     say "  sudo apt-get install -y ${need_apt[*]} ${want_apt[*]}"
     exit 1
   else
-    say "matrix products will be slow without OpenBLAS; install it once with: sudo apt-get install -y ${want_apt[*]}"
+    say "optional packages missing (OpenBLAS: fast matrix products; fonts-dejavu-core: text in PNG charts; chromium: browser tests); install them once with: sudo apt-get install -y ${want_apt[*]}"
   fi
 fi
 

@@ -11,13 +11,15 @@ import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
 import { ablationCsv, ablationRow, ablationTableMarkdown, type AblationRow, type RegionValues } from '../evaluation/tables.ts';
 import { createProgress } from '../progress.ts';
+import { ablationChart } from '../report/evaluation-charts.ts';
+import { renderCharts, REPORT_PAGE, writeReport } from '../report/report.ts';
 import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig, type AblationVariant } from '../training/ablation.ts';
 import { usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
 import { nonNegativeIntegerList } from './arguments.ts';
-import { evaluateRun } from './evaluate.ts';
+import { evaluateRun, REPORT_DIR } from './evaluate.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { addTrainingOptions, bestValidationLine, resolveConfig, runWithSignals, type TrainOptions } from './train.ts';
 
@@ -86,6 +88,7 @@ export async function runAblation(
   seeds?: readonly number[],
 ): Promise<AblationRow[] | null> {
   const rows: AblationRow[] = [];
+  const reports: string[] = [];
   for (const variant of variants) {
     const config = variantConfig(base, variant);
     if (usesRefinement(config)) console.log(`${variant.name}: semantic priors by ${(await ensurePriors(config)).join(', ')}`);
@@ -96,12 +99,17 @@ export async function runAblation(
       const label = seeds ? `${variant.name} (seed ${run.seed})` : variant.name;
       if (!(await trainVariant(run.dir, seeded, variant, label))) return null;
       perSeed.push(await evaluateVariant(run.dir, config.training.device));
+      reports.push(`- [${label}](${path.relative(path.join(outDir, REPORT_DIR), path.join(run.dir, 'evaluation', REPORT_DIR, REPORT_PAGE)).split(path.sep).join('/')})`);
     }
     rows.push(ablationRow(variant.name, variant.description, runs.map((run) => run.seed), perSeed));
   }
   const seedText = seeds && seeds.length > 1 ? `; mean ± sample sd over seeds ${seeds.join(', ')}` : '';
   const document = { format: 'smml-ablation', metric: 'mean Dice over the 15 modality subsets on the test split', rows };
-  writeFileAtomic(path.join(outDir, 'ablation.md'), `# Ablation (mean Dice %, 15 modality subsets, test split${seedText})\n\n${ablationTableMarkdown(rows)}\n`);
+  const heading = `# Ablation (mean Dice %, 15 modality subsets, test split${seedText})`;
+  writeFileAtomic(path.join(outDir, 'ablation.md'), `${heading}\n\n${ablationTableMarkdown(rows)}\n`);
+  const chart = await renderCharts([ablationChart(rows)]);
+  const markdown = [heading, '', ablationTableMarkdown(rows), '', chart.markdown, '## Each run', '', 'Its 15-subset tables, charts and 3D viewer:', '', ...reports, ''].join('\n');
+  await writeReport(path.join(outDir, REPORT_DIR), { title: 'smml ablation', markdown, figures: chart.figures });
   writeFileAtomic(path.join(outDir, 'ablation.csv'), ablationCsv(rows));
   writeFileAtomic(path.join(outDir, 'ablation.json'), `${JSON.stringify(document, null, 2)}\n`);
   return rows;
@@ -126,6 +134,6 @@ export function registerAblateCommand(program: Command): Command {
         process.exitCode = 130;
         return;
       }
-      console.log(`\n${ablationTableMarkdown(rows)}\n\nablation.md, ablation.csv, ablation.json written to ${outDir}`);
+      console.log(`\n${ablationTableMarkdown(rows)}\n\nablation.md, ablation.csv, ablation.json and report/ written to ${outDir} (\`smml view ${options.out}\` serves the report)`);
     });
 }

@@ -8,17 +8,19 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverBrats } from '../data/brats.ts';
-import { writeFileAtomic } from '../data/files.ts';
-import { MODALITIES, SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
-import { writeSlicePreview, type PreviewVolume } from '../data/preview.ts';
+import { SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
+import type { PreviewVolume } from '../data/preview.ts';
 import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
 import { readVolume } from '../data/volume.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
-import { movingAverage, writeLineChart } from '../evaluation/plot.ts';
-import { diceTableMarkdown, hausdorffTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
-import { predictCase } from '../inference/predict.ts';
+import { diceTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { createProgress, formatDuration } from '../progress.ts';
+import { overlayFigure } from '../report/overlay-figure.ts';
+import { figureMarkdown, REPORT_PAGE, writeReport } from '../report/report.ts';
+import { evaluationSection, joinSections, textSection, trainingSection, type ReportSection } from '../report/sections.ts';
+import { subsetSlug, VIEWER_DATA_DIR, viewerRecorder } from '../report/viewer-data.ts';
+import type { ViewerLabel } from '../report/viewer/manifest.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
 import type { BestModel } from '../training/checkpoint.ts';
 import { loadTrainedModel, runPaths, type ValidationScores } from '../training/run-dir.ts';
@@ -114,48 +116,29 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
   console.log(`training: ${formatDuration(result.secondsPerStep * result.position.step)} of steps, ${result.secondsPerStep.toFixed(2)} s per step`);
 }
 
-function writeCurves(runDir: string, reportDir: string): string[] {
-  const records = readRunLog(runPaths(runDir).log);
-  const steps = records.filter((r) => r.type === 'step');
-  const losses = steps.map((r) => Number(r.loss));
-  const x = steps.map((r) => Number(r.step));
-  const smoothed = movingAverage(losses, Math.max(1, Math.round(steps.length / 40)));
-  writeLineChart(path.join(reportDir, 'loss.png'), [
-    { color: [170, 190, 230], points: x.map((s, i) => [s, losses[i]] as const) },
-    { color: [20, 60, 160], points: x.map((s, i) => [s, smoothed[i]] as const) },
-  ]);
-  const validations = records.filter((r) => r.type === 'epoch' && r.validation) as unknown as { epoch: number; validation: { dice: Record<string, number> } }[];
-  const regionColours: Record<string, [number, number, number]> = { WT: [40, 150, 60], TC: [200, 40, 40], ET: [230, 170, 0] };
-  writeLineChart(
-    path.join(reportDir, 'validation.png'),
-    Object.entries(regionColours).map(([region, color]) => ({ color, points: validations.map((v) => [v.epoch + 1, v.validation.dice[region]] as const) })),
-  );
-  return ['loss.png', 'validation.png'];
-}
-
-function writeOverlay(runDir: string, dataRoot: string, caseId: string, reportDir: string): string {
-  const dataset = discoverBrats(dataRoot);
-  const entry = dataset.cases.find((c) => c.id === caseId);
-  if (!entry?.label) throw new Error(`demo: test case ${caseId} not found in ${dataRoot}`);
-  const trained = loadTrainedModel(runDir);
-  const inference = { model: trained.model, labelValues: trained.labelConvention.values };
-  const flair = readVolume(entry.modalities.flair);
-  const t1ce = readVolume(entry.modalities.t1ce);
-  const truth = readVolume(entry.label);
-  const volumes: PreviewVolume[] = [
-    { name: 'FLAIR', data: flair.data, shape: flair.shape },
-    { name: 'T1ce', data: t1ce.data, shape: t1ce.shape },
-    { name: 'ground truth', data: truth.data, shape: truth.shape, kind: 'label' },
+/** The labelled overlay figure of one case: FLAIR, T1ce, the ground truth and the predictions the viewer data hold. */
+function overlaySection(reportDir: string, caseId: string, labels: readonly ViewerLabel[]): ReportSection {
+  const caseDir = path.join(reportDir, VIEWER_DATA_DIR, caseId);
+  const read = (file: string) => readVolume(path.join(caseDir, file));
+  const image = (name: string, file: string): PreviewVolume => {
+    const volume = read(file);
+    return { name, data: volume.data, shape: volume.shape };
+  };
+  const label = (name: string, file: string): PreviewVolume => ({ ...image(name, file), kind: 'label' });
+  const volumes = [
+    image('FLAIR', 'flair.nii.gz'),
+    image('T1ce', 't1ce.nii.gz'),
+    label('ground truth', 'truth.nii.gz'),
+    ...OVERLAY_SUBSETS.map((subset) => label(subsetName(subset), `prediction-${subsetSlug(subset)}.nii.gz`)),
   ];
-  for (const subset of OVERLAY_SUBSETS) {
-    const files = Object.fromEntries(MODALITIES.filter((_, i) => subset[i]).map((m) => [m, entry.modalities[m]]));
-    const prediction = predictCase(inference, files);
-    volumes.push({ name: subsetName(subset), data: prediction.labels, shape: prediction.shape, kind: 'label' });
-  }
-  trained.model.dispose();
-  const file = 'overlays.png';
-  writeSlicePreview(path.join(reportDir, file), volumes);
-  return file;
+  const figure = overlayFigure(path.join(reportDir, 'overlays.png'), volumes, labels);
+  const caption =
+    `Case ${caseId}, the axial slice with the most tumour. Panels: FLAIR and T1ce, then the ground truth and the predictions ` +
+    'from the named subsets drawn over FLAIR.';
+  return {
+    markdown: ['## Segmentations', '', figureMarkdown('overlays', 'segmentations', caption), 'The 3D viewer of index.html shows every test case and subset (`smml view` serves it).', ''].join('\n'),
+    figures: [{ name: 'overlays', ...figure }],
+  };
 }
 
 /** Which weights the report evaluates, and the validation of the selected and of the last weights (the trainer's own record). */
@@ -172,10 +155,7 @@ function modelSelectionText(runDir: string): string {
   return `${selected} ${last.epoch === best.epoch ? 'They are also the last epoch’s.' : `The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`}`;
 }
 
-function reportMarkdown(
-  summary: EvaluationSummary,
-  context: { cases: number; size: number; test: string[]; minutes: number; overlayCase: string; priors: string; selection: string },
-): string {
+function reportHeader(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; minutes: number }): string[] {
   const all = summary.subsets[summary.subsets.length - 1];
   const withT1ce = summary.subsets.filter((s) => s.subset[1]);
   const withoutT1ce = summary.subsets.filter((s) => !s.subset[1]);
@@ -185,40 +165,9 @@ function reportMarkdown(
     '',
     `Synthetic BraTS-like data: ${context.cases} cases of ${context.size}^3 voxels; test cases: ${context.test.join(', ')}.`,
     `Wall-clock time of the whole demo: ${context.minutes.toFixed(1)} minutes.`,
-    '',
-    '## Dice (%) per modality subset',
-    '',
-    context.selection,
-    '',
-    diceTableMarkdown(summary),
-    '',
     `All four modalities: WT ${(100 * all.dice.WT).toFixed(1)} %. Mean ET Dice with T1ce ${(100 * meanEt(withT1ce)).toFixed(1)} %, without T1ce ${(100 * meanEt(withoutT1ce)).toFixed(1)} %.`,
     '',
-    '## 95 % Hausdorff distance (mm) per modality subset',
-    '',
-    hausdorffTableMarkdown(summary),
-    '',
-    '## Semantic priors of the refinement network',
-    '',
-    context.priors,
-    '',
-    '## Training',
-    '',
-    '![loss](loss.png)',
-    '',
-    'Training loss (L1 + L2 − Lfc) per step: light blue raw, dark blue moving average.',
-    '',
-    '![validation](validation.png)',
-    '',
-    'Validation Dice (per region, mean over the 15 subsets and the validation cases that contain the region): green WT, red TC, yellow ET.',
-    '',
-    '## Segmentations',
-    '',
-    '![overlays](overlays.png)',
-    '',
-    `Case ${context.overlayCase}, one axial slice. Panels: FLAIR, T1ce, ground truth, then predictions from ${OVERLAY_SUBSETS.map(subsetName).join('; ')}. Red NCR/NET, green oedema, yellow enhancing tumour.`,
-    '',
-  ].join('\n');
+  ];
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
@@ -238,25 +187,33 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const test = trained.config.data.split.test;
   console.log(`evaluation: ${test.length} held-out cases × ${SUBSETS.length} modality subsets`);
   const dataset = discoverBrats(dataRoot);
+  const viewer = viewerRecorder(reportDir, dataset, trained.labelConvention, test, SUBSETS);
   const result = await evaluateDataset(trained.model, {
     dataset,
     caseIds: test,
     cacheDir,
+    onPredictions: viewer.onPredictions,
     onCase: ({ done, total, result: r }) => console.log(`  [${done}/${total}] ${r.id} ${r.seconds.toFixed(1)} s`),
   });
   trained.model.dispose();
   const summary = writeResults(reportDir, result, { model: runDir, data: dataRoot, cases: `test split (${test.length} cases)` });
   const priors = priorQualityMarkdown(await measurePriors({ cacheDir, ids: trained.config.data.split.train }));
-  const figures = writeCurves(runDir, reportDir);
-  const overlay = writeOverlay(runDir, dataRoot, test[0], reportDir);
+  const manifest = viewer.manifest(result);
   const selection = modelSelectionText(runDir);
+  const body = joinSections([
+    await evaluationSection(result, summary, selection),
+    textSection(['## Semantic priors of the refinement network', '', priors]),
+    await trainingSection(readRunLog(runPaths(runDir).log)),
+    overlaySection(reportDir, test[0], manifest.labels),
+  ]);
   const minutes = (performance.now() - started) / 60000;
-  writeFileAtomic(path.join(reportDir, 'README.md'), reportMarkdown(summary, { cases: options.cases, size: options.size, test, minutes, overlayCase: test[0], priors, selection }));
+  const header = reportHeader(summary, { cases: options.cases, size: options.size, test, minutes });
+  const files = await writeReport(reportDir, { title: 'smml demo report', markdown: [...header, body.markdown].join('\n'), figures: body.figures, viewer: manifest });
   console.log(`\n${priors}\n`);
   console.log(`${selection}\n`);
   console.log(diceTableMarkdown(summary));
   console.log('');
-  console.log(`report: ${path.join(reportDir, 'README.md')} (tables, ${[...figures, overlay].join(', ')}); ${minutes.toFixed(1)} minutes in all`);
+  console.log(`report: ${path.join(reportDir, REPORT_PAGE)} and README.md (${files.length} files; \`smml view ${options.out}\` serves it with the 3D viewer); ${minutes.toFixed(1)} minutes in all`);
 }
 
 export function registerDemoCommand(program: Command): void {

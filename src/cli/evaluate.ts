@@ -11,7 +11,12 @@ import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
 import { windowProgress } from '../progress.ts';
-import { loadTrainedModel, type RunData } from '../training/run-dir.ts';
+import { evaluationSection, joinSections, trainingSection } from '../report/sections.ts';
+import { writeReport } from '../report/report.ts';
+import { viewerRecorder } from '../report/viewer-data.ts';
+import { loadTrainedModel, runPaths, type RunData } from '../training/run-dir.ts';
+import { readRunLog } from '../training/run-log.ts';
+import { nonNegativeInteger } from './arguments.ts';
 import { addInferenceOptions } from './predict.ts';
 
 const SPLIT_NAMES = ['train', 'val', 'test'] as const;
@@ -38,7 +43,12 @@ export interface EvaluateCliOptions {
   weighting: 'gaussian' | 'uniform';
   overlap: number;
   device: string;
+  /** Cases whose volumes and predictions the report's 3D viewer shows (the first ones); default 5. */
+  viewerCases?: number;
 }
+
+/** Folder of the HTML and Markdown report inside the results folder. */
+export const REPORT_DIR = 'report';
 
 const ALL_FOUR = SUBSETS.findIndex((subset) => subset.every(Boolean));
 
@@ -62,6 +72,8 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
   checkWritableFile(path.join(outDir, RESULT_FILES[0]), 'results folder');
   const { ids, description } = resolveSplit(options.split, runData);
   const dataset = discoverBrats(root);
+  const reportDir = path.join(outDir, REPORT_DIR);
+  const viewer = viewerRecorder(reportDir, dataset, trained.labelConvention, ids.slice(0, options.viewerCases ?? 5), SUBSETS);
   console.error(`evaluating ${ids.length} cases under ${SUBSETS.length} modality subsets`);
   let progress = windowProgress('');
   let result: EvaluationResult;
@@ -73,6 +85,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
       weighting: options.weighting,
       overlap: options.overlap,
       device: options.device,
+      onPredictions: viewer.onPredictions,
       onPreprocess: ({ done, total, id, status }) => {
         if (status === 'written') console.error(`preprocessed ${id} (${done}/${total})`);
       },
@@ -89,12 +102,17 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
     progress.stop();
     trained.model.dispose();
   }
-  return writeResults(outDir, result, {
+  const context = {
     model: path.resolve(options.model),
     data: root,
     cases: description,
     settings: { weighting: options.weighting, overlap: options.overlap, device: options.device },
-  });
+  };
+  const summary = writeResults(outDir, result, context);
+  const body = joinSections([await evaluationSection(result, summary), await trainingSection(readRunLog(runPaths(options.model).log))]);
+  const header = ['# Evaluation over the 15 modality subsets', '', `- model: \`${context.model}\``, `- data: \`${root}\``, `- cases: ${description}`, ''];
+  await writeReport(reportDir, { title: `smml evaluation of ${path.basename(context.model)}`, markdown: [...header, body.markdown].join('\n'), figures: body.figures, viewer: viewer.manifest(result) });
+  return summary;
 }
 
 export function registerEvaluateCommand(program: Command): Command {
@@ -105,12 +123,14 @@ export function registerEvaluateCommand(program: Command): Command {
     .option('--data <root>', 'BraTS data folder (default: the one the run was trained on)')
     .option('--split <name|file>', "'train', 'val' or 'test' of the run's split, or a file with one case id per line", 'test')
     .option('--cache <dir>', "preprocessing cache of the data (default: the run's, when --data is the run's data)")
-    .option('--out <dir>', 'results folder (default: <run>/evaluation)');
+    .option('--out <dir>', 'results folder (default: <run>/evaluation)')
+    .option('--viewer-cases <n>', "cases the report's 3D viewer shows, the first of the split (their sequences and 15 predictions are written beside the report)", nonNegativeInteger, 5);
   return addInferenceOptions(command).action(async (options: EvaluateCliOptions) => {
     const started = performance.now();
     const summary = await evaluateRun(options);
     console.log(diceTableMarkdown(summary));
     const minutes = (performance.now() - started) / 60000;
-    console.log(`\n${RESULT_FILES.join(', ')} written to ${path.resolve(options.out ?? path.join(options.model, 'evaluation'))} (${minutes.toFixed(1)} min)`);
+    const outDir = path.resolve(options.out ?? path.join(options.model, 'evaluation'));
+    console.log(`\n${RESULT_FILES.join(', ')} written to ${outDir}, the report to ${path.join(outDir, REPORT_DIR)} (\`smml view ${options.model}\` serves it) (${minutes.toFixed(1)} min)`);
   });
 }

@@ -7,6 +7,7 @@ import { registerPredictCommand } from './predict.ts';
 import { registerPriorsCommand } from './priors.ts';
 import { registerSynthCommand } from './synth.ts';
 import { registerTrainCommand } from './train.ts';
+import { registerViewCommand } from './view.ts';
 
 const program = new Command()
   .name('smml')
@@ -20,6 +21,7 @@ registerPriorsCommand(program);
 registerPredictCommand(program);
 registerEvaluateCommand(program);
 registerAblateCommand(program);
+registerViewCommand(program);
 
 try {
   await program.parseAsync(process.argv);

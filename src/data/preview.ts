@@ -15,7 +15,7 @@ export interface PreviewVolume {
 }
 
 /** Colour per BraTS label value; any other non-zero value is drawn blue. */
-const LABEL_COLOURS: ReadonlyMap<number, readonly [number, number, number]> = new Map([
+export const LABEL_COLOURS: ReadonlyMap<number, readonly [number, number, number]> = new Map([
   [1, [230, 40, 40]],
   [2, [40, 200, 60]],
   [3, [60, 120, 255]],
@@ -24,7 +24,7 @@ const LABEL_COLOURS: ReadonlyMap<number, readonly [number, number, number]> = ne
 const OTHER_LABEL_COLOUR: readonly [number, number, number] = [60, 120, 255];
 const LABEL_OPACITY = 0.55;
 /** Gap between panels, pixels. */
-const GAP = 4;
+export const PREVIEW_GAP = 4;
 
 /** Value at a fraction of the sorted non-zero voxels of a slice (the background of skull-stripped images is 0). */
 function percentile(sortedValues: Float64Array, fraction: number): number {
@@ -52,6 +52,15 @@ function defaultSlice(volumes: readonly PreviewVolume[], sizeZ: number): number 
   return best;
 }
 
+/** A rendered preview strip: panels of `panelWidth` × `panelHeight` pixels, `PREVIEW_GAP` apart. */
+export interface SlicePreview {
+  png: Buffer;
+  panelWidth: number;
+  panelHeight: number;
+  /** Panel titles in drawing order: the image volumes' names, then the label volumes'. */
+  panels: string[];
+}
+
 /**
  * Writes a PNG of axial slice `slice` (index along the third axis; default: the
  * slice with the most labelled voxels) of every volume, left to right in the
@@ -61,6 +70,11 @@ function defaultSlice(volumes: readonly PreviewVolume[], sizeZ: number): number 
  * panels about 240 pixels wide).
  */
 export function writeSlicePreview(path: string, volumes: readonly PreviewVolume[], slice?: number, zoom?: number): void {
+  writeFileAtomic(path, renderSlicePreview(path, volumes, slice, zoom).png);
+}
+
+/** The PNG `writeSlicePreview` writes, with its panel layout; `path` names the figure in errors. */
+export function renderSlicePreview(path: string, volumes: readonly PreviewVolume[], slice?: number, zoom?: number): SlicePreview {
   if (volumes.length === 0) throw new Error(`${path}: no volumes to preview`);
   const shape = volumes[0]!.shape;
   if (shape.length < 3) throw new Error(`${path}: preview needs 3D volumes, got shape [${shape.join(', ')}]`);
@@ -104,7 +118,7 @@ export function writeSlicePreview(path: string, volumes: readonly PreviewVolume[
 
   const panelWidth = sizeX * scale;
   const panelHeight = sizeY * scale;
-  const png = new PNG({ width: panels.length * panelWidth + (panels.length - 1) * GAP, height: panelHeight });
+  const png = new PNG({ width: panels.length * panelWidth + (panels.length - 1) * PREVIEW_GAP, height: panelHeight });
   png.data.fill(0);
   for (let p = 0; p < panels.length; p++) {
     const { grey, label } = panels[p]!;
@@ -122,7 +136,7 @@ export function writeSlicePreview(path: string, volumes: readonly PreviewVolume[
           blue = Math.round((1 - LABEL_OPACITY) * blue + LABEL_OPACITY * colour[2]);
         }
         const row0 = (sizeY - 1 - y) * scale;
-        const column0 = p * (panelWidth + GAP) + x * scale;
+        const column0 = p * (panelWidth + PREVIEW_GAP) + x * scale;
         for (let dy = 0; dy < scale; dy++) {
           for (let dx = 0; dx < scale; dx++) {
             const offset = 4 * ((row0 + dy) * png.width + column0 + dx);
@@ -135,5 +149,5 @@ export function writeSlicePreview(path: string, volumes: readonly PreviewVolume[
     }
   }
   for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
-  writeFileAtomic(path, PNG.sync.write(png));
+  return { png: PNG.sync.write(png), panelWidth, panelHeight, panels: [...images, ...labels].map((volume) => volume.name) };
 }

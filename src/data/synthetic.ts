@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from './files.ts';
 import type { NiftiHeader } from './nifti.ts';
 import { SYNTHETIC_MODALITIES } from './synthetic/contrast.ts';
-import { caseSeed, synthesizeCase, syntheticShape, type SyntheticCase } from './synthetic/phantom.ts';
+import { caseSeed, synthesizeCase, syntheticAffine, syntheticShape, type SyntheticCase } from './synthetic/phantom.ts';
 import type { TumourGrade } from './synthetic/tumour.ts';
 import { writeVolume, type Volume } from './volume.ts';
 
@@ -36,8 +36,8 @@ export {
 } from './synthetic/phantom.ts';
 export { LOW_GRADE_SHARE, type TumourGrade } from './synthetic/tumour.ts';
 
-/** Bumped whenever the generator's output for a given seed changes. */
-export const SYNTHETIC_VERSION = 2;
+/** Bumped whenever the generator's output for a given seed changes (voxels or headers). */
+export const SYNTHETIC_VERSION = 3;
 
 export interface SynthesizeOptions {
   /** Output folder (created if missing; existing case files are replaced). */
@@ -81,13 +81,20 @@ export function syntheticCaseId(index: number): string {
   return `SMML_Synth_${String(index + 1).padStart(3, '0')}`;
 }
 
+/** Edge of a synthetic voxel in mm along i, j, k: the lengths of the affine's first three columns. */
+function voxelSizeMm(affine: readonly (readonly number[])[]): [number, number, number] {
+  const columnLength = (column: number) => Math.hypot(affine[0]![column]!, affine[1]![column]!, affine[2]![column]!);
+  return [columnLength(0), columnLength(1), columnLength(2)];
+}
+
 /**
  * NIfTI geometry for the synthetic volumes: 240/S mm voxels, the RAS+ affine of
- * `syntheticAffine` in both sform and qform (code 1, scanner), so that every
- * reader agrees on it.
+ * `syntheticAffine` in both sform and qform (code 1, scanner; the qform is the
+ * identity rotation scaled by pixdim), so that every reader agrees on it.
  */
 function syntheticReference(phantom: SyntheticCase): Volume {
   const affine = phantom.affine;
+  const spacing = voxelSizeMm(affine);
   const header: NiftiHeader = {
     format: 'nifti1',
     littleEndian: true,
@@ -100,7 +107,7 @@ function syntheticReference(phantom: SyntheticCase): Volume {
     sclInter: 0,
     intentCode: 0,
     descrip: '',
-    pixdim: [1, 1, 1, 1, 1, 1, 1, 1],
+    pixdim: [1, ...spacing, 1, 1, 1, 1],
     xyztUnits: 2,
     qformCode: 1,
     sformCode: 1,
@@ -153,7 +160,7 @@ export function synthesizeDataset(options: SynthesizeOptions): SyntheticDatasetI
     seed,
     size,
     shape,
-    voxelSizeMm: [1, 1, 1],
+    voxelSizeMm: voxelSizeMm(syntheticAffine(shape)),
     imageType: 'int16',
     modalities: SYNTHETIC_MODALITIES,
     labels: { '0': 'background', '1': 'necrosis / non-enhancing tumour (NCR/NET)', '2': 'peritumoural oedema', '4': 'enhancing tumour' },

@@ -7,7 +7,7 @@ import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts
 import { loadCase } from '../data/cache.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from '../data/modalities.ts';
 import { voxelSpacing } from '../data/volume.ts';
-import { preprocessCase, preprocessDataset, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
+import { preprocessCase, preprocessDataset, type CropBox, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from '../inference/postprocess.ts';
 import { argmaxLabels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SegmentationModel } from '../models/index.ts';
@@ -26,6 +26,17 @@ export interface EvaluationCase {
   spacing: Shape3;
   /** The acquisition grid the case was cropped from: its diagonal is the HD95 of a region found on one side only. */
   gridShape: Shape3;
+  /** Where the crop lies in that grid. */
+  cropBox: CropBox;
+}
+
+/** One case's post-processed predictions, handed out before they are scored and dropped. */
+export interface CasePredictions {
+  id: string;
+  /** Per subset (parallel to the evaluated subsets): class indices (X, Y, Z), z fastest, in the crop. */
+  labels: Uint8Array[];
+  cropBox: CropBox;
+  gridShape: Shape3;
 }
 
 export interface EvaluateOptions extends WholeVolumeOptions {
@@ -37,6 +48,8 @@ export interface EvaluateOptions extends WholeVolumeOptions {
   minEnhancingVolume?: number;
   /** False skips HD95 (NaN in the scores); default true. */
   hausdorff?: boolean;
+  /** Receives each case's predictions (e.g. to write them for a viewer). */
+  onPredictions?: (predictions: CasePredictions) => void;
 }
 
 /** Scores one case under every subset; the scores are parallel to `options.subsets`. */
@@ -55,9 +68,13 @@ export function evaluateCase(model: SegmentationModel, evaluationCase: Evaluatio
     labels = argmaxLabels(subsetProbabilities(model, images, subsets, options));
   });
   labels.forEach((prediction, s) => clearOutsideBrain(prediction, evaluationCase.images, subsets[s]));
-  const scores = labels.map((prediction) =>
+  const processed = labels.map((prediction) =>
+    suppressSmallEnhancingTumour(prediction, classes, minEnhancingVoxels(evaluationCase.spacing, options.minEnhancingVolume)),
+  );
+  options.onPredictions?.({ id: evaluationCase.id, labels: processed, cropBox: evaluationCase.cropBox, gridShape: evaluationCase.gridShape });
+  const scores = processed.map((prediction) =>
     scoreCase(
-      suppressSmallEnhancingTumour(prediction, classes, minEnhancingVoxels(evaluationCase.spacing, options.minEnhancingVolume)),
+      prediction,
       evaluationCase.label,
       classes,
       evaluationCase.shape,
@@ -107,7 +124,7 @@ export function loadCachedEvaluationCase(cacheDir: string, id: string): Evaluati
   if (cached.meta.modalities.join() !== MODALITIES.join()) {
     throw new Error(`case ${id} in ${cacheDir}: channels are ${cached.meta.modalities.join(', ')}, expected ${MODALITIES.join(', ')}`);
   }
-  return { id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine), gridShape: cached.meta.originalShape };
+  return { id, images: cached.images, label: cached.label, shape: cached.shape, spacing: voxelSpacing(cached.meta.affine), gridShape: cached.meta.originalShape, cropBox: cached.meta.cropBox };
 }
 
 function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: string | undefined): EvaluationCase {
@@ -116,7 +133,7 @@ function loadEvaluationCase(entry: BratsCase, dataset: BratsDataset, cacheDir: s
   if (cacheDir) return loadCachedEvaluationCase(cacheDir, entry.id);
   const processed = preprocessCase(entry, dataset);
   if (!processed.label) throw missingLabel();
-  return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine), gridShape: processed.meta.originalShape };
+  return { id: entry.id, images: processed.images, label: processed.label, shape: processed.meta.shape, spacing: voxelSpacing(processed.meta.affine), gridShape: processed.meta.originalShape, cropBox: processed.meta.cropBox };
 }
 
 /** Evaluates the model on the given cases of a data set, one case in memory at a time. */

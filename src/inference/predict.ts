@@ -159,7 +159,7 @@ function checkInferenceModel({ model, labelValues }: InferenceModel): void {
 }
 
 /** Class indices → the data set's label values. */
-function toLabelValues(classes: Uint8Array, labelValues: readonly number[]): Uint8Array {
+export function toLabelValues(classes: Uint8Array, labelValues: readonly number[]): Uint8Array {
   const lookup = Uint8Array.from(labelValues);
   const out = new Uint8Array(classes.length);
   for (let i = 0; i < classes.length; i++) out[i] = lookup[classes[i]];

@@ -42,9 +42,17 @@ describe('runDemo', () => {
     assert.ok(report.includes("No validation ran: the evaluated weights are the last epoch's."));
     const csv = fs.readFileSync(path.join(out, 'report', 'results.csv'), 'utf8').trim().split('\n');
     assert.equal(csv.length, 1 + 15 + 1, 'header, 15 subsets and the average');
-    for (const png of ['loss.png', 'validation.png', 'overlays.png']) {
-      assert.deepEqual([...fs.readFileSync(path.join(out, 'report', png)).subarray(0, 4)], PNG_SIGNATURE, png);
+    // No validation ran, so there is no validation chart; every other figure is there as PNG and linked.
+    const figures = ['loss', 'loss-terms', 'learning-rate', 'dice-heatmap', 'hd95-heatmap', 'per-case-dice', 'overlays'];
+    assert.ok(!fs.existsSync(path.join(out, 'report', 'validation.png')));
+    for (const name of figures) {
+      assert.deepEqual([...fs.readFileSync(path.join(out, 'report', `${name}.png`)).subarray(0, 4)], PNG_SIGNATURE, name);
+      assert.ok(report.includes(`](${name}.png)`), `README.md lacks ${name}.png`);
     }
+    // The page holds the same figures as inline SVG, and the viewer lists every test case.
+    const page = fs.readFileSync(path.join(out, 'report', 'index.html'), 'utf8');
+    for (const name of figures) assert.match(page, new RegExp(`<figure id="${name}"[^>]*><svg`), name);
+    for (const id of run.data.split.test) assert.ok(page.includes(`"id":"${id}"`), id);
 
     const records = readRunLog(path.join(out, 'run', 'log.jsonl')).length;
     await runDemo(options);

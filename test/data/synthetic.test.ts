@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { gunzipSync } from 'fflate';
 import { discoverBrats } from '../../src/data/brats.ts';
 import { MODALITIES, type Modality } from '../../src/data/modalities.ts';
 import { createRng } from '../../src/data/random.ts';
@@ -191,6 +192,49 @@ describe('synthetic data set on disk', () => {
       const dataset = discoverBrats(out, { requireLabels: true });
       assert.equal(dataset.layout, 'brats2018');
       assert.deepEqual(dataset.cases.map((entry) => entry.id), ['SMML_Synth_001', 'SMML_Synth_002']);
+    });
+  });
+
+  test('qform, sform, pixdim and dataset.json all state the same 240/S mm grid', () => {
+    withTempDir((dir) => {
+      const out = path.join(dir, 'synth');
+      const info = synthesizeDataset({ out, cases: 1, size: 24, seed: 2 });
+      const id = syntheticCaseId(0);
+      // 240 mm field of view over 24 voxels: 10 mm, origin at the volume centre (-(n-1)/2 * 10 mm).
+      const spacing = 10;
+      const origin = [-115, -115, -75];
+      assert.deepEqual(info.voxelSizeMm, [spacing, spacing, spacing]);
+      for (const name of [...SYNTHETIC_MODALITIES, 'seg']) {
+        // The NIfTI-1 header read field by field at the standard's byte offsets, not through src/data/nifti.ts.
+        const bytes = gunzipSync(fs.readFileSync(path.join(out, id, `${id}_${name}.nii.gz`)));
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const f32 = (offset: number, count: number) => Array.from({ length: count }, (_, i) => view.getFloat32(offset + 4 * i, true));
+        const pixdim = f32(76, 4);
+        const qformCode = view.getInt16(252, true);
+        const sformCode = view.getInt16(254, true);
+        const [b, c, d] = f32(256, 3);
+        const qoffset = f32(268, 3);
+        const srow = [f32(280, 4), f32(296, 4), f32(312, 4)];
+        assert.equal(view.getUint8(123) & 7, 2, `${name}: spatial unit mm`);
+        assert.equal(qformCode, 1, name);
+        assert.equal(sformCode, 1, name);
+        assert.deepEqual(pixdim.slice(1), [spacing, spacing, spacing], `${name}: pixdim`);
+        // Method 2 of the NIfTI standard with b = c = d = 0: rotation = identity, third column times qfac.
+        assert.deepEqual([b, c, d], [0, 0, 0], `${name}: quaternion`);
+        const qfac = pixdim[0]! < 0 ? -1 : 1;
+        const qform = [
+          [pixdim[1]!, 0, 0, qoffset[0]!],
+          [0, pixdim[2]!, 0, qoffset[1]!],
+          [0, 0, qfac * pixdim[3]!, qoffset[2]!],
+        ];
+        const expected = [
+          [spacing, 0, 0, origin[0]],
+          [0, spacing, 0, origin[1]],
+          [0, 0, spacing, origin[2]],
+        ];
+        assert.deepEqual(qform, expected, `${name}: qform`);
+        assert.deepEqual(srow, expected, `${name}: sform`);
+      }
     });
   });
 

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { registerEvaluateCommand } from '../../src/cli/evaluate.ts';
 import { discoverBrats } from '../../src/data/brats.ts';
 import { torch, type Tensor } from '../../src/engine/index.ts';
-import { voxelSpacing } from '../../src/data/volume.ts';
+import { readVolume, voxelSpacing } from '../../src/data/volume.ts';
 import { evaluateCase, evaluateDataset, type EvaluationCase } from '../../src/evaluation/evaluate.ts';
 import { SUBSETS } from '../../src/data/modalities.ts';
 import { summarise } from '../../src/evaluation/tables.ts';
@@ -64,7 +64,7 @@ function oracleCase(id: string, etSide: number): EvaluationCase {
   const images = new Float32Array(4 * label.length).fill(1);
   images.set(label);
   // Cropped from a larger acquisition grid: a region missed on one side scores that grid's diagonal.
-  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20] };
+  return { id, images, label, shape: [X, Y, Z], spacing: [1, 1, 2], gridShape: [40, 30, 20], cropBox: { start: [0, 0, 0], end: [X, Y, Z] } };
 }
 
 test('voxel spacing is the length of the affine columns', () => {
@@ -159,7 +159,33 @@ test('smml evaluate: the run\'s test split, all 15 subsets, four result files', 
   } finally {
     [console.log, console.error] = [log, error];
   }
-  assert.deepEqual(fs.readdirSync(out).sort(), ['per-case.csv', 'results.csv', 'results.json', 'results.md']);
+  assert.deepEqual(fs.readdirSync(out).sort(), ['per-case.csv', 'report', 'results.csv', 'results.json', 'results.md']);
+  // The report: page, Markdown, charts, viewer script, and the case's volumes with one prediction per subset.
+  const report = path.join(out, 'report');
+  for (const file of ['index.html', 'README.md', 'dice-heatmap.png', 'hd95-heatmap.png', 'per-case-dice.png', 'viewer.js']) {
+    assert.ok(fs.existsSync(path.join(report, file)), file);
+  }
+  const caseDir = path.join(report, 'volumes', ids[0]);
+  assert.equal(fs.readdirSync(caseDir).filter((file) => file.startsWith('prediction-')).length, 15);
+  // The written prediction of all four sequences is the one scored: its WT Dice against the ground truth,
+  // counted here voxel by voxel, is results.json's.
+  const predicted = readVolume(path.join(caseDir, 'prediction-flair-t1ce-t1-t2.nii.gz'));
+  const truth = readVolume(path.join(caseDir, 'truth.nii.gz'));
+  assert.deepEqual(predicted.affine, truth.affine);
+  let [overlap, inPrediction, inTruth] = [0, 0, 0];
+  for (let i = 0; i < truth.data.length; i++) {
+    const p = Number(predicted.data[i]) > 0;
+    const t = Number(truth.data[i]) > 0;
+    if (p) inPrediction++;
+    if (t) inTruth++;
+    if (p && t) overlap++;
+  }
+  const scored = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).perCase[0].subsets.find((s: { name: string }) => s.name === 'FLAIR+T1ce+T1+T2');
+  assert.ok(inTruth > 0);
+  assert.ok(Math.abs(scored.dice.WT - (2 * overlap) / (inPrediction + inTruth)) < 1e-9, `${scored.dice.WT} vs ${overlap}/${inPrediction}/${inTruth}`);
+  const page = fs.readFileSync(path.join(report, 'index.html'), 'utf8');
+  assert.match(page, /<svg[^>]*class="marks"/);
+  assert.ok(page.includes('prediction-flair-t1ce-t1-t2.nii.gz'));
   assert.equal(printed[0].split('\n').length, 2 + 15 + 1);
   assert.ok(errors.some((line) => line.startsWith(`[1/1] ${ids[0]}`)), errors.join('\n'));
   assert.equal(fs.readFileSync(path.join(out, 'results.csv'), 'utf8').trim().split('\n').length, 1 + 15 + 1);

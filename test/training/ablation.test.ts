@@ -89,6 +89,15 @@ describe('runAblation', () => {
     assert.deepEqual(csv[0].split(',').slice(0, 7), ['variant', 'description', 'seeds', 'dice_wt', 'dice_tc', 'dice_et', 'dice_mean']);
     assert.equal(csv.length, 3);
     assert.deepEqual(rows.map((row) => [row.seeds, row.sd]), [[[5], null], [[5], null]], 'the configuration seed, one run each');
+    // The report: the table and its chart, linking each variant's own report (which its evaluation wrote).
+    const report = fs.readFileSync(path.join(out, 'report', 'README.md'), 'utf8');
+    assert.ok(report.includes('](ablation.png)'));
+    for (const variant of ['baseline', 'dual']) {
+      const link = `../${variant}/evaluation/report/index.html`;
+      assert.ok(report.includes(`- [${variant}](${link})`), variant);
+      assert.ok(fs.existsSync(path.join(out, 'report', link)), link);
+    }
+    assert.match(fs.readFileSync(path.join(out, 'report', 'index.html'), 'utf8'), /<figure id="ablation"[^>]*><svg/);
 
     const logLength = readRunLog(runPaths(path.join(out, 'dual')).log).length;
     const resultsTime = fs.statSync(path.join(out, 'dual', 'evaluation', 'results.json')).mtimeMs;
