@@ -30,6 +30,12 @@ export interface Replicas {
   broadcastFromMain(tensors: Tensor[]): void;
   /** Replaces each parameter's gradient by its mean over the ranks (absent only where it is absent on every rank). */
   averageGradients(parameters: Tensor[]): void;
+  /**
+   * A sum over this rank's samples completed with the other ranks' (the batch-wide Dice sums): its value is
+   * the whole step's sum; its gradient flows into this rank's part, times the world size, because the ranks'
+   * gradients are averaged. The whole step's loss then has the same gradient as in one process.
+   */
+  batchSum(sums: Tensor): Tensor;
   /** Each number's mean over the ranks (a non-finite one anywhere makes the mean non-finite). */
   meanOf(values: number[]): number[];
   /** Whether `flag` is true on any rank. */
@@ -47,6 +53,7 @@ export const singleProcess: Replicas = {
   isMain: true,
   broadcastFromMain: () => undefined,
   averageGradients: () => undefined,
+  batchSum: (sums) => sums,
   meanOf: (values) => values,
   anyRank: (flag) => flag,
   barrier: () => undefined,
@@ -131,6 +138,12 @@ export function joinReplicas(placement: WorkerPlacement, device: string, timeout
           else gradients[i].mul_(1 / worldSize);
         });
       });
+    },
+    batchSum(sums) {
+      const local = sums.detach();
+      const total = local.clone();
+      group.allReduce([total], 'sum');
+      return sums.sub(local).mul(worldSize).add(total);
     },
     meanOf(values) {
       return torch.tidy(() => {

@@ -196,7 +196,15 @@ export class Trainer {
     this.separateDecodesOneModality = separateModalities === 'one' && runConfig.model.family === 'smml';
     // With one decoded modality per sample, its loss stands for the sum over the K modalities.
     const separateScale = this.separateDecodesOneModality ? runConfig.model.modalities : 1;
-    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight: separateWeight * separateScale, switches };
+    this.objectiveConfig = {
+      warmupEpochs,
+      tau,
+      scaleByTauSquared,
+      deepSupervisionWeights,
+      separateWeight: separateWeight * separateScale,
+      switches,
+      batchSum: (sums) => replicas.batchSum(sums),
+    };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     // The configuration's family picks the network; each of its branches gets its own optimiser.
     torch.manualSeed(config.training.seed);
