@@ -47,6 +47,13 @@ export class ProcessGroup {
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new Error(`process group: rank must be an integer in [0, ${worldSize}), got ${rank}`);
     if (!Number.isInteger(masterPort) || masterPort < 1 || masterPort > 65535) throw new Error(`process group: masterPort must be in [1, 65535], got ${masterPort}`);
     if (!(timeoutSeconds > 0)) throw new Error(`process group: timeoutSeconds must be positive, got ${timeoutSeconds}`);
+    if (!distributedBackends().includes(backend)) {
+      const why =
+        backend === 'nccl'
+          ? 'it needs a libtorch built with CUDA and NCCL (Debian\'s libtorch-dev is CPU-only): build the addon with LIBTORCH set to a CUDA libtorch, with nccl.h present'
+          : 'the gloo headers were missing when the addon was built (install libgloo-dev, then run npm run setup)';
+      throw new Error(`process group: this build of the addon has no ${backend} back end; ${why}`);
+    }
     try {
       const handle = native.processGroupCreate(backend, rank, worldSize, masterAddr, masterPort, Math.ceil(timeoutSeconds * 1000));
       return new ProcessGroup(handle, { ...options });

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { distributedBackends } from '../../src/engine/index.ts';
+import { distributedBackends, ProcessGroup } from '../../src/engine/index.ts';
 import { freePort } from './helpers.ts';
 
 const workerFile = fileURLToPath(new URL('./fixtures/distributed-worker.ts', import.meta.url));
@@ -70,4 +70,11 @@ test('a peer that stops answering makes the other rank throw after the timeout',
   assert.equal(survivor?.distributed, true);
   assert.match(String(survivor?.error), /^rank 0 of 2: allReduce failed: rank 1 did not answer within the 2 s timeout/);
   assert.ok((survivor?.seconds as number) >= 1.9 && (survivor?.seconds as number) < 10, `took ${survivor?.seconds} s`);
+});
+
+test('a back end the build lacks is a clear error before any connection is tried', { skip: distributedBackends().includes('nccl') }, () => {
+  assert.throws(
+    () => ProcessGroup.create({ backend: 'nccl', rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, timeoutSeconds: 1 }),
+    /this build of the addon has no nccl back end; it needs a libtorch built with CUDA and NCCL/,
+  );
 });

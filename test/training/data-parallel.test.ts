@@ -89,7 +89,7 @@ describe('data-parallel training', () => {
     assert.ok(half > 20 * tolerance, `batch 1 differs from batch 2 by ${half} only`);
     const log = readRunLog(runPaths(path.join(root, 'two')).log);
     assert.deepEqual(
-      log.filter((record) => record.type === 'step').map((record) => (record as { step: number }).step),
+      log.filter((record) => record.type === 'step').map((record) => record.step),
       [1, 2, 3, 4],
       'rank 0 alone writes the log',
     );
