@@ -34,6 +34,8 @@ export interface Batch {
   /** Position of the batch within its epoch. */
   index: number;
   ids: string[];
+  /** The cases of the whole step: `ids` and, in data-parallel training, the other processes' (in rank order). */
+  stepIds: string[];
   /** (B, M, PX, PY, PZ): M modalities in cache order (FLAIR, T1ce, T1, T2). */
   images: Float32Array;
   /** (B, PX, PY, PZ) class indices. */
@@ -315,10 +317,10 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
   const pool = options.workers > 0 ? new WorkerPool(options.workers) : undefined;
   let closed = false;
 
-  const requestsOf = (epoch: number): BatchRequest[] => {
+  const requestsOf = (epoch: number): { order: string[]; requests: BatchRequest[] } => {
     const order = [...options.ids];
     if (options.shuffle ?? true) shuffle(createRng(deriveSeed(options.seed, epoch, SHUFFLE_STREAM)), order);
-    return Array.from({ length: batchCount }, (_, b) => {
+    const requests = Array.from({ length: batchCount }, (_, b): BatchRequest => {
       const first = b * stepSize + shard.rank * options.batchSize;
       const positions = order.slice(first, first + options.batchSize).map((_, i) => first + i);
       return {
@@ -330,12 +332,13 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
         extraArrays,
       };
     });
+    return { order, requests };
   };
 
   async function* epochBatches(epoch: number): AsyncGenerator<Batch, void, undefined> {
     if (closed) throw new Error('batch loader is closed');
     if (!Number.isInteger(epoch) || epoch < 0) throw new Error(`batch loader: epoch must be a non-negative integer, got ${epoch}`);
-    const requests = requestsOf(epoch);
+    const { order, requests } = requestsOf(epoch);
     const owner = {};
     const pending: (Promise<BatchData> | undefined)[] = [];
     let started = 0;
@@ -350,7 +353,7 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
         }
         const data = await pending[b]!;
         pending[b] = undefined;
-        yield { epoch, index: b, ...data };
+        yield { epoch, index: b, stepIds: order.slice(b * stepSize, (b + 1) * stepSize), ...data };
       }
     } finally {
       pool?.cancel(owner);

@@ -4,6 +4,7 @@
 // Collectives block the calling thread until they finish on this rank. Every wait is bounded by the group's
 // timeout: a peer that exited (its connections close) or stopped answering makes the call throw a
 // `DistributedError` naming this rank, the operation and what the transport reported, instead of hanging.
+import { createServer } from 'node:net';
 import { native } from './native.ts';
 import type { Tensor } from './tensor.ts';
 
@@ -28,6 +29,15 @@ export class DistributedError extends Error {
 
 // The addon prefixes its messages with the native function's name; the operation is named here instead.
 const nativeMessage = (error: unknown) => (error instanceof Error ? error.message : String(error)).replace(/^processGroup\w+: /, '');
+
+/** A TCP port of this machine that was free a moment ago (for a rendezvous that only local processes join). */
+export async function freeLocalPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** The back ends this build of the addon can create. */
 export function distributedBackends(): DistributedBackend[] {

@@ -467,7 +467,7 @@ export class Trainer {
             step: this.position.step,
             lr,
             ...values,
-            cases: batch.ids,
+            cases: batch.stepIds,
             subsets: subsets.map((rows) => rows.map((s) => subsetName(SUBSETS[s]))),
             seconds,
           });

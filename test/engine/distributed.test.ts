@@ -4,8 +4,7 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { distributedBackends, ProcessGroup } from '../../src/engine/index.ts';
-import { freePort } from './helpers.ts';
+import { distributedBackends, freeLocalPort, ProcessGroup } from '../../src/engine/index.ts';
 
 const workerFile = fileURLToPath(new URL('./fixtures/distributed-worker.ts', import.meta.url));
 
@@ -16,7 +15,7 @@ interface RankResult {
 
 /** Runs both ranks of `scenario`; resolves with what each printed (null for a rank that printed nothing). */
 async function runRanks(scenario: string, timeoutSeconds: number): Promise<(RankResult | null)[]> {
-  const port = await freePort();
+  const port = await freeLocalPort();
   return Promise.all(
     [0, 1].map(
       (rank) =>

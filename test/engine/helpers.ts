@@ -1,7 +1,6 @@
 // Shared checks for the engine tests: element-wise closeness and central finite differences.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { torch, type Tensor } from '../../src/engine/index.ts';
 
 /** Asserts |actual − expected| ≤ atol + rtol·|expected| element by element (and equal lengths). */
@@ -117,13 +116,4 @@ export function runWithInstructionSet<T>(isa: 'avx2' | 'generic', script: string
   });
   assert.equal(run.status, 0, run.stderr);
   return JSON.parse(run.stdout) as T;
-}
-
-/** A TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }

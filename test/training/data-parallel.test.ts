@@ -9,10 +9,9 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { synthesizeDataset } from '../../src/data/synthetic.ts';
-import { torch } from '../../src/engine/index.ts';
+import { freeLocalPort, torch } from '../../src/engine/index.ts';
 import { runPaths } from '../../src/training/run-dir.ts';
 import { readRunLog } from '../../src/training/run-log.ts';
-import { freePort } from '../engine/helpers.ts';
 import { assertSameTensors } from './helpers.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-dp-'));
@@ -79,7 +78,7 @@ after(() => {
 describe('data-parallel training', () => {
   it('2 processes × batch 1 end with the weights of 1 process × batch 2', async () => {
     await train(['--out', path.join(root, 'one'), '--batch-size', '2']);
-    await train(['--out', path.join(root, 'two'), '--batch-size', '1', '--nproc-per-node', '2', '--master-port', String(await freePort())]);
+    await train(['--out', path.join(root, 'two'), '--batch-size', '1', '--nproc-per-node', '2', '--master-port', String(await freeLocalPort())]);
     // One process with batch 1 sees half of each step's samples: the same comparison must then fail clearly.
     await train(['--out', path.join(root, 'half'), '--batch-size', '1']);
     const tolerance = 2e-4;
@@ -97,7 +96,7 @@ describe('data-parallel training', () => {
 
   it('a killed process makes the other exit with an error naming both ranks; --resume then ends as the uninterrupted run', async () => {
     const runDir = path.join(root, 'killed');
-    const placement = { WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()) };
+    const placement = { WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freeLocalPort()) };
     // Started as torchrun starts them: placed by the environment alone.
     const ranks = [0, 1].map((rank) => start(['--out', runDir, '--batch-size', '1', ...TRAIN_ARGS], { ...placement, RANK: String(rank), LOCAL_RANK: String(rank) }));
     // Once epoch 1 is checkpointed, kill rank 1 during epoch 2.
@@ -124,7 +123,7 @@ describe('data-parallel training', () => {
     await train(['--out', alone, '--resume']);
     assert.equal(readRunLog(runPaths(alone).log).at(-1)?.type, 'finished');
 
-    await train(['--out', runDir, '--resume', '--nproc-per-node', '2', '--master-port', String(await freePort())]);
+    await train(['--out', runDir, '--resume', '--nproc-per-node', '2', '--master-port', String(await freeLocalPort())]);
     assertSameTensors(checkpointOf('killed'), checkpointOf('two'));
   });
 });
