@@ -179,8 +179,8 @@ export function registerTrainCommand(program: Command): Command {
         process.exitCode = await launchFromOptions(options);
         return;
       }
-      const placementFlag = ['nnodes', 'nodeRank', 'masterAddr', 'masterPort'].find((key) => options[key as keyof TrainOptions] !== undefined);
-      if (placementFlag) throw new Error('--nnodes, --node-rank, --master-addr and --master-port go with --nproc-per-node');
+      const launcherOnly = ['nnodes', 'nodeRank', 'masterAddr', 'masterPort'] as const;
+      if (launcherOnly.some((key) => options[key] !== undefined)) throw new Error('--nnodes, --node-rank, --master-addr and --master-port go with --nproc-per-node');
       const placement = placementFromEnvironment();
       const replicas = placement ? joinReplicas(placement, deviceOfProcess(config.training.device, placement), options.distTimeout ?? DEFAULT_DIST_TIMEOUT) : singleProcess;
       try {

@@ -9,8 +9,9 @@
 //
 // Data-parallel training (data-parallel.ts): each process trains a replica on its share of every step, the
 // gradients are averaged after backward, and only rank 0 writes the run folder. The step's samples and modality
-// subsets are those of one process with the whole step's batch, so the world size changes nothing but speed
-// (and dropout masks, which every rank draws alike).
+// subsets are those of one process with the whole step's batch, and the Dice terms' batch-wide sums are completed
+// over the ranks, so the world size changes nothing but speed, except where samples meet within a process: FRC's
+// class prototypes, the refinement network's batch normalisation, and dropout masks (every rank draws alike).
 import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
 import { ALL_MODALITIES, SUBSETS, subsetName } from '../data/modalities.ts';
@@ -261,7 +262,6 @@ export class Trainer {
     }
   }
 
-  /** One optimisation step; returns the loss values, or null (weights untouched) when the loss is not finite. */
   /**
    * One optimisation step; returns the loss values (means over the ranks), or finite: false (weights untouched)
    * when the loss is not finite. `subsets` are those of the whole step, all ranks' samples.
