@@ -3,10 +3,14 @@
 // for them. When one fails the others stop too: they notice the broken connection at their next gradient
 // exchange, and whatever is still running after a grace period is killed, so a failure never leaves a hang.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { placementEnvironment, type WorkerPlacement } from '../training/data-parallel.ts';
 
 /** The flags that place processes; the started processes get their placement from the environment instead. */
 export const LAUNCHER_FLAGS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port'] as const;
+
+/** The `smml` program the processes run (it loads the TypeScript sources itself), whoever calls the launcher. */
+const PROGRAM_FILE = fileURLToPath(new URL('../../bin/smml.js', import.meta.url));
 
 /** Seconds the other processes get to stop by themselves after one failed. */
 const GRACE_SECONDS = 30;
@@ -17,7 +21,7 @@ export interface LaunchOptions {
   nodeRank: number;
   masterAddr: string;
   masterPort: number;
-  /** The command-line arguments after the program (e.g. ['train', '--out', 'run', …]). */
+  /** The `smml` command line after the program name (e.g. ['train', '--out', 'run', …]). */
   args: string[];
 }
 
@@ -39,7 +43,7 @@ const endText = (code: number | null, signal: NodeJS.Signals | null) => (signal 
 export function launchWorkers(options: LaunchOptions): Promise<number> {
   const { processesPerNode, nodes, nodeRank, masterAddr, masterPort } = options;
   if (nodeRank >= nodes) throw new Error(`--node-rank ${nodeRank} is not below --nnodes ${nodes}`);
-  const args = [...process.execArgv, process.argv[1], ...withoutLauncherFlags(options.args)];
+  const args = [PROGRAM_FILE, ...withoutLauncherFlags(options.args)];
   const children: ChildProcess[] = [];
   return new Promise((resolve) => {
     let running = processesPerNode;
