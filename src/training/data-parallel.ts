@@ -1,7 +1,6 @@
-// Data-parallel training: identical replicas of the model, one per
-// process, each stepping on its own share of the batch. Rank 0's weights are sent to all at the start; after
-// every backward pass the gradients are averaged over the ranks, so every replica applies the same update and
-// the replicas stay identical.
+// Data-parallel training: identical replicas of the model, one per process, each stepping on its own share of
+// the batch. Rank 0's weights are sent to all at the start; after every backward pass the gradients are averaged
+// over the ranks, so every replica applies the same update and the replicas stay identical.
 //
 // The processes find each other through torchrun's environment variables (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), whether `smml train --nproc-per-node` set them or a cluster
