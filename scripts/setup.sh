@@ -15,6 +15,10 @@ if [ -n "${LIBTORCH:-}" ]; then
 elif [ ! -f /usr/include/torch/csrc/api/include/torch/torch.h ]; then
   need_apt+=(libtorch-dev)
 fi
+# Distributed training (Gloo) compiles against gloo's headers, which libtorch-dev does not depend on.
+if [ -z "${LIBTORCH:-}" ] && [ ! -f /usr/include/gloo/context.h ]; then
+  need_apt+=(libgloo-dev)
+fi
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
@@ -54,7 +58,7 @@ fi
 # Native addon: rebuild when missing, when its sources changed, or when another libtorch is selected.
 addon=src/engine/native/build/Release/smml_torch.node
 stamp=src/engine/native/build/libtorch.stamp
-wanted="libtorch=${LIBTORCH:-system}"
+wanted="libtorch=${LIBTORCH:-system} $(node src/engine/native/libtorch-paths.cjs defines)"
 stale=
 for source in src/engine/native/*.cc src/engine/native/*.h src/engine/native/binding.gyp; do
   [ "$source" -nt "$addon" ] && stale=1

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverBrats } from '../data/brats.ts';
+import { freeLocalPort } from '../engine/index.ts';
 import { SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
 import type { PreviewVolume } from '../data/preview.ts';
 import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
@@ -28,6 +29,7 @@ import { readRunLog } from '../training/run-log.ts';
 import { createTrainer, type TrainResult } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
+import { launchWorkers } from './launch.ts';
 import { runWithSignals } from './train.ts';
 
 export interface DemoOptions {
@@ -40,6 +42,8 @@ export interface DemoOptions {
   stepsPerEpoch?: number;
   lr?: number;
   fresh?: boolean;
+  /** Training processes (data-parallel, each with its share of the recipe's batch and of the cores); default 1. */
+  nprocPerNode?: number;
 }
 
 /** Subsets drawn in the report's overlay figure: all four, then the ones that show each modality's role. */
@@ -56,8 +60,8 @@ const OVERLAY_SUBSETS: readonly ModalityMask[] = [
  */
 export const DEMO_RECIPE_FILE = fileURLToPath(new URL('../../configs/demo.json', import.meta.url));
 
-/** The recipe with the data paths and the command line's choices; `--epochs` also rescales the KL warm-up and validation. */
-function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): TrainingConfigInput {
+/** The data paths and the command line's choices as `field=value` overrides of the recipe; `--epochs` also rescales the KL warm-up and validation. */
+function demoAssignments(options: DemoOptions, dataRoot: string, cacheDir: string): string[] {
   const assignments = [`data.root=${JSON.stringify(dataRoot)}`, `data.cacheDir=${JSON.stringify(cacheDir)}`];
   assignments.push(`data.split.seed=${options.seed}`, `training.seed=${options.seed}`);
   if (options.epochs !== undefined) {
@@ -67,7 +71,30 @@ function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): T
   }
   if (options.stepsPerEpoch !== undefined) assignments.push(`training.stepsPerEpoch=${options.stepsPerEpoch}`);
   if (options.lr !== undefined) assignments.push(`training.lr=${options.lr}`);
-  return applyOverrides(readConfigFile(DEMO_RECIPE_FILE), assignments) as TrainingConfigInput;
+  return assignments;
+}
+
+/** The recipe with `demoAssignments`. */
+function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): TrainingConfigInput {
+  return applyOverrides(readConfigFile(DEMO_RECIPE_FILE), demoAssignments(options, dataRoot, cacheDir)) as TrainingConfigInput;
+}
+
+/**
+ * Trains with `smml train --nproc-per-node` in `processes` processes on this machine, each with its share of the
+ * recipe's batch (the processes together train on the same samples per step). Returns the launcher's status.
+ */
+async function trainInProcesses(options: DemoOptions, processes: number, runDir: string, dataRoot: string, cacheDir: string, resume: boolean): Promise<number> {
+  const { batchSize } = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration').training;
+  if (batchSize % processes !== 0) throw new Error(`--nproc-per-node ${processes} does not divide the recipe's batch of ${batchSize}`);
+  const recipe = ['--config', DEMO_RECIPE_FILE, ...[...demoAssignments(options, dataRoot, cacheDir), `training.batchSize=${batchSize / processes}`].flatMap((a) => ['--set', a])];
+  return launchWorkers({
+    processesPerNode: processes,
+    nodes: 1,
+    nodeRank: 0,
+    masterAddr: '127.0.0.1',
+    masterPort: await freeLocalPort(),
+    args: ['train', '--out', runDir, ...(resume ? ['--resume'] : recipe)],
+  });
 }
 
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
@@ -105,6 +132,16 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
     console.log(`training: SMML, the full method (two branches, PBC, FRC, refinement network on priors by ${providers.join(', ')}) into ${runDir}`);
   } else {
     console.log(`training: resuming ${runDir}`);
+  }
+  const processes = options.nprocPerNode ?? 1;
+  if (processes > 1) {
+    const status = await trainInProcesses(options, processes, runDir, dataRoot, cacheDir, resume);
+    if (status === 130) {
+      console.log('training interrupted; run `npm run demo` again to continue');
+      process.exit(130);
+    }
+    if (status !== 0) throw new Error(`training in ${processes} processes failed (status ${status}); the messages above say why`);
+    return;
   }
   const progress = createProgress();
   const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
@@ -228,5 +265,6 @@ export function registerDemoCommand(program: Command): void {
     .option('--steps-per-epoch <n>', 'training steps per epoch (default: configs/demo.json)', positiveInteger)
     .option('--lr <lr>', 'initial learning rate (default: configs/demo.json; the paper uses 2e-4 over 1000 epochs, the short demo needs a larger one)', positiveNumber)
     .option('--fresh', 'delete the output folder first')
+    .option('--nproc-per-node <n>', 'train in n processes on this machine, each with 1/n of the batch and of the cores (default 1: in this process)', positiveInteger)
     .action((options: DemoOptions) => runDemo(options));
 }

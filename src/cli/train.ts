@@ -7,10 +7,12 @@ import { Option, type Command } from 'commander';
 import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import * as path from 'node:path';
 import { MODEL_FAMILIES, MODEL_PRESET_NAMES, type ModelConfig } from '../models/index.ts';
-import { createProgress, formatDuration, type ProgressReporter } from '../progress.ts';
+import { createProgress, formatDuration, silentProgress, type ProgressReporter } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { readRunConfig, type ValidationScores } from '../training/run-dir.ts';
 import { createTrainer, TrainingDivergedError, type Trainer, type TrainResult } from '../training/trainer.ts';
+import { deviceOfProcess, joinReplicas, placementFromEnvironment, singleProcess, type Replicas } from '../training/data-parallel.ts';
+import { launchWorkers } from './launch.ts';
 
 
 export interface TrainOptions {
@@ -34,7 +36,16 @@ export interface TrainOptions {
   srn?: boolean;
   set: string[];
   resume?: boolean;
+  nprocPerNode?: number;
+  nnodes?: number;
+  nodeRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  distTimeout?: number;
 }
+
+/** Seconds the training processes wait for each other (joining, each gradient exchange) before failing; rank 0 validating alone must fit in it. */
+const DEFAULT_DIST_TIMEOUT = 1800;
 
 /** Each explicit flag is shorthand for one configuration field. */
 const FLAG_FIELDS: Partial<Record<keyof TrainOptions, string>> = {
@@ -155,39 +166,77 @@ export function registerTrainCommand(program: Command): Command {
   return addTrainingOptions(command)
     .option('--baseline', 'the single-branch baseline instead of the dual-branch model')
     .option('--srn', 'also train the semantic-guided refinement network (needs semantic priors in the cache)')
-    .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers may change)')
+    .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers may change; any number of processes)')
+    .option('--nproc-per-node <n>', 'data-parallel training: start n training processes on this machine (one per GPU with --device cuda)', positiveInteger)
+    .option('--nnodes <n>', 'machines training together, each started with the same command and its own --node-rank (default 1)', positiveInteger)
+    .option('--node-rank <r>', "this machine's index among them (default 0)", nonNegativeInteger)
+    .option('--master-addr <host>', 'address of the machine of node rank 0, reachable from all (default 127.0.0.1)')
+    .option('--master-port <port>', 'free TCP port on it for the rendezvous (default 29500)', positiveInteger)
+    .option('--dist-timeout <seconds>', `with several processes: bound on joining and on every gradient exchange (default ${DEFAULT_DIST_TIMEOUT})`, positiveNumber)
     .action(async (options: TrainOptions) => {
       const config = resolveConfig(options);
-      const progress = createProgress({ printEvery: config.log.printEvery });
-      const runDir = path.resolve(options.out);
-      const trainer = await createTrainer({ runDir, config, resume: options.resume, progress });
-      const { model } = trainer.runConfig;
-      progress.note(
-        `${options.resume ? 'resuming' : 'training'} ${networkDescription(model)} in ${runDir}: ` +
-          `${trainer.runConfig.data.split.train.length} training / ${trainer.runConfig.data.split.val.length} validation cases, ` +
-          `${config.training.epochs} epochs × ${trainer.stepsPerEpoch} steps, patch ${model.patch}, ${trainer.model.parameterCount()} parameters`,
-      );
-      if (model.family === 'smml' && !usesRefinement(config)) {
-        progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
+      if (options.nprocPerNode !== undefined) {
+        process.exitCode = await launchFromOptions(options);
+        return;
       }
-      if (trainer.model.branches.length === 1 && (config.losses.pbc || config.losses.frc)) {
-        progress.note('one branch: the mutual-learning terms (PBC, FRC) need two and are off');
-      }
+      const launcherOnly = ['nnodes', 'nodeRank', 'masterAddr', 'masterPort'] as const;
+      if (launcherOnly.some((key) => options[key] !== undefined)) throw new Error('--nnodes, --node-rank, --master-addr and --master-port go with --nproc-per-node');
+      const placement = placementFromEnvironment();
+      const replicas = placement ? joinReplicas(placement, deviceOfProcess(config.training.device, placement), options.distTimeout ?? DEFAULT_DIST_TIMEOUT) : singleProcess;
       try {
-        const result = await runWithSignals(trainer, progress);
-        const perStep = Number.isNaN(result.secondsPerStep) ? '' : `, ${result.secondsPerStep.toFixed(2)} s per step`;
-        if (result.status === 'interrupted') {
-          console.log(`stopped at epoch ${result.position.epoch + 1}, step ${result.position.stepInEpoch}; checkpoint saved to ${result.paths.checkpoint}`);
-          console.log(`continue with: smml train --out ${options.out} --resume`);
-          process.exitCode = 130;
-          return;
-        }
-        console.log(`finished ${result.position.step} steps${perStep}; ${bestValidationLine(result)}`);
-        console.log(`model: ${result.paths.model} (elapsed ${formatDuration(process.uptime())})`);
-      } catch (error) {
-        if (!(error instanceof TrainingDivergedError)) throw error;
-        console.error(error.message);
-        process.exitCode = 1;
+        await train(options, config, replicas);
+      } finally {
+        replicas.close();
       }
     });
+}
+
+async function launchFromOptions(options: TrainOptions): Promise<number> {
+  if (placementFromEnvironment()) throw new Error('--nproc-per-node starts training processes, but this process already is one (WORLD_SIZE is set)');
+  return launchWorkers({
+    processesPerNode: options.nprocPerNode!,
+    nodes: options.nnodes ?? 1,
+    nodeRank: options.nodeRank ?? 0,
+    masterAddr: options.masterAddr ?? '127.0.0.1',
+    masterPort: options.masterPort ?? 29500,
+    args: process.argv.slice(2),
+  });
+}
+
+/** Trains (or resumes) the run of `options` as one of `replicas`; only rank 0 reports. */
+async function train(options: TrainOptions, config: TrainingConfig, replicas: Replicas): Promise<void> {
+  const progress = replicas.isMain ? createProgress({ printEvery: config.log.printEvery }) : silentProgress;
+  const runDir = path.resolve(options.out);
+  const trainer = await createTrainer({ runDir, config, resume: options.resume, progress, replicas });
+  const { model } = trainer.runConfig;
+  const processes = replicas.placement.worldSize > 1 ? ` with ${replicas.placement.worldSize} processes × batch ${config.training.batchSize}` : '';
+  progress.note(
+    `${options.resume ? 'resuming' : 'training'} ${networkDescription(model)}${processes} in ${runDir}: ` +
+      `${trainer.runConfig.data.split.train.length} training / ${trainer.runConfig.data.split.val.length} validation cases, ` +
+      `${config.training.epochs} epochs × ${trainer.stepsPerEpoch} steps, patch ${model.patch}, ${trainer.model.parameterCount()} parameters`,
+  );
+  if (model.family === 'smml' && !usesRefinement(config)) {
+    progress.note('the semantic-guided refinement network (SRN) is off: no semantic priors are used (--srn switches it on)');
+  }
+  if (trainer.model.branches.length === 1 && (config.losses.pbc || config.losses.frc)) {
+    progress.note('one branch: the mutual-learning terms (PBC, FRC) need two and are off');
+  }
+  try {
+    const result = await runWithSignals(trainer, progress);
+    const perStep = Number.isNaN(result.secondsPerStep) ? '' : `, ${result.secondsPerStep.toFixed(2)} s per step`;
+    if (result.status === 'interrupted') {
+      process.exitCode = 130;
+      if (!replicas.isMain) return;
+      console.log(`stopped at epoch ${result.position.epoch + 1}, step ${result.position.stepInEpoch}; checkpoint saved to ${result.paths.checkpoint}`);
+      console.log(`continue with: smml train --out ${options.out} --resume`);
+      return;
+    }
+    if (!replicas.isMain) return;
+    console.log(`finished ${result.position.step} steps${perStep}; ${bestValidationLine(result)}`);
+    console.log(`model: ${result.paths.model} (elapsed ${formatDuration(process.uptime())})`);
+  } catch (error) {
+    if (!(error instanceof TrainingDivergedError)) throw error;
+    if (replicas.isMain) console.error(error.message);
+    process.exitCode = 1;
+  }
 }

@@ -9,6 +9,11 @@
  * the epoch and its index, never on the number of workers or on timing, and
  * batches are handed out in order.
  *
+ * Data-parallel training shards each step: with `shard` { rank, count }, step b covers the positions
+ * b·B·count … (b + 1)·B·count − 1 of the epoch's order, and rank r builds the B of them from b·B·count + r·B
+ * on. The ranks together therefore see exactly the samples (and augmentations) that one process with batch
+ * B·count would, and no two ranks draw the same sample.
+ *
  * Workers run the TypeScript sources through tsx: Node 20 ignores `--import`
  * in a worker's execArgv, so each worker starts from a small JavaScript
  * bootstrap that registers tsx's ESM hooks (resolved from this package, so
@@ -29,6 +34,8 @@ export interface Batch {
   /** Position of the batch within its epoch. */
   index: number;
   ids: string[];
+  /** The cases of the whole step: `ids` and, in data-parallel training, the other processes' (in rank order). */
+  stepIds: string[];
   /** (B, M, PX, PY, PZ): M modalities in cache order (FLAIR, T1ce, T1, T2). */
   images: Float32Array;
   /** (B, PX, PY, PZ) class indices. */
@@ -56,8 +63,10 @@ export interface BatchLoaderOptions {
   prefetch?: number;
   /** Shuffle the case order every epoch (default true). */
   shuffle?: boolean;
-  /** Drop a last batch smaller than batchSize (default false). */
+  /** Drop a last step smaller than batchSize × shard count (default false). */
   dropLast?: boolean;
+  /** This process's part of each step in data-parallel training (default: the whole step). */
+  shard?: { rank: number; count: number };
   /** Further cached arrays to crop alongside, e.g. ['priors']; uint8 ones are read as probabilities q/255. */
   extraArrays?: string[];
 }
@@ -285,8 +294,13 @@ function checkOptions(options: BatchLoaderOptions): void {
   if (options.prefetch !== undefined && !positiveInteger(options.prefetch)) {
     throw new Error(`batch loader: prefetch must be a positive integer, got ${options.prefetch}`);
   }
-  if (options.dropLast && options.ids.length < options.batchSize) {
-    throw new Error(`batch loader: ${options.ids.length} cases make no full batch of ${options.batchSize} (dropLast)`);
+  const { rank, count } = options.shard ?? { rank: 0, count: 1 };
+  if (!positiveInteger(count) || !Number.isInteger(rank) || rank < 0 || rank >= count) {
+    throw new Error(`batch loader: shard rank must be an integer in [0, count), got rank ${rank} of ${count}`);
+  }
+  if (options.dropLast && options.ids.length < options.batchSize * count) {
+    const step = count > 1 ? `step of ${count} processes × batch ${options.batchSize}` : `batch of ${options.batchSize}`;
+    throw new Error(`batch loader: ${options.ids.length} cases make no full ${step} (dropLast)`);
   }
 }
 
@@ -297,17 +311,18 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
   if (options.foregroundProbability !== undefined) augment.foregroundProbability = options.foregroundProbability;
   const extraArrays = [...(options.extraArrays ?? [])];
   const prefetch = options.workers === 0 ? 1 : (options.prefetch ?? 2 * options.workers);
-  const batchCount = options.dropLast
-    ? Math.floor(options.ids.length / options.batchSize)
-    : Math.ceil(options.ids.length / options.batchSize);
+  const shard = options.shard ?? { rank: 0, count: 1 };
+  const stepSize = options.batchSize * shard.count;
+  const batchCount = options.dropLast ? Math.floor(options.ids.length / stepSize) : Math.ceil(options.ids.length / stepSize);
   const pool = options.workers > 0 ? new WorkerPool(options.workers) : undefined;
   let closed = false;
 
-  const requestsOf = (epoch: number): BatchRequest[] => {
+  const requestsOf = (epoch: number): { order: string[]; requests: BatchRequest[] } => {
     const order = [...options.ids];
     if (options.shuffle ?? true) shuffle(createRng(deriveSeed(options.seed, epoch, SHUFFLE_STREAM)), order);
-    return Array.from({ length: batchCount }, (_, b) => {
-      const positions = order.slice(b * options.batchSize, (b + 1) * options.batchSize).map((_, i) => b * options.batchSize + i);
+    const requests = Array.from({ length: batchCount }, (_, b): BatchRequest => {
+      const first = b * stepSize + shard.rank * options.batchSize;
+      const positions = order.slice(first, first + options.batchSize).map((_, i) => first + i);
       return {
         cacheDir: options.cacheDir,
         ids: positions.map((position) => order[position]),
@@ -317,12 +332,13 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
         extraArrays,
       };
     });
+    return { order, requests };
   };
 
   async function* epochBatches(epoch: number): AsyncGenerator<Batch, void, undefined> {
     if (closed) throw new Error('batch loader is closed');
     if (!Number.isInteger(epoch) || epoch < 0) throw new Error(`batch loader: epoch must be a non-negative integer, got ${epoch}`);
-    const requests = requestsOf(epoch);
+    const { order, requests } = requestsOf(epoch);
     const owner = {};
     const pending: (Promise<BatchData> | undefined)[] = [];
     let started = 0;
@@ -337,7 +353,7 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
         }
         const data = await pending[b]!;
         pending[b] = undefined;
-        yield { epoch, index: b, ...data };
+        yield { epoch, index: b, stepIds: order.slice(b * stepSize, (b + 1) * stepSize), ...data };
       }
     } finally {
       pool?.cancel(owner);

@@ -4,7 +4,7 @@ import { torch, type Tensor } from '../engine/index.ts';
 import { featureRelationalLoss } from './feature-relational.ts';
 import { pixelBidirectionalLoss } from './pixel-bidirectional.ts';
 import { refinementConsistencyLoss } from './refinement.ts';
-import { taskLoss } from './task.ts';
+import { taskLoss, type BatchSum } from './task.ts';
 
 /** What one branch produced for a batch. All full-resolution maps are (B, C, H, W, D). */
 export interface BranchPredictions {
@@ -50,6 +50,8 @@ export interface ObjectiveConfig {
   deepSupervisionWeights: readonly number[];
   /** Weight of each separate-decoder (single-modality) task loss; the paper's code uses 1. */
   separateWeight: number;
+  /** Completes the Dice terms' batch-wide sums (data-parallel training: over every process's samples); default: this batch alone. */
+  batchSum?: BatchSum;
 }
 
 export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
@@ -118,20 +120,20 @@ function requireInput<T>(value: T | undefined, what: string): T {
 function ownTerms(branch: BranchPredictions, name: string, onehot: Tensor, distilling: boolean, config: ObjectiveConfig): BranchTerms {
   const { switches } = config;
   const terms: BranchTerms = {};
-  if (switches.task) terms.task = taskLoss(branch.logits.softmax(1), onehot);
+  if (switches.task) terms.task = taskLoss(branch.logits.softmax(1), onehot, config.batchSum);
   if (switches.aux && branch.deepSupervisionProbs.length > 0) {
     const weights = config.deepSupervisionWeights;
     if (weights.length !== branch.deepSupervisionProbs.length) {
       throw new Error(`branchObjectives: ${weights.length} deep-supervision weights for ${branch.deepSupervisionProbs.length} heads (${name})`);
     }
-    const weighted = branch.deepSupervisionProbs.flatMap((probs, head) => (weights[head] === 0 ? [] : [taskLoss(probs, onehot).mul(weights[head])]));
+    const weighted = branch.deepSupervisionProbs.flatMap((probs, head) => (weights[head] === 0 ? [] : [taskLoss(probs, onehot, config.batchSum).mul(weights[head])]));
     terms.deepSupervision = sumScalars(weighted, branch.logits);
   }
   if (switches.aux && branch.separateProbs.length > 0 && config.separateWeight > 0) {
-    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot)), branch.logits).mul(config.separateWeight);
+    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot, config.batchSum)), branch.logits).mul(config.separateWeight);
   }
   if (switches.srn) {
-    terms.refinedTask = taskLoss(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1), onehot);
+    terms.refinedTask = taskLoss(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1), onehot, config.batchSum);
   }
   if (switches.refinementKl && distilling) {
     terms.refinementKl = refinementConsistencyLoss(branch.logits, requireInput(branch.refinedLogits, `${name}.refinedLogits`));

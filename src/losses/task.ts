@@ -9,6 +9,15 @@ const DICE_EPSILON = 1e-7;
 const spatialDims = (t: Tensor): number[] => Array.from({ length: t.ndim - 2 }, (_, i) => i + 2);
 
 /**
+ * Completes sums taken over the samples of a batch. In one process the batch is all there is (the identity);
+ * in data-parallel training it adds the other processes' samples, so that a batch-wide term is the same
+ * whatever the number of processes.
+ */
+export type BatchSum = (sums: Tensor) => Tensor;
+
+const localBatch: BatchSum = (sums) => sums;
+
+/**
  * Weighted cross-entropy: mean over the voxels of the batch of Σ_c −w_c·Y_c·ln(clamp(p_c, 0.005, 1)),
  * with per-sample weights w_c = 1 − (voxels of class c in the sample / voxels in the sample).
  */
@@ -24,15 +33,14 @@ export function weightedCrossEntropy(probs: Tensor /* (B, C, H, W, D) */, onehot
   });
 }
 
-/** Soft Dice loss 1 − (1/C) Σ_c 2Σ(p_c·Y_c) / (Σp_c + ΣY_c + 1e-7), every sum over the whole batch. */
-export function diceLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
+/** Soft Dice loss 1 − (1/C) Σ_c 2Σ(p_c·Y_c) / (Σp_c + ΣY_c + 1e-7), every sum over the whole batch (completed by `batchSum`). */
+export function diceLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */, batchSum: BatchSum = localBatch): Tensor {
   requireChannelsFirst('diceLoss', 'probs', probs);
   requireSameShape('diceLoss', ['probs', 'onehot'], probs, onehot);
   return torch.tidy(() => {
     const dims = [0, ...spatialDims(onehot)];
-    const overlap = probs.mul(onehot).sum(dims);
-    const size = probs.sum(dims).add(onehot.sum(dims)).add(DICE_EPSILON);
-    return overlap.mul(2).div(size).mean().rsub(1);
+    const [overlap, size] = batchSum(torch.stack([probs.mul(onehot).sum(dims), probs.sum(dims).add(onehot.sum(dims))])).unbind(0);
+    return overlap.mul(2).div(size.add(DICE_EPSILON)).mean().rsub(1);
   });
 }
 
@@ -40,6 +48,6 @@ export function diceLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* 
  * Task(p) = weighted cross-entropy + Dice loss of class probabilities `probs` (softmax already applied)
  * against the float one-hot ground truth. Returns a scalar tensor.
  */
-export function taskLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
-  return torch.tidy(() => weightedCrossEntropy(probs, onehot).add(diceLoss(probs, onehot)));
+export function taskLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */, batchSum: BatchSum = localBatch): Tensor {
+  return torch.tidy(() => weightedCrossEntropy(probs, onehot).add(diceLoss(probs, onehot, batchSum)));
 }

@@ -1,7 +1,6 @@
 // The training configuration (docs/method.md §5–6): a zod schema with the paper's defaults, reading from a JSON
 // file, and `path=value` overrides from the command line.
 import * as fs from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { SPLIT_PRESETS, type BratsLayout } from '../data/brats.ts';
 import {
@@ -86,7 +85,7 @@ const optimisationSchema = z.strictObject({
   eps: z.number().min(0).default(1e-8),
   amsgrad: z.boolean().default(true),
   seed: nonNegativeInt.default(1024),
-  /** libtorch threads; null: every core of the machine. */
+  /** libtorch threads; null: the cores of the machine shared among its training processes. */
   threads: positiveInt.nullable().default(null),
   /** 'cpu', 'cuda' or 'cuda:N'. Bit-exact resume is guaranteed on the CPU. */
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
@@ -217,11 +216,6 @@ export function applyOverrides(raw: Record<string, unknown>, assignments: readon
     target[keys.at(-1)!] = parseOverrideValue(match[2]);
   }
   return result;
-}
-
-/** The libtorch thread count a configuration asks for. */
-export function resolvedThreads(config: TrainingConfig): number {
-  return config.training.threads ?? availableParallelism();
 }
 
 /** Whether the configuration trains the semantic-guided refinement network (and so needs priors). */

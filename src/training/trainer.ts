@@ -6,6 +6,12 @@
 // the loader, its modality subsets a function of the same through `deriveSeed`, and dropout draws from
 // libtorch's generator, whose state the checkpoint carries. Resuming from a checkpoint therefore takes the
 // same steps as the uninterrupted run (bit-exact on the CPU).
+//
+// Data-parallel training (data-parallel.ts): each process trains a replica on its share of every step, the
+// gradients are averaged after backward, and only rank 0 writes the run folder. The step's samples and modality
+// subsets are those of one process with the whole step's batch, and the Dice terms' batch-wide sums are completed
+// over the ranks, so the world size changes nothing but speed, except where samples meet within a process: FRC's
+// class prototypes, the refinement network's batch normalisation, and dropout masks (every rank draws alike).
 import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
 import { ALL_MODALITIES, SUBSETS, subsetName } from '../data/modalities.ts';
@@ -19,8 +25,9 @@ import { createModel, modalityMask, type SegmentationModel, type SegmentationOut
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { silentProgress, type ProgressReporter } from '../progress.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
-import { resolvedThreads, resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
+import { resolveModelConfig, usesRefinement, type TrainingConfig } from './config.ts';
 import { checkCache, checkPriors, prepareTrainingData } from './data.ts';
+import { deviceOfProcess, singleProcess, threadsPerProcess, type Replicas } from './data-parallel.ts';
 import {
   encodeModelMetadata,
   MODEL_FORMAT,
@@ -59,6 +66,8 @@ export interface CreateTrainerOptions {
   resume?: boolean;
   progress?: ProgressReporter;
   hooks?: TrainerHooks;
+  /** The processes training this run together (default: this one alone); only rank 0 writes and reports. */
+  replicas?: Replicas;
 }
 
 export interface TrainResult {
@@ -168,7 +177,8 @@ export class Trainer {
   private readonly objectiveConfig: ObjectiveConfig;
   /** `losses.separateModalities` is 'one' and the network has a separate decoder: each step draws one modality per sample. */
   private readonly separateDecodesOneModality: boolean;
-  private readonly log: RunLog;
+  /** Rank 0's; the other ranks write nothing. */
+  private readonly log: RunLog | null;
   private validationCases: EvaluationCase[] | undefined;
 
   constructor(
@@ -177,6 +187,7 @@ export class Trainer {
     private readonly loader: BatchLoader,
     private readonly progress: ProgressReporter,
     private readonly hooks: TrainerHooks,
+    private readonly replicas: Replicas,
     resume: boolean,
   ) {
     const { config } = runConfig;
@@ -186,26 +197,35 @@ export class Trainer {
     this.separateDecodesOneModality = separateModalities === 'one' && runConfig.model.family === 'smml';
     // With one decoded modality per sample, its loss stands for the sum over the K modalities.
     const separateScale = this.separateDecodesOneModality ? runConfig.model.modalities : 1;
-    this.objectiveConfig = { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight: separateWeight * separateScale, switches };
+    this.objectiveConfig = {
+      warmupEpochs,
+      tau,
+      scaleByTauSquared,
+      deepSupervisionWeights,
+      separateWeight: separateWeight * separateScale,
+      switches,
+      batchSum: (sums) => replicas.batchSum(sums),
+    };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     // The configuration's family picks the network; each of its branches gets its own optimiser.
     torch.manualSeed(config.training.seed);
     this.model = createModel(runConfig.model);
-    if (config.training.device !== 'cpu') this.model.to({ device: config.training.device });
+    if (this.device !== 'cpu') this.model.to({ device: this.device });
     this.model.train();
     const { lr, betas, eps, weightDecay, amsgrad } = config.training;
     this.optimizers = this.model.branches.map((branch) => new torch.optim.Adam({ params: branch.parameters(), lr, betas, eps, weightDecay, amsgrad }));
     this.position = { epoch: 0, stepInEpoch: 0, step: 0 };
     this.best = null;
-    this.log = new RunLog(this.paths.log);
+    this.log = replicas.isMain ? new RunLog(this.paths.log) : null;
     if (resume && fs.existsSync(this.paths.checkpoint)) {
       const restored = loadCheckpoint(this.paths.checkpoint, this.model, this.optimizers);
       this.position = restored.position;
       this.best = restored.best;
-      this.log.truncateAfter(this.position);
+      this.log?.truncateAfter(this.position);
     } else {
-      this.log.clear();
+      this.log?.clear();
     }
+    replicas.broadcastFromMain([...this.model.stateDict().values()]);
   }
 
   /** Asks the run to stop after the current step; it saves a checkpoint and `run` resolves 'interrupted'. */
@@ -218,7 +238,7 @@ export class Trainer {
   }
 
   private get device(): string {
-    return this.config.training.device;
+    return deviceOfProcess(this.config.training.device, this.replicas.placement);
   }
 
   private setLearningRate(epoch: number): number {
@@ -242,23 +262,30 @@ export class Trainer {
     }
   }
 
-  /** One optimisation step; returns the loss values, or null (weights untouched) when the loss is not finite. */
+  /**
+   * One optimisation step; returns the loss values (means over the ranks), or finite: false (weights untouched)
+   * when the loss is not finite. `subsets` are those of the whole step, all ranks' samples.
+   */
   private step(batch: Batch, epoch: number, stepInEpoch: number): { values: StepValues; finite: boolean; subsets: number[][] } {
     const { classes, modalities, patch } = this.model.config;
     const branches = this.model.branches.length;
     const batchSize = batch.ids.length;
+    const { rank, worldSize } = this.replicas.placement;
     const spatial = [patch, patch, patch];
     if (batch.channels.images !== modalities) throw new Error(`the cache holds ${batch.channels.images} image channels, the network expects ${modalities}`);
+    // Drawn for the whole step (every rank's samples) and cut to this rank's, as the loader cuts the batch.
     const rng = createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch));
-    const subsets = drawSubsets(rng, batchSize, branches);
+    const subsets = drawSubsets(rng, batchSize * worldSize, branches);
     // Drawn after the subsets, which therefore do not depend on this switch.
-    const separateModalities = this.separateDecodesOneModality ? Array.from({ length: batchSize }, () => randInt(rng, 0, modalities)) : undefined;
+    const separateAll = this.separateDecodesOneModality ? Array.from({ length: batchSize * worldSize }, () => randInt(rng, 0, modalities)) : undefined;
+    const mine = <T,>(values: T[]) => values.slice(rank * batchSize, (rank + 1) * batchSize);
+    const separateModalities = separateAll && mine(separateAll);
     return torch.tidy(() => {
       const device = this.device;
       const images = torch.tensor(batch.images, [batchSize, modalities, ...spatial], { device });
       const labels = torch.tensor(batch.labels, [batchSize, ...spatial]).to({ dtype: 'int64', device });
       const onehot = torch.oneHot(labels, classes).permute(0, 4, 1, 2, 3).to('float32').contiguous();
-      const masks = subsets.map((rows) => modalityMask(rows.map((s) => SUBSETS[s])).to(device));
+      const masks = subsets.map((rows) => modalityMask(mine(rows).map((s) => SUBSETS[s])).to(device));
       const priorData = batch.extras[PRIORS_ARRAY];
       const priors = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
       const inputs = { ...priors, separateModalities };
@@ -267,14 +294,24 @@ export class Trainer {
         { branch1: predictionsOf(outputs[0]), branch2: outputs[1] && predictionsOf(outputs[1]), onehot, labels, epoch },
         this.objectiveConfig,
       );
-      const values = valuesOf(objective);
+      const values = this.meanOverRanks(valuesOf(objective));
       if (!Number.isFinite(values.loss)) return { values, finite: false, subsets };
       for (const optimizer of this.optimizers) optimizer.zeroGrad();
       objective.total.backward();
+      this.replicas.averageGradients(this.model.parameters());
       for (const optimizer of this.optimizers) optimizer.step();
       for (const optimizer of this.optimizers) optimizer.zeroGrad();
       return { values, finite: true, subsets };
     });
+  }
+
+  /** The step's values averaged over the ranks: every rank then agrees on them, finiteness included. */
+  private meanOverRanks(values: StepValues): StepValues {
+    const numbers = [values.loss, ...values.branches.flatMap((branch) => Object.values(branch)), ...(values.fc === undefined ? [] : [values.fc])];
+    const means = this.replicas.meanOf(numbers);
+    let next = 1;
+    const branches = values.branches.map((branch) => Object.fromEntries(Object.keys(branch).map((name) => [name, means[next++]])));
+    return { loss: means[0], branches, fc: values.fc === undefined ? undefined : means[next] };
   }
 
   private loadValidationCases(): EvaluationCase[] {
@@ -321,11 +358,12 @@ export class Trainer {
 
   private saveCheckpointAt(position: TrainingPosition): void {
     this.requireFiniteWeights(`epoch ${position.epoch + 1}, step ${position.step}`);
-    saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best });
+    if (this.replicas.isMain) saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best });
     this.position = position;
   }
 
   private saveModel(epoch: number, validation: ValidationScores | null): void {
+    if (!this.replicas.isMain) return;
     const { data } = this.runConfig;
     torch.saveModule(
       this.paths.model,
@@ -346,7 +384,8 @@ export class Trainer {
   private finishEpoch(epoch: number, lr: number, steps: StepValues[], started: number): void {
     const { every } = this.config.validation;
     const { epochs } = this.config.training;
-    const validating = every > 0 && this.runConfig.data.split.val.length > 0;
+    // Rank 0 validates alone; the others wait for it at the next step (within the process group's timeout).
+    const validating = every > 0 && this.runConfig.data.split.val.length > 0 && this.replicas.isMain;
     const due = validating && ((epoch + 1) % every === 0 || epoch + 1 === epochs);
     this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
     const validation = due ? this.validate() : null;
@@ -375,7 +414,7 @@ export class Trainer {
       validation,
       best: this.best ? { epoch: this.best.epoch, score: this.best.score } : null,
     };
-    this.log.append(record);
+    this.log?.append(record);
     const validationText = validation
       ? ` | val Dice WT ${validation.dice.WT.toFixed(3)} TC ${validation.dice.TC.toFixed(3)} ET ${validation.dice.ET.toFixed(3)}${improved ? ' (best)' : ''}`
       : '';
@@ -395,7 +434,7 @@ export class Trainer {
       paths: this.paths,
     });
     const start = { ...this.position };
-    this.log.append({ type: 'start', time: new Date().toISOString(), position: start, threads: torch.getNumThreads(), device: this.device });
+    this.log?.append({ type: 'start', time: new Date().toISOString(), position: start, threads: torch.getNumThreads(), device: this.device, processes: this.replicas.placement.worldSize });
     this.progress.start({ epochs, stepsPerEpoch: this.stepsPerEpoch, epoch: start.epoch, stepInEpoch: start.stepInEpoch });
     try {
       for (let epoch = start.epoch; epoch < epochs; epoch++) {
@@ -410,7 +449,7 @@ export class Trainer {
           const { values, finite, subsets } = this.step(batch, epoch, stepInEpoch);
           const seconds = (performance.now() - stepStarted) / 1000;
           if (!finite) {
-            this.log.append({ type: 'diverged', time: new Date().toISOString(), ...position, ...values });
+            this.log?.append({ type: 'diverged', time: new Date().toISOString(), ...position, ...values });
             throw new TrainingDivergedError(
               `training stopped: the loss is ${values.loss} at epoch ${epoch + 1}, step ${stepInEpoch + 1} ` +
                 `(terms ${JSON.stringify(values.branches)}); the weights were not updated and ${this.keptCheckpointText()} ` +
@@ -421,14 +460,14 @@ export class Trainer {
           steps.push(values);
           stepInEpoch++;
           this.position = { ...this.position, step: this.position.step + 1 };
-          this.log.append({
+          this.log?.append({
             type: 'step',
             epoch,
             stepInEpoch,
             step: this.position.step,
             lr,
             ...values,
-            cases: batch.ids,
+            cases: batch.stepIds,
             subsets: subsets.map((rows) => rows.map((s) => subsetName(SUBSETS[s]))),
             seconds,
           });
@@ -436,19 +475,22 @@ export class Trainer {
           // Batches built on this thread arrive through promise callbacks alone; a turn of the event loop lets
           // signal handlers (Ctrl-C) and the progress display run between steps.
           await new Promise((resolve) => setImmediate(resolve));
+          // A signal reaches the ranks at different moments; they stop together at the first step any saw it.
+          this.stopRequested = this.replicas.anyRank(this.stopRequested);
           if (this.stopRequested && stepInEpoch < this.stepsPerEpoch) {
             this.saveCheckpointAt({ epoch, stepInEpoch, step: this.position.step });
-            this.log.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
+            this.log?.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
             return result('interrupted');
           }
         }
         this.finishEpoch(epoch, lr, steps, epochStarted);
+        this.stopRequested = this.replicas.anyRank(this.stopRequested);
         if (this.stopRequested && epoch + 1 < epochs) {
-          this.log.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
+          this.log?.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
           return result('interrupted');
         }
       }
-      this.log.append({ type: 'finished', time: new Date().toISOString(), position: this.position, best: this.best, last: this.last });
+      this.log?.append({ type: 'finished', time: new Date().toISOString(), position: this.position, best: this.best, last: this.last });
       return result('finished');
     } finally {
       this.progress.stop();
@@ -477,9 +519,12 @@ function createRunFolder(runDir: string): void {
  */
 export async function createTrainer(options: CreateTrainerOptions): Promise<Trainer> {
   const paths = runPaths(options.runDir);
-  const progress = options.progress ?? silentProgress;
+  const replicas = options.replicas ?? singleProcess;
+  const progress = replicas.isMain ? (options.progress ?? silentProgress) : silentProgress;
   let run: RunConfig;
-  if (options.resume) {
+  if (options.resume || !replicas.isMain) {
+    // A new run is made by rank 0 alone (data, run.json); the other ranks read it once it is written.
+    if (!options.resume) replicas.barrier();
     const stored = readRunConfig(options.runDir);
     run = { ...stored, config: resumedConfig(stored.config, options.config, paths.config) };
   } else {
@@ -505,8 +550,12 @@ export async function createTrainer(options: CreateTrainerOptions): Promise<Trai
   if (config.training.device !== 'cpu') torch.checkDevice(config.training.device);
   checkCache(data, [...data.split.train, ...data.split.val]);
   if (usesRefinement(config)) checkPriors(data.cacheDir, data.split.train, model.classes * model.modalities);
-  if (!options.resume) writeRunConfig(options.runDir, run);
-  torch.setNumThreads(resolvedThreads(config));
+  if (!options.resume && replicas.isMain) {
+    writeRunConfig(options.runDir, run);
+    replicas.barrier();
+  }
+  torch.setNumThreads(config.training.threads ?? threadsPerProcess(replicas.placement));
+  const { rank, worldSize } = replicas.placement;
   const loader = createBatchLoader({
     cacheDir: data.cacheDir,
     ids: data.split.train,
@@ -516,12 +565,14 @@ export async function createTrainer(options: CreateTrainerOptions): Promise<Trai
     augment: config.data.augment,
     foregroundProbability: config.data.foregroundProbability,
     workers: config.data.workers,
-    // Every step sees a full batch (when there are enough cases); the cases left over differ per epoch.
-    dropLast: data.split.train.length >= config.training.batchSize,
+    // Every step sees a full batch (when there are enough cases; always with several processes, whose
+    // gradients are averaged with equal weights); the cases left over differ per epoch.
+    dropLast: worldSize > 1 || data.split.train.length >= config.training.batchSize,
+    shard: { rank, count: worldSize },
     extraArrays: usesRefinement(config) ? [PRIORS_ARRAY] : [],
   });
   try {
-    return new Trainer(run, options.runDir, loader, progress, options.hooks ?? {}, options.resume ?? false);
+    return new Trainer(run, options.runDir, loader, progress, options.hooks ?? {}, replicas, options.resume ?? false);
   } catch (error) {
     await loader.close();
     throw error;

@@ -84,6 +84,21 @@ describe('createBatchLoader', () => {
   });
   after(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
 
+  it('shards each step among processes: together they build exactly the batches of one process with the whole step', async () => {
+    // 5 cases, 2 processes × batch 1: two full steps of 2 (dropLast), the same samples and augmentations as batch 2.
+    const whole = await collect({ ...base, batchSize: 2, dropLast: true }, [0, 1]);
+    const shards = await Promise.all([0, 1].map((rank) => collect({ ...base, batchSize: 1, dropLast: true, shard: { rank, count: 2 } }, [0, 1])));
+    assert.equal(whole.length, 4);
+    whole.forEach((batch, step) => {
+      const [first, second] = [shards[0][step], shards[1][step]];
+      assert.deepEqual([...first.ids, ...second.ids], batch.ids);
+      assert.deepEqual(first.stepIds, batch.ids);
+      assert.deepEqual([...first.images, ...second.images], [...batch.images]);
+      assert.deepEqual([...first.labels, ...second.labels], [...batch.labels]);
+    });
+    assert.throws(() => createBatchLoader({ ...base, ids: IDS.slice(0, 3), batchSize: 2, dropLast: true, shard: { rank: 0, count: 2 } }), /3 cases make no full step of 2 processes × batch 2/);
+  });
+
   it('stacks cropped patches as (B, 4, X, Y, Z) images and (B, X, Y, Z) labels', async () => {
     const batches = await collect({ ...base, augment: false }, [0]);
     assert.deepEqual(batches.map((batch) => batch.ids.length), [2, 2, 1]);

@@ -9,6 +9,7 @@
 #include <ATen/core/Reduction.h>
 #include <c10/core/CPUAllocator.h>
 
+#include "binding.h"
 #include "conv1x1.h"
 #include "norm_act.h"
 #include "thin_conv.h"
@@ -1056,9 +1057,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNnOps(env, exports);
   InitInPlaceOps(env, exports);
   InitRuntime(env, exports);
+  smml::InitDistributed(env, exports);
   return exports;
 }
 
 }  // namespace
+
+namespace smml {
+
+std::vector<at::Tensor> TensorListArgument(const Napi::Value& v) { return TList(v); }
+
+void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f) {
+  Def(env, exports, name, std::move(f));
+}
+
+}  // namespace smml
 
 NODE_API_MODULE(smml_torch, Init)

@@ -1,0 +1,22 @@
+// What the addon's source files share to define JavaScript functions (implemented in torch.cc): tensor
+// arguments, and registration that turns libtorch and C++ errors into JavaScript errors naming the function.
+#pragma once
+
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <vector>
+
+namespace smml {
+
+// The tensors of a JavaScript array of tensor handles (a TypeError for anything else or a disposed tensor).
+std::vector<at::Tensor> TensorListArgument(const Napi::Value& v);
+
+// Adds `name` to `exports`; errors thrown by `f` reach JavaScript as Errors prefixed with `name`.
+void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f);
+
+// The process-group functions of distributed.cc.
+void InitDistributed(Napi::Env env, Napi::Object exports);
+
+}  // namespace smml
