@@ -13,7 +13,7 @@ import { evaluatePredictionFolder, folderSummaryMarkdown, FOLDER_RESULT_FILES, w
 import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
 import { windowProgress } from '../progress.ts';
-import { loadTrainedModel, type RunData } from '../training/run-dir.ts';
+import { loadTrainedModel, writeRunQuality, type RunData } from '../training/run-dir.ts';
 import { addInferenceOptions } from './predict.ts';
 
 const SPLIT_NAMES = ['train', 'val', 'test'] as const;
@@ -100,12 +100,25 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
     progress.stop();
     trained.model.dispose();
   }
-  return writeResults(outDir, result, {
+  const summary = writeResults(outDir, result, {
     model: path.resolve(options.model),
     data: root,
     cases: description,
     settings: { weighting: options.weighting, overlap: options.overlap, device: options.device },
   });
+  // Only held-out scores tell a user what to expect: cases the run trained on would flatter it.
+  const training = new Set(root === path.resolve(runData.root) ? runData.split.train : []);
+  if (!ids.some((id) => training.has(id))) {
+    writeRunQuality(options.model, {
+      format: 'smml-quality',
+      createdAt: new Date().toISOString(),
+      data: root,
+      cases: description,
+      caseCount: ids.length,
+      subsets: summary.subsets.map((row) => ({ name: row.name, modalities: [...row.subset], dice: { WT: row.dice.WT, TC: row.dice.TC, ET: row.dice.ET } })),
+    });
+  }
+  return summary;
 }
 
 interface EvaluateCommandOptions extends Omit<EvaluateCliOptions, 'model'> {
