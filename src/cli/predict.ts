@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { MODALITIES, subsetName, type Modality, type ModalityMask } from '../data/modalities.ts';
 import { REGIONS } from '../data/regions.ts';
 import { predictFolder, type FolderCaseResult, type FolderPrediction } from '../inference/folder.ts';
-import { predictToFiles, type CasePrediction } from '../inference/predict.ts';
+import { predictToFiles, type CasePrediction, type InferenceModel } from '../inference/predict.ts';
 import { caseProgress, windowProgress } from '../progress.ts';
 import { loadTrainedModel, readRunQuality, type RunQuality, type TrainedModel } from '../training/run-dir.ts';
 
@@ -61,16 +61,26 @@ interface PredictCliOptions {
   output?: string;
   overwrite?: boolean;
   channelOrder?: Modality[];
+  reference?: Modality;
   probabilities?: string;
   weighting: 'gaussian' | 'uniform';
   overlap: number;
   device: string;
 }
 
-type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'device'>;
+type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'device' | 'reference'>;
+
+/** The run's network and its label values and training voxel size; says once when the run recorded no voxel size. */
+function inferenceModelOf(trained: TrainedModel, runDir: string): InferenceModel {
+  const { spacing } = trained.config.data;
+  if (!spacing) {
+    console.error(`${runDir}: run.json records no training voxel size (a run made before it did); inputs are segmented on their own grid, unresampled`);
+  }
+  return { model: trained.model, labelValues: trained.labelConvention.values, spacing };
+}
 
 /** One case from the sequence files named on the command line. */
-function predictOneCase(trained: TrainedModel, options: PredictCliOptions & { out: string }): void {
+function predictOneCase(inference: InferenceModel, options: PredictCliOptions & { out: string }, settings: InferenceSettings): void {
   const started = performance.now();
   const files: Partial<Record<Modality, string>> = { flair: options.flair, t1ce: options.t1ce, t1: options.t1, t2: options.t2 };
   if (Object.values(files).every((file) => file === undefined)) {
@@ -79,31 +89,25 @@ function predictOneCase(trained: TrainedModel, options: PredictCliOptions & { ou
   const progress = windowProgress('predict');
   let prediction: CasePrediction;
   try {
-    prediction = predictToFiles({ model: trained.model, labelValues: trained.labelConvention.values }, files, {
-      out: options.out,
-      probabilities: options.probabilities,
-      weighting: options.weighting,
-      overlap: options.overlap,
-      device: options.device,
-      onWindow: progress.onWindow,
-    });
+    prediction = predictToFiles(inference, files, { ...settings, out: options.out, probabilities: options.probabilities, onWindow: progress.onWindow });
   } finally {
     progress.stop();
   }
   const seconds = (performance.now() - started) / 1000;
-  console.log(`segmented from ${subsetName(prediction.present)} in ${seconds.toFixed(1)} s: ${path.resolve(options.out)}`);
+  const resampled = prediction.resampled.length > 0 ? ` (${prediction.resampled.join(', ')} resampled onto the reference grid)` : '';
+  console.log(`segmented from ${subsetName(prediction.present)}${resampled} in ${seconds.toFixed(1)} s: ${path.resolve(options.out)}`);
   if (options.probabilities) console.log(`class probabilities: ${path.resolve(options.probabilities)}`);
   console.log(expectedQualityLine(readRunQuality(options.model), prediction.present, options.model));
 }
 
 /** Every case of a folder; the exit status is 1 when any case failed. */
-async function predictFolderCommand(trained: TrainedModel, options: PredictCliOptions & { input: string; output: string }, settings: InferenceSettings): Promise<void> {
+async function predictFolderCommand(inference: InferenceModel, options: PredictCliOptions & { input: string; output: string }, settings: InferenceSettings): Promise<void> {
   const started = performance.now();
   const progress = caseProgress('predict');
   let folder: FolderPrediction;
   try {
     folder = await predictFolder(
-      { model: trained.model, labelValues: trained.labelConvention.values },
+      inference,
       {
         ...settings,
         input: options.input,
@@ -149,6 +153,9 @@ export function registerPredictCommand(program: Command): Command {
     .option('--input <dir>', 'folder of cases: BraTS 2018–2021/2023 case folders, BraTS 2015 .mha folders, or nnU-Net <case>_0000.nii.gz … _0003 files')
     .option('--output <dir>', 'with --input: where <case>.nii.gz segmentations are written')
     .option('--overwrite', 'with --input: segment cases again whose output exists (default: skip them)')
+    .addOption(
+      new Option('--reference <sequence>', 'sequences on different grids are resampled onto the grid of this one (default: the finest)').choices([...MODALITIES]),
+    )
     .option('--channel-order <list>', 'with --input: modalities of nnU-Net channels _0000, _0001, … (default flair,t1ce,t1,t2)', parseChannelOrder);
   return addInferenceOptions(command).action(async (options: PredictCliOptions) => {
     const folderMode = options.input !== undefined || options.output !== undefined;
@@ -161,9 +168,10 @@ export function registerPredictCommand(program: Command): Command {
     }
     const trained = loadTrainedModel(options.model, { device: options.device });
     try {
-      const settings = { weighting: options.weighting, overlap: options.overlap, device: options.device };
-      if (folderMode) await predictFolderCommand(trained, { ...options, input: options.input!, output: options.output! }, settings);
-      else predictOneCase(trained, { ...options, out: options.out! });
+      const settings = { weighting: options.weighting, overlap: options.overlap, device: options.device, reference: options.reference };
+      const inference = inferenceModelOf(trained, options.model);
+      if (folderMode) await predictFolderCommand(inference, { ...options, input: options.input!, output: options.output! }, settings);
+      else predictOneCase(inference, { ...options, out: options.out! }, settings);
     } finally {
       trained.model.dispose();
     }

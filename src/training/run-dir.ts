@@ -56,6 +56,8 @@ const runDataSchema = z.strictObject({
   /** The preprocessed cases (absolute). */
   cacheDir: z.string(),
   split: z.strictObject({ train: z.array(z.string()), val: z.array(z.string()), test: z.array(z.string()) }),
+  /** Median voxel size (mm) of the training cases along i, j, k; inference resamples inputs to it. Absent in runs made before it was recorded. */
+  spacing: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]).optional(),
 });
 export type RunData = z.infer<typeof runDataSchema>;
 

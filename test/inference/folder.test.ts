@@ -27,7 +27,7 @@ async function smml(register: (program: Command) => Command, ...args: string[]):
   const [log, error, stderrWrite, exitCode] = [console.log, console.error, process.stderr.write, process.exitCode];
   console.log = (line: string) => printed.push(line);
   console.error = (line: string) => errors.push(line);
-  process.stderr.write = ((chunk: string) => errors.push(String(chunk))) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string) => errors.push(String(chunk)) > 0) as typeof process.stderr.write;
   process.exitCode = undefined;
   try {
     await program.parseAsync(['node', 'smml', ...args]);
