@@ -22,7 +22,7 @@ import { modalityMask, type SegmentationModel } from '../models/index.ts';
 import { checkWritableFile } from './output.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
 import { needsResampling, resampledShape, resampleOntoGrid, resizeVolume, worldBox, worldBoxesOverlap } from './resample.ts';
-import { slidingWindowInference } from './sliding-window.ts';
+import { streamWindows } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
 export interface InferenceModel {
@@ -39,43 +39,94 @@ export interface WholeVolumeOptions {
   overlap?: number;
   /** How overlapping windows are blended; default 'uniform' (plain averaging, docs/method.md §7). */
   weighting?: 'uniform' | 'gaussian';
+  /** Windows per network call; default `defaultWindowBatch` of the patch. */
+  batchSize?: number;
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
 }
 
 /**
- * Class probabilities of a whole (preprocessed) volume for several modality subsets, (S, C, X, Y, Z).
- * With one subset the model's own inference path runs (SMML skips the encoders of absent modalities);
- * with several, every window is encoded once and only the subset-dependent part runs per subset
- * (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
- * first convolution already mixes the modalities, so it runs whole per subset). Images must be on
- * the model's device; the model is switched to evaluation mode (no dropout).
+ * The network over the windows of a whole (preprocessed) volume for several modality subsets, blended window by
+ * window (`streamWindows`): batches of windows; with one subset the model's own inference path (SMML skips the
+ * encoders of absent modalities), with several each batch encoded once and only the subset-dependent part run per
+ * subset (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
+ * first convolution already mixes the modalities, so it runs whole per subset); a window where every sequence of a
+ * subset is zero is not predicted for it (it is outside the brain: background). Images must be on the model's device;
+ * the model is switched to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
  */
+function streamSubsets(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions,
+  onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
+): void {
+  if (subsets.length === 0) throw new Error('subsetProbabilities: no modality subset given');
+  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+  model.eval();
+  const { patch, classes } = model.config;
+  const masks = new Map<string, Tensor>();
+  // One (B, K) mask per subset and batch size, made once.
+  const maskOf = (s: number, batch: number) => {
+    const key = `${s}/${batch}`;
+    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(images.device)));
+    return masks.get(key)!;
+  };
+  const predictBatch = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
+    const batch = windows.size(0);
+    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
+    const encodings = model.encode(windows);
+    return torch.stack(
+      subsets.map((_, s) =>
+        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device: images.device }),
+      ),
+      0,
+    );
+  };
+  try {
+    streamWindows(images, [patch, patch, patch], classes, subsets, predictBatch, onSlab, {
+      overlap: options.overlap ?? 0.5,
+      weighting: options.weighting ?? 'uniform',
+      batchSize: options.batchSize,
+      onWindow: options.onWindow,
+    });
+  } finally {
+    for (const mask of masks.values()) mask.dispose();
+  }
+}
+
+/** Class probabilities of a whole (preprocessed) volume for several modality subsets (see `streamSubsets`). */
 export function subsetProbabilities(
   model: SegmentationModel,
   images: Tensor /* (1, K, X, Y, Z) */,
   subsets: readonly ModalityMask[],
   options: WholeVolumeOptions = {},
 ): Tensor /* (S, C, X, Y, Z) */ {
-  if (subsets.length === 0) throw new Error('subsetProbabilities: no modality subset given');
-  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
-  model.eval();
-  const { patch } = model.config;
-  return torch.tidy(() => {
-    const masks = subsets.map((subset) => modalityMask([subset]).to(images.device));
-    const predictWindow =
-      masks.length === 1
-        ? (window: Tensor) => model.predictProbabilities(window, masks[0])
-        : (window: Tensor) => {
-            const encodings = model.encode(window);
-            return torch.cat(masks.map((mask) => model.fuseProbabilities(encodings, mask)), 0);
-          };
-    return slidingWindowInference(images, [patch, patch, patch], predictWindow, {
-      overlap: options.overlap ?? 0.5,
-      weighting: options.weighting ?? 'uniform',
-      onWindow: options.onWindow,
-    });
+  const [, , ...size] = images.shape;
+  const out = torch.zeros([subsets.length, model.config.classes, ...size], { device: images.device });
+  streamSubsets(model, images, subsets, options, (x, slab) => {
+    out.narrow(2, x, slab.size(2)).copy_(slab);
   });
+  return out;
+}
+
+/**
+ * Arg-max class per voxel of each subset's probabilities, (X, Y, Z) z fastest per subset, without holding every
+ * subset's probabilities of the whole volume: each slab is reduced to labels as soon as it is final.
+ */
+export function subsetLabels(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions = {},
+): Uint8Array[] {
+  const [, , X, Y, Z] = images.shape;
+  const labels = subsets.map(() => new Uint8Array(X * Y * Z));
+  streamSubsets(model, images, subsets, options, (x, slab) => {
+    const slabLabels = argmaxLabels(slab);
+    slabLabels.forEach((part, s) => labels[s].set(part, x * Y * Z));
+  });
+  return labels;
 }
 
 /** Arg-max class per voxel of each subset's probabilities: S arrays (X, Y, Z), z fastest. */
