@@ -47,6 +47,7 @@ export interface EvaluateCliOptions {
   out?: string;
   weighting: 'gaussian' | 'uniform';
   overlap: number;
+  batchSize?: number;
   device: string;
 }
 
@@ -83,6 +84,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
       cacheDir,
       weighting: options.weighting,
       overlap: options.overlap,
+      batchSize: options.batchSize,
       device: options.device,
       onPreprocess: ({ done, total, id, status }) => {
         if (status === 'written') console.error(`preprocessed ${id} (${done}/${total})`);

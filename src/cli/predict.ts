@@ -4,6 +4,7 @@
  * reached on held-out cases with the same sequences.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { positiveInteger } from './arguments.ts';
 import * as path from 'node:path';
 import { MODALITIES, subsetName, type Modality, type ModalityMask } from '../data/modalities.ts';
 import { REGIONS } from '../data/regions.ts';
@@ -28,6 +29,7 @@ export function addInferenceOptions(command: Command): Command {
         .default('uniform'),
     )
     .option('--overlap <fraction>', 'fraction of the patch shared by neighbouring windows', parseOverlap, 0.5)
+    .option('--batch-size <n>', 'windows per network call (default: 2 of 32³ voxels, 1 for larger patches)', positiveInteger)
     .option('--device <device>', "where the network runs: 'cpu', 'cuda' or 'cuda:N'", 'cpu');
 }
 
@@ -65,10 +67,11 @@ interface PredictCliOptions {
   probabilities?: string;
   weighting: 'gaussian' | 'uniform';
   overlap: number;
+  batchSize?: number;
   device: string;
 }
 
-type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'device' | 'reference'>;
+type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'batchSize' | 'device' | 'reference'>;
 
 /** The run's network and its label values and training voxel size; says once when the run recorded no voxel size. */
 function inferenceModelOf(trained: TrainedModel, runDir: string): InferenceModel {
@@ -168,7 +171,7 @@ export function registerPredictCommand(program: Command): Command {
     }
     const trained = loadTrainedModel(options.model, { device: options.device });
     try {
-      const settings = { weighting: options.weighting, overlap: options.overlap, device: options.device, reference: options.reference };
+      const settings = { weighting: options.weighting, overlap: options.overlap, batchSize: options.batchSize, device: options.device, reference: options.reference };
       const inference = inferenceModelOf(trained, options.model);
       if (folderMode) await predictFolderCommand(inference, { ...options, input: options.input!, output: options.output! }, settings);
       else predictOneCase(inference, { ...options, out: options.out! }, settings);

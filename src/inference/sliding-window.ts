@@ -89,9 +89,13 @@ export interface StreamedWindowOptions extends SlidingWindowOptions {
   batchSize?: number;
 }
 
-/** Windows per network call: as many as fit in 8 windows of 32³ voxels (8 at 32³, 2 at 48³, 1 from 64³ on). */
+/**
+ * Windows per network call: as many as fit in 2 windows of 32³ voxels (2 at 32³, 1 from 41³ on). Larger batches ran
+ * faster per window on an idle two-core machine but much slower on a busy one, where their activations no longer
+ * stay in cache (bench/README.md).
+ */
 export function defaultWindowBatch(patch: Shape3): number {
-  return Math.max(1, Math.floor((8 * 32 ** 3) / (patch[0] * patch[1] * patch[2])));
+  return Math.max(1, Math.floor((2 * 32 ** 3) / (patch[0] * patch[1] * patch[2])));
 }
 
 /**

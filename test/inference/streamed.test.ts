@@ -124,6 +124,7 @@ test('streamWindows hands out x slabs in order, skips windows without the read c
   assert.deepEqual(batches, [2]);
   assert.deepEqual(slabs, [[0, 16], [16, 16], [32, 8], [40, 32]]);
   assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
-  assert.equal(defaultWindowBatch([32, 32, 32]), 8);
+  assert.equal(defaultWindowBatch([32, 32, 32]), 2);
+  assert.equal(defaultWindowBatch([48, 48, 48]), 1);
   assert.equal(defaultWindowBatch([128, 128, 128]), 1);
 });
