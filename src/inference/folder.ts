@@ -31,14 +31,12 @@ export interface PredictFolderOptions extends Omit<PredictOptions, 'probabilitie
   overwrite?: boolean;
   /** Modality of nnU-Net channel files `_0000`, `_0001`, …; default DEFAULT_CHANNEL_ORDER. */
   channelOrder?: readonly Modality[];
-  /** Before a case starts. */
-  onCaseStart?: (index: number, total: number, id: string) => void;
   /** After each case, whatever happened to it. */
   onCase?: (done: number, total: number, result: FolderCaseResult) => void;
 }
 
 /** The output file of a case. */
-export const folderOutputFile = (output: string, id: string) => path.join(output, `${id}.nii.gz`);
+const folderOutputFile = (output: string, id: string) => path.join(output, `${id}.nii.gz`);
 
 /**
  * Segments every case found under `options.input` into `options.output`. Errors of one case (an unreadable file,
@@ -56,7 +54,6 @@ export async function predictFolder(inference: InferenceModel, options: PredictF
     if (!options.overwrite && fs.existsSync(output)) {
       result = { id: entry.id, status: 'skipped', output, seconds: 0 };
     } else {
-      options.onCaseStart?.(index, cases.length, entry.id);
       try {
         const prediction = predictToFiles(inference, entry.modalities, { ...options, out: output });
         result = { id: entry.id, status: 'written', output, present: prediction.present, seconds: seconds() };

@@ -61,7 +61,7 @@ function streamSubsets(
   options: WholeVolumeOptions,
   onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
 ): void {
-  if (subsets.length === 0) throw new Error('subsetProbabilities: no modality subset given');
+  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
   if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
   model.eval();
   const { patch, classes } = model.config;

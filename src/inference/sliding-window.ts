@@ -41,7 +41,8 @@ export function importanceMap(patch: Shape3, weighting: 'uniform' | 'gaussian', 
 }
 
 /**
- * Runs `predict` on every window of `volume` and blends the outputs.
+ * Runs `predict` on every window of `volume` and blends the outputs over the whole volume: the plain form of
+ * `streamWindows`, which the tests and the benchmark compare it with.
  * volume: (B, C, X, Y, Z); predict maps (B, C, px, py, pz) → (B, K, px, py, pz); returns (B, K, X, Y, Z).
  * Axes shorter than the patch are zero-padded at the end for prediction and cropped back.
  */
