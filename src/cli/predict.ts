@@ -4,7 +4,6 @@
  * reached on held-out cases with the same sequences.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { positiveInteger } from './arguments.ts';
 import * as path from 'node:path';
 import { MODALITIES, subsetName, type Modality, type ModalityMask } from '../data/modalities.ts';
 import { REGIONS } from '../data/regions.ts';
@@ -12,6 +11,7 @@ import { predictFolder, type FolderCaseResult, type FolderPrediction } from '../
 import { predictToFiles, type CasePrediction, type InferenceModel } from '../inference/predict.ts';
 import { caseProgress, windowProgress } from '../progress.ts';
 import { loadTrainedModel, readRunQuality, type RunQuality, type TrainedModel } from '../training/run-dir.ts';
+import { positiveInteger } from './arguments.ts';
 
 /** A sliding-window overlap: a fraction in [0, 1). */
 export function parseOverlap(text: string): number {
