@@ -24,7 +24,6 @@ export interface RunPaths {
   checkpoint: string;
   model: string;
   log: string;
-  quality: string;
 }
 
 export function runPaths(runDir: string): RunPaths {
@@ -34,7 +33,6 @@ export function runPaths(runDir: string): RunPaths {
     checkpoint: path.join(runDir, 'checkpoint.safetensors'),
     model: path.join(runDir, 'model.safetensors'),
     log: path.join(runDir, 'log.jsonl'),
-    quality: path.join(runDir, 'quality.json'),
   };
 }
 
@@ -128,13 +126,16 @@ const qualitySchema = z.strictObject({
 /** quality.json: what a run reaches on held-out cases, per modality subset. */
 export type RunQuality = z.infer<typeof qualitySchema>;
 
+/** quality.json of a run: written by evaluation, not by training, so not among `runPaths`. */
+export const qualityFile = (runDir: string) => path.join(runDir, 'quality.json');
+
 export function writeRunQuality(runDir: string, quality: RunQuality): void {
-  writeFileAtomic(runPaths(runDir).quality, `${JSON.stringify(quality, null, 1)}\n`);
+  writeFileAtomic(qualityFile(runDir), `${JSON.stringify(quality, null, 1)}\n`);
 }
 
 /** quality.json of a run, or null when the run has not been evaluated on held-out cases; errors name the file. */
 export function readRunQuality(runDir: string): RunQuality | null {
-  const file = runPaths(runDir).quality;
+  const file = qualityFile(runDir);
   if (!fs.existsSync(file)) return null;
   const parsed = qualitySchema.safeParse(parseJson(fs.readFileSync(file, 'utf8'), file));
   if (!parsed.success) throw new Error(`${file}: invalid quality file: ${describeZodIssues(parsed.error, '(root)')}`);
