@@ -214,15 +214,8 @@ function toCase(dir: string, files: CaseFiles): BratsCase {
   return label ? { id, dir, modalities, label } : { id, dir, modalities };
 }
 
-/**
- * Finds BraTS cases under `root` (searched recursively, so HGG/LGG or
- * Training/Validation subfolders are fine). Layouts:
- * - brats2018 (2018–2021): `<case>/<case>_{flair,t1,t1ce,t2,seg}.nii(.gz)`
- * - brats2023: `<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz`
- * - brats2015: `<case>/VSD.Brain.XX.O.MR_<Flair|T1c|T1|T2>.<n>/…mha` and `…OT…` labels
- * A case's id is its folder name. Cases without a label are kept (label undefined).
- */
-export function discoverBrats(root: string, options: DiscoverOptions = {}): BratsDataset {
+/** Case folders under `root` (the root itself included) and the one layout they share. */
+function findCaseFolders(root: string, options: DiscoverOptions): { layout: BratsLayout; found: { dir: string; files: CaseFiles }[] } {
   const maxDepth = options.maxDepth ?? 4;
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`${root}: BraTS root folder not found`);
   const found: { dir: string; files: CaseFiles }[] = [];
@@ -238,18 +231,41 @@ export function discoverBrats(root: string, options: DiscoverOptions = {}): Brat
   };
   visit(root, 0);
   if (found.length === 0) throw new Error(`${root}: no BraTS cases found (searched ${maxDepth} folder levels)`);
-
   const layouts = [...new Set(found.map(({ files }) => files.layout))];
   if (layouts.length > 1) {
     throw new Error(`${root}: cases of several BraTS layouts found (${layouts.join(', ')}); pass the layout option to pick one`);
   }
-  const layout = layouts[0]!;
-  const cases = found.map(({ dir, files }) => toCase(dir, files)).sort((a, b) => compareText(a.id, b.id));
+  return { layout: layouts[0]!, found };
+}
+
+/** Sorts cases by id; two cases with one id are an error naming both folders. */
+function sortedUnique<T extends { id: string; dir: string }>(root: string, cases: T[]): T[] {
+  cases.sort((a, b) => compareText(a.id, b.id));
   cases.forEach((entry, index) => {
     const next = cases[index + 1];
     if (next && next.id === entry.id) throw new Error(`${root}: two cases share the id ${entry.id}: ${entry.dir} and ${next.dir}`);
-    if (options.requireLabels && !entry.label) throw new Error(`BraTS case ${entry.id} (${entry.dir}) has no label file`);
   });
+  return cases;
+}
+
+/**
+ * Finds BraTS cases under `root` (searched recursively, so HGG/LGG or
+ * Training/Validation subfolders are fine). Layouts:
+ * - brats2018 (2018–2021): `<case>/<case>_{flair,t1,t1ce,t2,seg}.nii(.gz)`
+ * - brats2023: `<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz`
+ * - brats2015: `<case>/VSD.Brain.XX.O.MR_<Flair|T1c|T1|T2>.<n>/…mha` and `…OT…` labels
+ * A case's id is its folder name. Cases without a label are kept (label undefined).
+ */
+export function discoverBrats(root: string, options: DiscoverOptions = {}): BratsDataset {
+  const { layout, found } = findCaseFolders(root, options);
+  const cases = sortedUnique(
+    root,
+    found.map(({ dir, files }) => toCase(dir, files)),
+  );
+  if (options.requireLabels) {
+    const unlabelled = cases.find((entry) => !entry.label);
+    if (unlabelled) throw new Error(`BraTS case ${unlabelled.id} (${unlabelled.dir}) has no label file`);
+  }
   const labelValues = BRATS_LABEL_VALUES[layout];
   return {
     root,
@@ -259,6 +275,79 @@ export function discoverBrats(root: string, options: DiscoverOptions = {}): Brat
     labelValues,
     mapLabels: (raw, source) => mapBratsLabels(layout, raw, source),
   };
+}
+
+/** Volume files that sit directly in a folder. */
+const VOLUME_FILE = /\.(nii\.gz|nii|mha|mhd)$/i;
+
+/** The volume files directly in `dir` (`.nii.gz`, `.nii`, `.mha`, `.mhd`) by name without extension. */
+export function volumeFilesByStem(dir: string): Map<string, string> {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir}: folder not found`);
+  const files = new Map<string, string>();
+  for (const entry of listDir(dir)) {
+    if (!entry.isFile() || !VOLUME_FILE.test(entry.name)) continue;
+    const stem = entry.name.replace(VOLUME_FILE, '');
+    const previous = files.get(stem);
+    if (previous) throw new Error(`${dir}: two volumes are named ${stem}: ${path.basename(previous)} and ${entry.name}`);
+    files.set(stem, path.join(dir, entry.name));
+  }
+  return files;
+}
+
+/** A case to segment: whatever sequences it has. */
+export interface InputCase {
+  id: string;
+  /** Folder holding the case's files. */
+  dir: string;
+  /** The files found, per modality (at least one). */
+  modalities: Partial<Record<Modality, string>>;
+}
+
+/** The BraTS layouts, or nnU-Net's flat folder of `<case>_<XXXX>.nii.gz` channel files. */
+export type InputLayout = BratsLayout | 'nnunet';
+
+export interface InputCases {
+  layout: InputLayout;
+  /** Sorted by id. */
+  cases: InputCase[];
+}
+
+/**
+ * The modality of nnU-Net channel files `<case>_0000` … `<case>_0003` by default: the order used everywhere in smml
+ * (MODALITIES: FLAIR, T1ce, T1, T2). Other conversions of BraTS to nnU-Net order the channels differently; callers pass
+ * theirs.
+ */
+export const DEFAULT_CHANNEL_ORDER: readonly Modality[] = MODALITIES;
+
+const NNUNET_CHANNEL = /^(.+)_(\d{4})$/;
+
+/**
+ * Cases to segment under `root`: nnU-Net's flat layout when `root` holds `<case>_<XXXX>` volume files (channel XXXX is
+ * `channelOrder[XXXX]`), otherwise BraTS case folders of any layout, each with whatever sequences it has. Labels are
+ * ignored.
+ */
+export function discoverInputCases(root: string, options: { channelOrder?: readonly Modality[] } = {}): InputCases {
+  const channelOrder = options.channelOrder ?? DEFAULT_CHANNEL_ORDER;
+  const flat = [...volumeFilesByStem(root)].filter(([stem]) => NNUNET_CHANNEL.test(stem));
+  if (flat.length > 0) {
+    const byId = new Map<string, InputCase>();
+    for (const [stem, file] of flat) {
+      const [, id, channelText] = NNUNET_CHANNEL.exec(stem)!;
+      const modality = channelOrder[Number(channelText)];
+      if (!modality) throw new Error(`${file}: channel ${channelText} has no modality (the channel order is ${channelOrder.join(', ')})`);
+      const entry = byId.get(id!) ?? { id: id!, dir: root, modalities: {} };
+      entry.modalities[modality] = file;
+      byId.set(id!, entry);
+    }
+    return { layout: 'nnunet', cases: sortedUnique(root, [...byId.values()]) };
+  }
+  const { layout, found } = findCaseFolders(root, {});
+  const cases = found.map(({ dir, files }) => ({
+    id: path.basename(dir),
+    dir,
+    modalities: Object.fromEntries(MODALITIES.flatMap((modality) => (files.byRole.has(modality) ? [[modality, files.byRole.get(modality)!]] : []))),
+  }));
+  return { layout, cases: sortedUnique(root, cases) };
 }
 
 /** The cases with the given ids, in the order given; throws listing unknown ids. */

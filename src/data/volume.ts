@@ -40,8 +40,29 @@ export function writeVolume(path: string, data: VoxelArray, shape: number[], ref
 }
 
 /**
- * Throws when the volumes do not share one voxel grid: a different shape, or
- * an affine entry differing by more than `toleranceMm`. The error names both
+ * Why `volume` (file `name`) is not on the voxel grid of `first` (file `firstName`): a different shape, or an affine
+ * entry differing by more than `toleranceMm`; null when it is.
+ */
+export function geometryMismatch(first: Volume, firstName: string, volume: Volume, name: string, toleranceMm = 1e-3): string | null {
+  if (volume.shape.length !== first.shape.length || volume.shape.some((size, axis) => size !== first.shape[axis])) {
+    return `${firstName} and ${name} have different shapes: [${first.shape.join(', ')}] vs [${volume.shape.join(', ')}]`;
+  }
+  for (let row = 0; row < 3; row++) {
+    for (let column = 0; column < 4; column++) {
+      const difference = Math.abs(volume.affine[row]![column]! - first.affine[row]![column]!);
+      if (!(difference <= toleranceMm)) {
+        return (
+          `${firstName} and ${name} have different affines: entry [${row}][${column}] is ` +
+          `${first.affine[row]![column]} vs ${volume.affine[row]![column]} (tolerance ${toleranceMm} mm)`
+        );
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * Throws when the volumes do not share one voxel grid (see `geometryMismatch`). The error names both
  * files (from `names`, parallel to `volumes`).
  */
 export function checkSameGeometry(volumes: readonly Volume[], names: readonly string[], toleranceMm = 1e-3): void {
@@ -49,23 +70,8 @@ export function checkSameGeometry(volumes: readonly Volume[], names: readonly st
   const [first, ...rest] = volumes;
   if (!first) return;
   rest.forEach((volume, index) => {
-    const name = names[index + 1];
-    if (volume.shape.length !== first.shape.length || volume.shape.some((size, axis) => size !== first.shape[axis])) {
-      throw new Error(
-        `${names[0]} and ${name} have different shapes: [${first.shape.join(', ')}] vs [${volume.shape.join(', ')}]`,
-      );
-    }
-    for (let row = 0; row < 3; row++) {
-      for (let column = 0; column < 4; column++) {
-        const difference = Math.abs(volume.affine[row]![column]! - first.affine[row]![column]!);
-        if (!(difference <= toleranceMm)) {
-          throw new Error(
-            `${names[0]} and ${name} have different affines: entry [${row}][${column}] is ` +
-              `${first.affine[row]![column]} vs ${volume.affine[row]![column]} (tolerance ${toleranceMm} mm)`,
-          );
-        }
-      }
-    }
+    const mismatch = geometryMismatch(first, names[0], volume, names[index + 1], toleranceMm);
+    if (mismatch) throw new Error(mismatch);
   });
 }
 

@@ -195,6 +195,16 @@ export function interpolate(x: Tensor, size: number[], mode: InterpolationMode =
   return wrap(native.interpolate(x.handle, size, mode, aligned));
 }
 
+export type GridSampleMode = 'bilinear' | 'nearest' | 'bicubic';
+export type GridSamplePadding = 'zeros' | 'border' | 'reflection';
+/**
+ * Samples `x` (N, C, D, H, W) (or (N, C, H, W)) at the points of `grid` (N, D', H', W', 3) (or (N, H', W', 2)): normalised
+ * coordinates in [−1, 1], x along W first, then H (then D); 'bilinear' is trilinear for 5-D input. Returns (N, C, D', H', W').
+ */
+export function gridSample(x: Tensor, grid: Tensor, opts: { mode?: GridSampleMode; padding?: GridSamplePadding; alignCorners?: boolean } = {}): Tensor {
+  return wrap(native.gridSample(x.handle, grid.handle, opts.mode ?? 'bilinear', opts.padding ?? 'zeros', opts.alignCorners ?? false));
+}
+
 export interface PoolOptions {
   stride?: number | number[];
   padding?: number | number[];

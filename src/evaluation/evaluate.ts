@@ -9,7 +9,7 @@ import { MODALITIES, SUBSETS, type ModalityMask } from '../data/modalities.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type CropBox, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from '../inference/postprocess.ts';
-import { argmaxLabels, subsetProbabilities, type WholeVolumeOptions } from '../inference/predict.ts';
+import { subsetLabels, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SegmentationModel } from '../models/index.ts';
 import { gridDiagonal, scoreCase } from './metrics.ts';
 import type { CaseResult, EvaluationResult } from './tables.ts';
@@ -65,7 +65,7 @@ export function evaluateCase(model: SegmentationModel, evaluationCase: Evaluatio
   // Assigned rather than returned: tidy would walk every element of returned typed arrays.
   torch.tidy(() => {
     const images = torch.tensor(evaluationCase.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
-    labels = argmaxLabels(subsetProbabilities(model, images, subsets, options));
+    labels = subsetLabels(model, images, subsets, options);
   });
   labels.forEach((prediction, s) => clearOutsideBrain(prediction, evaluationCase.images, subsets[s]));
   const processed = labels.map((prediction) =>

@@ -39,9 +39,9 @@ export interface EvaluationSummary {
   average: { dice: RegionValues; hausdorff95: RegionValues };
 }
 
-const meanOf = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
+export const meanOf = (values: readonly number[]) => values.reduce((sum, value) => sum + value, 0) / values.length;
 
-function withMean(values: Record<Region, number>): RegionValues {
+export function withMean(values: Record<Region, number>): RegionValues {
   return { ...values, mean: meanOf(REGIONS.map((region) => values[region])) };
 }
 
@@ -159,9 +159,9 @@ export function resultsMarkdown(summary: EvaluationSummary, context: ResultsCont
   ].join('\n');
 }
 
-const csvNumber = (value: number) => String(Number(value.toFixed(6)));
+export const csvNumber = (value: number) => String(Number(value.toFixed(6)));
 const csvField = (text: string) => (/[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
-const csvLines = (rows: readonly (readonly string[])[]) => `${rows.map((row) => row.map(csvField).join(',')).join('\n')}\n`;
+export const csvLines = (rows: readonly (readonly string[])[]) => `${rows.map((row) => row.map(csvField).join(',')).join('\n')}\n`;
 
 const REGION_COLUMNS = (prefix: string) => [...REGIONS.map((region) => `${prefix}_${region.toLowerCase()}`), `${prefix}_mean`];
 

@@ -1,6 +1,7 @@
 // Whole-volume segmentation of one case from any non-empty subset of its four modalities
-// (docs/method.md §1, §7): preprocess as in training, sliding window (SMML averages its branches), paste
-// back into the original grid, ET post-processing, labels in the data set's convention.
+// (docs/method.md §1, §7): sequences brought onto one grid, preprocessed as in training, resampled to the training
+// voxel size when theirs differs, sliding window (SMML averages its branches), probabilities resampled back and pasted
+// into the input grid, ET post-processing, labels in the data set's convention.
 import * as path from 'node:path';
 import { torch, type Tensor } from '../engine/index.ts';
 import { MODALITIES, type Modality, type ModalityMask } from '../data/modalities.ts';
@@ -8,23 +9,28 @@ import {
   cropAndNormalize,
   type CropBox,
   cropBoxShape,
+  cropToCOrder,
   nonZeroBoundingBox,
   type Shape3,
   spatialShape,
   uncropFromCOrder,
+  zScoreNonZero,
 } from '../data/preprocess.ts';
-import { checkFinite, checkSameGeometry, readVolume, voxelSpacing, writeVolume, type Volume } from '../data/volume.ts';
-import { voxelCount } from '../data/voxel-array.ts';
+import { checkFinite, geometryMismatch, readVolume, voxelSpacing, writeVolume, type Volume } from '../data/volume.ts';
+import { voxelCount, type VoxelArray } from '../data/voxel-array.ts';
 import { modalityMask, type SegmentationModel } from '../models/index.ts';
 import { checkWritableFile } from './output.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
-import { slidingWindowInference } from './sliding-window.ts';
+import { needsResampling, resampledShape, resampleOntoGrid, resizeVolume, worldBox, worldBoxesOverlap } from './resample.ts';
+import { streamWindows } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
 export interface InferenceModel {
   model: SegmentationModel;
   /** Value stored in label files for class c (index c), e.g. [0, 1, 2, 4] for BraTS 2018–2021. */
   labelValues: readonly number[];
+  /** Voxel size (mm, along i, j, k) of the training data: inputs on another are resampled to it. Absent: inputs are used on their own grid. */
+  spacing?: Shape3;
 }
 
 /** Sliding-window settings shared by prediction and evaluation. */
@@ -33,43 +39,94 @@ export interface WholeVolumeOptions {
   overlap?: number;
   /** How overlapping windows are blended; default 'uniform' (plain averaging, docs/method.md §7). */
   weighting?: 'uniform' | 'gaussian';
+  /** Windows per network call; default `defaultWindowBatch` of the patch. */
+  batchSize?: number;
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
 }
 
 /**
- * Class probabilities of a whole (preprocessed) volume for several modality subsets, (S, C, X, Y, Z).
- * With one subset the model's own inference path runs (SMML skips the encoders of absent modalities);
- * with several, every window is encoded once and only the subset-dependent part runs per subset
- * (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
- * first convolution already mixes the modalities, so it runs whole per subset). Images must be on
- * the model's device; the model is switched to evaluation mode (no dropout).
+ * The network over the windows of a whole (preprocessed) volume for several modality subsets, blended window by
+ * window (`streamWindows`): batches of windows; with one subset the model's own inference path (SMML skips the
+ * encoders of absent modalities), with several each batch encoded once and only the subset-dependent part run per
+ * subset (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
+ * first convolution already mixes the modalities, so it runs whole per subset); a window where every sequence of a
+ * subset is zero is not predicted for it (it is outside the brain: background). Images must be on the model's device;
+ * the model is switched to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
  */
+function streamSubsets(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions,
+  onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
+): void {
+  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
+  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+  model.eval();
+  const { patch, classes } = model.config;
+  const masks = new Map<string, Tensor>();
+  // One (B, K) mask per subset and batch size, made once.
+  const maskOf = (s: number, batch: number) => {
+    const key = `${s}/${batch}`;
+    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(images.device)));
+    return masks.get(key)!;
+  };
+  const predictBatch = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
+    const batch = windows.size(0);
+    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
+    const encodings = model.encode(windows);
+    return torch.stack(
+      subsets.map((_, s) =>
+        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device: images.device }),
+      ),
+      0,
+    );
+  };
+  try {
+    streamWindows(images, [patch, patch, patch], classes, subsets, predictBatch, onSlab, {
+      overlap: options.overlap ?? 0.5,
+      weighting: options.weighting ?? 'uniform',
+      batchSize: options.batchSize,
+      onWindow: options.onWindow,
+    });
+  } finally {
+    for (const mask of masks.values()) mask.dispose();
+  }
+}
+
+/** Class probabilities of a whole (preprocessed) volume for several modality subsets (see `streamSubsets`). */
 export function subsetProbabilities(
   model: SegmentationModel,
   images: Tensor /* (1, K, X, Y, Z) */,
   subsets: readonly ModalityMask[],
   options: WholeVolumeOptions = {},
 ): Tensor /* (S, C, X, Y, Z) */ {
-  if (subsets.length === 0) throw new Error('subsetProbabilities: no modality subset given');
-  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
-  model.eval();
-  const { patch } = model.config;
-  return torch.tidy(() => {
-    const masks = subsets.map((subset) => modalityMask([subset]).to(images.device));
-    const predictWindow =
-      masks.length === 1
-        ? (window: Tensor) => model.predictProbabilities(window, masks[0])
-        : (window: Tensor) => {
-            const encodings = model.encode(window);
-            return torch.cat(masks.map((mask) => model.fuseProbabilities(encodings, mask)), 0);
-          };
-    return slidingWindowInference(images, [patch, patch, patch], predictWindow, {
-      overlap: options.overlap ?? 0.5,
-      weighting: options.weighting ?? 'uniform',
-      onWindow: options.onWindow,
-    });
+  const [, , ...size] = images.shape;
+  const out = torch.zeros([subsets.length, model.config.classes, ...size], { device: images.device });
+  streamSubsets(model, images, subsets, options, (x, slab) => {
+    out.narrow(2, x, slab.size(2)).copy_(slab);
   });
+  return out;
+}
+
+/**
+ * Arg-max class per voxel of each subset's probabilities, (X, Y, Z) z fastest per subset, without holding every
+ * subset's probabilities of the whole volume: each slab is reduced to labels as soon as it is final.
+ */
+export function subsetLabels(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions = {},
+): Uint8Array[] {
+  const [, , X, Y, Z] = images.shape;
+  const labels = subsets.map(() => new Uint8Array(X * Y * Z));
+  streamSubsets(model, images, subsets, options, (x, slab) => {
+    const slabLabels = argmaxLabels(slab);
+    slabLabels.forEach((part, s) => labels[s].set(part, x * Y * Z));
+  });
+  return labels;
 }
 
 /** Arg-max class per voxel of each subset's probabilities: S arrays (X, Y, Z), z fastest. */
@@ -86,44 +143,112 @@ export function argmaxLabels(probabilities: Tensor /* (S, C, X, Y, Z) */): Uint8
 
 /** The modalities given for one case, preprocessed as in training (docs/method.md §1). */
 export interface PreparedInput {
-  /** (K, X, Y, Z), z fastest, modalities in MODALITIES order; channels of absent modalities are 0. */
+  /** (K, X, Y, Z), z fastest, on the input grid, modalities in MODALITIES order; channels of absent modalities are 0. */
   images: Float32Array;
   /** Cropped spatial shape (X, Y, Z). */
   shape: Shape3;
+  /**
+   * What the network sees when the input's voxel size differs from the training data's: the crop resampled to the
+   * training voxel size (trilinear) and z-scored there. Absent when the input grid is used as it is.
+   */
+  network?: { images: Float32Array /* (K, X', Y', Z') */; shape: Shape3 };
   present: ModalityMask;
   cropBox: CropBox;
   /** Shape (I, J, K) of the input grid. */
   originalShape: Shape3;
-  /** The first given volume: its header gives the output's geometry. */
+  /** The reference sequence: the input grid is its grid, and outputs copy its geometry. */
   reference: Volume;
+  /** Sequences that were resampled onto the reference's grid. */
+  resampled: Modality[];
+}
+
+export interface PrepareOptions {
+  /** Sequence whose grid the others are resampled onto when their grids differ; default the finest (smallest voxels). */
+  reference?: Modality;
+  /** Voxel size (mm, along i, j, k) the network was trained on; inputs on another are resampled to it. Default: none. */
+  spacing?: Shape3;
+}
+
+/** Index (in `given`) of the reference sequence: the one asked for, or the one with the smallest voxels (the first of equals). */
+function referenceIndex(given: readonly Modality[], volumes: readonly Volume[], wanted: Modality | undefined): number {
+  if (wanted !== undefined) {
+    const index = given.indexOf(wanted);
+    if (index < 0) throw new Error(`the reference sequence ${wanted} is not among the given ones (${given.join(', ')})`);
+    return index;
+  }
+  const voxelVolumes = volumes.map((volume) => voxelSpacing(volume.affine).reduce((product, size) => product * size, 1));
+  return voxelVolumes.reduce((best, value, index) => (value < voxelVolumes[best] * (1 - 1e-6) ? index : best), 0);
 }
 
 /**
- * Reads the given modality files, checks they share one grid, crops to the bounding box of voxels
- * non-zero in any of them and z-scores each over its non-zero voxels, with the same functions the
- * training cache is made with. Absent modalities stay zero-filled.
+ * Reads the given modality files and brings them onto one grid: sequences on another grid than the reference's are
+ * resampled onto it through their world geometry (trilinear; sequences whose world extents do not overlap the
+ * reference's are an error naming both files). Then crops to the bounding box of voxels non-zero in any of them and
+ * z-scores each over its non-zero voxels, with the same functions the training cache is made with; absent modalities
+ * stay zero-filled. With `spacing`, a crop of another voxel size is also resampled to it for the network.
  */
-export function prepareModalities(files: Partial<Record<Modality, string>>): PreparedInput {
+export function prepareModalities(files: Partial<Record<Modality, string>>, options: PrepareOptions = {}): PreparedInput {
   const given = MODALITIES.filter((modality) => files[modality] !== undefined);
   if (given.length === 0) throw new Error(`no input modality given: pass at least one of ${MODALITIES.join(', ')}`);
   const paths = given.map((modality) => files[modality]!);
   const volumes = paths.map((file) => readVolume(file));
-  checkSameGeometry(volumes, paths);
   volumes.forEach((volume, index) => checkFinite(volume, paths[index]));
-  const originalShape = spatialShape(volumes[0], paths[0]);
-  const cropBox = nonZeroBoundingBox(
-    volumes.map((volume) => volume.data),
-    originalShape,
-  );
+  const shapes = volumes.map((volume, index) => spatialShape(volume, paths[index]));
+  const r = referenceIndex(given, volumes, options.reference);
+  const reference = volumes[r];
+  const originalShape = shapes[r];
+  const referenceBox = worldBox(originalShape, reference.affine);
+  const resampled: Modality[] = [];
+  const onGrid = volumes.map((volume, index) => {
+    if (!geometryMismatch(reference, paths[r], volume, paths[index])) return volume.data;
+    const box = worldBox(shapes[index], volume.affine);
+    if (!worldBoxesOverlap(box, referenceBox)) {
+      const extent = ({ min, max }: typeof box) => `[${min.map((v) => v.toFixed(1)).join(', ')}]–[${max.map((v) => v.toFixed(1)).join(', ')}] mm`;
+      throw new Error(`${paths[index]} and ${paths[r]} do not overlap in world space (${extent(box)} vs ${extent(referenceBox)}): they cannot show the same head`);
+    }
+    resampled.push(given[index]);
+    return resampleOntoGrid(volume.data, shapes[index], volume.affine, { shape: originalShape, affine: reference.affine });
+  });
+  const cropBox = nonZeroBoundingBox(onGrid, originalShape);
   if (!cropBox) throw new Error(`${paths.join(', ')}: every voxel is zero, there is no brain to segment`);
   const shape = cropBoxShape(cropBox);
-  const channels = given.map((modality, index) => ({ data: volumes[index].data, file: paths[index], channel: MODALITIES.indexOf(modality) }));
+  const channels = given.map((modality, index) => ({ data: onGrid[index], file: paths[index], channel: MODALITIES.indexOf(modality) }));
   const { images } = cropAndNormalize(channels, originalShape, cropBox, MODALITIES.length);
   const present = MODALITIES.map((modality) => given.includes(modality)) as unknown as ModalityMask;
-  return { images, shape, present, cropBox, originalShape, reference: volumes[0] };
+  const inputSpacing = voxelSpacing(reference.affine);
+  const prepared: PreparedInput = { images, shape, present, cropBox, originalShape, reference, resampled };
+  if (options.spacing && needsResampling(inputSpacing, options.spacing)) {
+    prepared.network = networkInput(channels, originalShape, cropBox, resampledShape(shape, inputSpacing, options.spacing));
+  }
+  return prepared;
+}
+
+/**
+ * The crop of each channel resized to `networkShape` (trilinear on the raw intensities, so that the brain's edge blends
+ * as an acquisition at that voxel size would), then z-scored over its non-zero voxels as in training.
+ */
+function networkInput(
+  channels: readonly { data: VoxelArray; file: string; channel: number }[],
+  originalShape: Shape3,
+  cropBox: CropBox,
+  networkShape: Shape3,
+): { images: Float32Array; shape: Shape3 } {
+  const shape = cropBoxShape(cropBox);
+  const voxels = voxelCount(shape);
+  const raw = new Float32Array(MODALITIES.length * voxels);
+  for (const { data, channel } of channels) raw.subarray(channel * voxels, (channel + 1) * voxels).set(cropToCOrder(data, originalShape, cropBox));
+  let images: Float32Array = new Float32Array(0);
+  torch.tidy(() => {
+    images = resizeVolume(torch.tensor(raw, [1, MODALITIES.length, ...shape]), networkShape).toTypedArray() as Float32Array;
+  });
+  const networkVoxels = voxelCount(networkShape);
+  for (const { file, channel } of channels) zScoreNonZero(images.subarray(channel * networkVoxels, (channel + 1) * networkVoxels), `${file} (resampled to the training voxel size)`);
+  return { images, shape: networkShape };
 }
 
 export interface PredictOptions extends WholeVolumeOptions {
+  /** Sequence whose grid the others are resampled onto when their grids differ; default the finest. */
+  reference?: Modality;
   /** Device of the model and of the images; default 'cpu'. */
   device?: string;
   /** Also return per-class probability maps. */
@@ -134,6 +259,8 @@ export interface PredictOptions extends WholeVolumeOptions {
 
 export interface CasePrediction {
   present: ModalityMask;
+  /** Sequences resampled onto the reference sequence's grid. */
+  resampled: Modality[];
   /** (I, J, K), i fastest, on the input grid: label values in the data set's convention. */
   labels: Uint8Array;
   /** (I, J, K, C), i fastest (class slowest): the model's class probabilities, before ET post-processing. */
@@ -194,14 +321,16 @@ function uncropProbabilities(probabilities: Float32Array /* (C, X, Y, Z) */, box
 export function predictCase(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictOptions = {}): CasePrediction {
   checkInferenceModel(inference);
   const { model, labelValues } = inference;
-  const input = prepareModalities(files);
-  const [X, Y, Z] = input.shape;
+  const input = prepareModalities(files, { reference: options.reference, spacing: inference.spacing });
+  const network = input.network ?? { images: input.images, shape: input.shape };
   let classes: Uint8Array = new Uint8Array(0);
   let probabilities: Float32Array | undefined;
   // Results leave the scope through assignments: tidy would walk every element of returned typed arrays.
   torch.tidy(() => {
-    const images = torch.tensor(input.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
-    const blended = subsetProbabilities(model, images, [input.present], options);
+    const images = torch.tensor(network.images, [1, MODALITIES.length, ...network.shape], { device: options.device ?? 'cpu' });
+    const onNetworkGrid = subsetProbabilities(model, images, [input.present], options);
+    // Probabilities, not labels, go back to the input grid (nnU-Net's order): the arg-max then sees the blend.
+    const blended = input.network ? resizeVolume(onNetworkGrid, input.shape) : onNetworkGrid;
     classes = clearOutsideBrain(argmaxLabels(blended)[0], input.images, input.present);
     if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
   });
@@ -209,6 +338,7 @@ export function predictCase(inference: InferenceModel, files: Partial<Record<Mod
   const processed = suppressSmallEnhancingTumour(classes, model.config.classes, threshold);
   const prediction: CasePrediction = {
     present: input.present,
+    resampled: input.resampled,
     labels: uncropFromCOrder(toLabelValues(processed, labelValues), input.cropBox, input.originalShape),
     shape: input.originalShape,
     reference: input.reference,

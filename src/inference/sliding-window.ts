@@ -41,7 +41,8 @@ export function importanceMap(patch: Shape3, weighting: 'uniform' | 'gaussian', 
 }
 
 /**
- * Runs `predict` on every window of `volume` and blends the outputs.
+ * Runs `predict` on every window of `volume` and blends the outputs over the whole volume: the plain form of
+ * `streamWindows`, which the tests and the benchmark compare it with.
  * volume: (B, C, X, Y, Z); predict maps (B, C, px, py, pz) → (B, K, px, py, pz); returns (B, K, X, Y, Z).
  * Axes shorter than the patch are zero-padded at the end for prediction and cropped back.
  */
@@ -80,6 +81,116 @@ export function slidingWindowInference(
       const blended = accumulated.div(weightSum);
       accumulated.dispose();
       return blended.narrow(2, 0, size[0]).narrow(3, 0, size[1]).narrow(4, 0, size[2]).contiguous();
+    }),
+  );
+}
+
+export interface StreamedWindowOptions extends SlidingWindowOptions {
+  /** Windows per call of `predict`; default `defaultWindowBatch(patch)`. */
+  batchSize?: number;
+}
+
+/**
+ * Windows per network call: as many as fit in 2 windows of 32³ voxels (2 at 32³, 1 from 41³ on). Larger batches ran
+ * faster per window on an idle two-core machine but much slower on a busy one, where their activations no longer
+ * stay in cache (bench/README.md).
+ */
+export function defaultWindowBatch(patch: Shape3): number {
+  return Math.max(1, Math.floor((2 * 32 ** 3) / (patch[0] * patch[1] * patch[2])));
+}
+
+/**
+ * The windows of `slidingWindowInference`, for S outputs that each read some of the input channels, blended in a
+ * bounded amount of memory and handed out slab by slab along x as they become final.
+ *
+ * - Output s reads the channels `outputChannels[s]` flags; a window whose read channels are all zero is not predicted
+ *   for s (it holds no voxel of the object those channels show). Voxels no predicted window covers get probability 1
+ *   for class 0 (background).
+ * - Windows go to `predict` in batches of up to `batchSize` (B): `predict(windows (B, K, px, py, pz), needed)` returns
+ *   (S, B, C, px, py, pz) with C = `classes`, where `needed[s][b]` says whether output s of window b will be used.
+ * - Blending sums are kept for one window's extent along x only, (S, C, px, Y, Z): when the windows move on along x,
+ *   the voxels they leave behind are final and go to `onSlab(xStart, blended (S, C, n, Y, Z))`, in x order.
+ *
+ * Up to float rounding (batched convolutions sum in another order) this equals `slidingWindowInference` wherever some
+ * read channel is non-zero within a window covering the voxel. Volume: (1, K, X, Y, Z).
+ */
+export function streamWindows(
+  volume: Tensor /* (1, K, X, Y, Z) */,
+  patch: Shape3,
+  classes: number,
+  outputChannels: readonly (readonly boolean[])[],
+  predict: (windows: Tensor /* (B, K, px, py, pz) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, px, py, pz) */,
+  onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
+  opts: StreamedWindowOptions = {},
+): void {
+  const outputs = outputChannels.length;
+  if (volume.ndim !== 5 || volume.size(0) !== 1) throw new Error(`streamWindows: expected a volume (1, K, X, Y, Z), got [${volume.shape.join(', ')}]`);
+  if (outputChannels.some((channels) => channels.length !== volume.size(1))) throw new Error(`streamWindows: every output needs one flag per channel (${volume.size(1)})`);
+  const batchSize = opts.batchSize ?? defaultWindowBatch(patch);
+  torch.noGrad(() =>
+    torch.tidy(() => {
+      const [, , ...size] = volume.shape as [number, number, number, number, number];
+      const padded = size.map((s, i) => Math.max(s, patch[i])) as Shape3;
+      const pads = [padded[2] - size[2], padded[1] - size[1], padded[0] - size[0]].flatMap((p) => [0, p]);
+      const input = pads.some((p) => p > 0) ? torch.pad(volume, pads) : volume;
+      const uniform = (opts.weighting ?? 'uniform') === 'uniform';
+      const weights = importanceMap(patch, opts.weighting ?? 'uniform', opts.sigmaScale).to(volume.device);
+      const starts = padded.map((s, i) => windowStarts(s, patch[i], opts.overlap ?? 0.5));
+      const total = starts[0].length * starts[1].length * starts[2].length;
+      const span: Shape3 = [patch[0], padded[1], padded[2]];
+      const weightSum = torch.zeros([outputs, 1, ...span], { device: volume.device });
+      const sum = torch.zeros([outputs, classes, ...span], { device: volume.device });
+      let low = 0;
+      let done = 0;
+      const region = (t: Tensor, x: number, y: number, z: number) => t.narrow(2, x - low, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]);
+      // Hands out x in [low, until) and moves the sums so that they start at `until`.
+      const emit = (until: number) => {
+        const count = Math.min(until, size[0]) - low;
+        if (count > 0) {
+          torch.tidy(() => {
+            const weight = weightSum.narrow(2, 0, count).narrow(3, 0, size[1]).narrow(4, 0, size[2]);
+            const empty = weight.eq(0).to(weight.dtype);
+            const part = sum.narrow(2, 0, count).narrow(3, 0, size[1]).narrow(4, 0, size[2]).div(weight.add(empty));
+            part.narrow(1, 0, 1).add_(empty);
+            onSlab(low, part);
+          });
+        }
+        const shift = until - low;
+        for (const accumulator of [sum, weightSum]) {
+          const kept = patch[0] - shift;
+          if (kept > 0) accumulator.narrow(2, 0, kept).copy_(accumulator.narrow(2, shift, kept).clone());
+          accumulator.narrow(2, Math.max(kept, 0), Math.min(shift, patch[0])).zero_();
+        }
+        low = until;
+      };
+      for (const x of starts[0]) {
+        if (x > low) emit(x);
+        const windows: { y: number; z: number; needed: boolean[] }[] = [];
+        for (const y of starts[1])
+          for (const z of starts[2]) {
+            const nonZero = torch.tidy(() => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]).abs().flatten(2).amax(2).toArray());
+            const needed = outputChannels.map((channels) => channels.some((reads, k) => reads && nonZero[k] > 0));
+            if (needed.some(Boolean)) windows.push({ y, z, needed });
+            else opts.onWindow?.(++done, total);
+          }
+        for (let first = 0; first < windows.length; first += batchSize) {
+          const batch = windows.slice(first, first + batchSize);
+          torch.tidy(() => {
+            const stacked = torch.cat(batch.map(({ y, z }) => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2])), 0);
+            const output = predict(stacked, outputChannels.map((_, s) => batch.map((window) => window.needed[s])));
+            batch.forEach(({ y, z, needed }, b) => {
+              needed.forEach((use, s) => {
+                if (!use) return;
+                const prediction = output.select(0, s).select(0, b);
+                region(sum.narrow(0, s, 1), x, y, z).add_(uniform ? prediction : prediction.mul(weights.squeeze(0)));
+                region(weightSum.narrow(0, s, 1), x, y, z).add_(weights.squeeze(0));
+              });
+            });
+          });
+          for (let i = 0; i < batch.length; i++) opts.onWindow?.(++done, total);
+        }
+      }
+      emit(low + patch[0]);
     }),
   );
 }

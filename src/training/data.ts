@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { discoverBrats, makeSplit, readSplit, selectCases, type BratsDataset } from '../data/brats.ts';
 import { readCacheIndex, readCaseManifest } from '../data/cache.ts';
 import { preprocessDataset, type PreprocessProgress } from '../data/preprocess.ts';
+import { voxelSpacing } from '../data/volume.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import type { TrainingConfig } from './config.ts';
 import type { RunData } from './run-dir.ts';
@@ -62,7 +63,18 @@ export async function prepareTrainingData(config: TrainingConfig, onProgress?: (
     labelConvention: { layout: dataset.layout, values: [...dataset.labelValues] },
     cacheDir,
     split,
+    spacing: medianSpacing(split.train.map((id) => voxelSpacing(readCaseManifest(cacheDir, id).affine))),
   };
+}
+
+/** Per axis, the median voxel size (mm) of the given cases: the grid the network learns on (inference resamples to it). */
+export function medianSpacing(spacings: readonly (readonly [number, number, number])[]): [number, number, number] {
+  if (spacings.length === 0) throw new Error('medianSpacing: no case');
+  return [0, 1, 2].map((axis) => {
+    const sorted = spacings.map((spacing) => spacing[axis]).sort((a, b) => a - b);
+    const middle = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  }) as [number, number, number];
 }
 
 /** Checks that the cache still holds every training and validation case with `numClasses` classes. */

@@ -4,6 +4,7 @@
 //   checkpoint.safetensors   the last training state: weights, optimiser states, position, random state
 //   model.safetensors        the best weights (by validation Dice; the last epoch's without validation)
 //   log.jsonl                one JSON record per step and per epoch
+//   quality.json             held-out Dice per modality subset (written by `smml evaluate`)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
@@ -53,6 +54,8 @@ const runDataSchema = z.strictObject({
   /** The preprocessed cases (absolute). */
   cacheDir: z.string(),
   split: z.strictObject({ train: z.array(z.string()), val: z.array(z.string()), test: z.array(z.string()) }),
+  /** Median voxel size (mm) of the training cases along i, j, k; inference resamples inputs to it. Absent in runs made before it was recorded. */
+  spacing: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]).optional(),
 });
 export type RunData = z.infer<typeof runDataSchema>;
 
@@ -105,6 +108,38 @@ export function readRunConfig(runDir: string): RunConfig {
     config: parseTrainingConfig(parsed.data.config, `${file} (config)`),
     model: parseModelConfig(parsed.data.model, `${file} (model)`),
   } as RunConfig;
+}
+
+const regionDiceSchema = z.strictObject({ WT: z.number(), TC: z.number(), ET: z.number() });
+
+const qualitySchema = z.strictObject({
+  format: z.literal('smml-quality'),
+  createdAt: z.string(),
+  /** The data folder the cases came from. */
+  data: z.string(),
+  /** How the held-out cases were chosen, e.g. "the run's test split (57 cases)". */
+  cases: z.string(),
+  caseCount: z.number().int().positive(),
+  /** Mean Dice over the cases per evaluated subset; `modalities` are presence flags in MODALITIES order. */
+  subsets: z.array(z.strictObject({ name: z.string(), modalities: z.array(z.boolean()).length(4), dice: regionDiceSchema })),
+});
+/** quality.json: what a run reaches on held-out cases, per modality subset. */
+export type RunQuality = z.infer<typeof qualitySchema>;
+
+/** quality.json of a run: written by evaluation, not by training, so not among `runPaths`. */
+export const qualityFile = (runDir: string) => path.join(runDir, 'quality.json');
+
+export function writeRunQuality(runDir: string, quality: RunQuality): void {
+  writeFileAtomic(qualityFile(runDir), `${JSON.stringify(quality, null, 1)}\n`);
+}
+
+/** quality.json of a run, or null when the run has not been evaluated on held-out cases; errors name the file. */
+export function readRunQuality(runDir: string): RunQuality | null {
+  const file = qualityFile(runDir);
+  if (!fs.existsSync(file)) return null;
+  const parsed = qualitySchema.safeParse(parseJson(fs.readFileSync(file, 'utf8'), file));
+  if (!parsed.success) throw new Error(`${file}: invalid quality file: ${describeZodIssues(parsed.error, '(root)')}`);
+  return parsed.data;
 }
 
 /** Validation scores: Dice per region (see `selectionDice`) and their mean. */

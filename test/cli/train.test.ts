@@ -52,6 +52,8 @@ describe('smml train --model', () => {
     assert.match(trained.stderr, /one branch: the mutual-learning terms \(PBC, FRC\) need two and are off/);
     assert.doesNotMatch(trained.stderr, /refinement network \(SRN\) is off/);
     assert.equal(readRunConfig(runDir).model.family, 'unet');
+    // The synthetic cases of 32 voxels across have 240/32 = 7.5 mm voxels: the median the run records.
+    assert.deepEqual(readRunConfig(runDir).data.spacing, [7.5, 7.5, 7.5]);
 
     const evaluationDir = path.join(dir, 'evaluation');
     await smml('evaluate', '--model', runDir, '--out', evaluationDir);

@@ -238,6 +238,26 @@ describe('interpolate', () => {
   });
 });
 
+describe('gridSample', () => {
+  test('samples at normalised coordinates (x along W first): voxel centres, midpoints, zeros outside', () => {
+    // (1, 1, D=2, H=1, W=2) holding [[1, 2]], [[3, 4]] along D.
+    const x = f64([1, 2, 3, 4], [1, 1, 2, 1, 2]);
+    // With alignCorners false, voxel w of W sits at (2w + 1)/W − 1: ±0.5 here; 0 is the midpoint.
+    const points = [
+      [-0.5, 0, -0.5], // w 0, d 0 → 1
+      [0.5, 0, 0.5], // w 1, d 1 → 4
+      [0, 0, -0.5], // between w 0 and 1 at d 0 → 1.5
+      [0, 0, 0], // centre of all four → 2.5
+      [-1, 0, -0.5], // half a voxel outside along w: half of voxel 0, half zero padding → 0.5
+      [3, 0, 0], // far outside → 0
+    ];
+    const grid = f64(points.flat(), [1, 1, 1, points.length, 3]);
+    assert.deepEqual(torch.gridSample(x, grid).toArray(), [1, 4, 1.5, 2.5, 0.5, 0]);
+    assert.deepEqual(torch.gridSample(x, grid, { mode: 'nearest', padding: 'border' }).toArray().slice(0, 2), [1, 4]);
+    assert.throws(() => torch.gridSample(x, grid, { mode: 'cubic' as 'bicubic' }), /unknown grid-sample mode 'cubic'/);
+  });
+});
+
 describe('pooling', () => {
   const cube = () => torch.arange(8, undefined, 1, { dtype: 'float64' }).reshape(1, 1, 2, 2, 2);
 

@@ -23,9 +23,10 @@ process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
  * necrosis, like the real data's physics. It counts encoder and fusion calls.
  */
 function oracleModel(patch: number) {
-  const calls = { encode: 0, fuse: 0 };
+  const calls = { encode: 0, fuse: 0, windows: 0 };
   const encode = (window: Tensor) => {
     calls.encode++;
+    calls.windows += window.size(0);
     return [{ levels: [], tokens: window }];
   };
   const fuseProbabilities = (encodings: { tokens: Tensor }[], mask: Tensor) =>
@@ -71,13 +72,15 @@ test('voxel spacing is the length of the affine columns', () => {
   assert.deepEqual(voxelSpacing([[0, 0, 2, 1], [3, 0, 0, 2], [0, 4, 0, 3], [0, 0, 0, 1]]), [3, 4, 2]);
 });
 
-test('known scores: ET lost without T1ce, small ET removed by post-processing, encoders run once per window', () => {
+test('known scores: ET lost without T1ce, small ET removed by post-processing, encoders run once per batch of windows', () => {
   const { model, calls } = oracleModel(16);
   // Case 1: a 512-voxel ET, kept. Case 2: a 64-voxel ET, relabelled as necrosis (< 500 mm³ = 250 voxels of 1 × 1 × 2 mm).
   const results = [evaluateCase(model, oracleCase('big', 8)), evaluateCase(model, oracleCase('small', 4))];
-  // Windows of 16 on 20 × 20 × 16 with 50 % overlap: 2 × 2 × 1 per case, each encoded once, fused 15 times.
-  assert.equal(calls.encode, 2 * 4);
-  assert.equal(calls.fuse, 2 * 4 * 15);
+  // Windows of 16 on 20 × 20 × 16 with 50 % overlap: 2 × 2 × 1 per case, each encoded once, batched per position
+  // along x (2 batches of 2 windows per case), each batch fused 15 times.
+  assert.equal(calls.windows, 2 * 4);
+  assert.equal(calls.encode, 2 * 2);
+  assert.equal(calls.fuse, 2 * 2 * 15);
   const diagonal = Math.hypot(40, 30, 40);
   SUBSETS.forEach((subset, s) => {
     const big = results[0].scores[s];

@@ -890,6 +890,15 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     if (info[3].IsBoolean()) opts.align_corners(Bool(info[3]));
     return Wrap(info.Env(), F::interpolate(T(info[0]), opts));
   });
+  Def(env, e, "gridSample", [](Info info) {
+    // (x, grid, mode, paddingMode, alignCorners): x (N, C, [D,] H, W), grid (N, [D,] H, W, 2|3) of normalised coordinates
+    std::string mode = Str(info[2]), padding = Str(info[3]);
+    int64_t modeCode = mode == "bilinear" ? 0 : mode == "nearest" ? 1 : mode == "bicubic" ? 2 : -1;
+    int64_t paddingCode = padding == "zeros" ? 0 : padding == "border" ? 1 : padding == "reflection" ? 2 : -1;
+    if (modeCode < 0) throw Napi::TypeError::New(info.Env(), "unknown grid-sample mode '" + mode + "'");
+    if (paddingCode < 0) throw Napi::TypeError::New(info.Env(), "unknown grid-sample padding '" + padding + "'");
+    return Wrap(info.Env(), at::grid_sampler(T(info[0]), T(info[1]), modeCode, paddingCode, Bool(info[4])));
+  });
   Def(env, e, "maxPool", [](Info info) {
     // (x, kernel, stride, padding, dilation, ceilMode); 2D or 3D by the kernel's length
     auto k = Ints(info[1]), s = Ints(info[2]), p = Ints(info[3]), d = Ints(info[4]);
