@@ -27,6 +27,7 @@ export interface TrainOptions {
   lr?: number;
   seed?: number;
   threads?: number;
+  parallel?: 'data' | 'branches';
   workers?: number;
   device?: string;
   cache?: string;
@@ -58,6 +59,7 @@ const FLAG_FIELDS: Partial<Record<keyof TrainOptions, string>> = {
   lr: 'training.lr',
   seed: 'training.seed',
   threads: 'training.threads',
+  parallel: 'training.parallel',
   workers: 'data.workers',
   device: 'training.device',
   cache: 'data.cacheDir',
@@ -166,8 +168,11 @@ export function registerTrainCommand(program: Command): Command {
   return addTrainingOptions(command)
     .option('--baseline', 'the single-branch baseline instead of the dual-branch model')
     .option('--srn', 'also train the semantic-guided refinement network (needs semantic priors in the cache)')
-    .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers may change; any number of processes)')
-    .option('--nproc-per-node <n>', 'data-parallel training: start n training processes on this machine (one per GPU with --device cuda)', positiveInteger)
+    .option('--resume', 'continue the run in --out from its last checkpoint (only --threads/--workers/--parallel may change; any number of processes)')
+    .option('--nproc-per-node <n>', 'start n training processes on this machine (one per GPU with --device cuda); see --parallel', positiveInteger)
+    .addOption(
+      new Option('--parallel <how>', "with several processes: 'data' (each its share of every batch) or 'branches' (each one branch of the dual-branch network on the whole batch; 2 processes)").choices(['data', 'branches']),
+    )
     .option('--nnodes <n>', 'machines training together, each started with the same command and its own --node-rank (default 1)', positiveInteger)
     .option('--node-rank <r>', "this machine's index among them (default 0)", nonNegativeInteger)
     .option('--master-addr <host>', 'address of the machine of node rank 0, reachable from all (default 127.0.0.1)')

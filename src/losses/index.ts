@@ -7,6 +7,7 @@ export { klDivergencePerVoxel } from './common.ts';
 export {
   branchObjectives,
   DEFAULT_OBJECTIVE_CONFIG,
+  ownBranchObjective,
   type BranchObjective,
   type BranchPredictions,
   type BranchTerms,
@@ -14,4 +15,5 @@ export {
   type Objective,
   type ObjectiveConfig,
   type ObjectiveInputs,
+  type PeerPredictions,
 } from './objective.ts';

@@ -149,7 +149,6 @@ const termSum = (terms: BranchTerms, like: Tensor): Tensor => sumScalars(Object.
  */
 export function branchObjectives(inputs: ObjectiveInputs, config: ObjectiveConfig = DEFAULT_OBJECTIVE_CONFIG): Objective {
   const { branch1, branch2, onehot, labels, epoch } = inputs;
-  const { switches } = config;
   const distilling = epoch >= config.warmupEpochs;
   return torch.tidy(() => {
     const terms1 = ownTerms(branch1, 'branch1', onehot, distilling, config);
@@ -158,23 +157,11 @@ export function branchObjectives(inputs: ObjectiveInputs, config: ObjectiveConfi
       return { total, branch1: { total, terms: terms1 } };
     }
     const terms2 = ownTerms(branch2, 'branch2', onehot, distilling, config);
-    if (switches.pbc && distilling) {
-      const pbc = pixelBidirectionalLoss(branch1.logits, branch2.logits, onehot, { tau: config.tau, scaleByTauSquared: config.scaleByTauSquared });
-      terms1.pbc = pbc.branch1;
-      terms2.pbc = pbc.branch2;
-    }
+    const { pbc, fc } = crossTerms(branch1, branch2, onehot, labels, distilling, config);
+    if (pbc) [terms1.pbc, terms2.pbc] = pbc;
     const own1 = termSum(terms1, branch1.logits);
     const own2 = termSum(terms2, branch2.logits);
-    if (!switches.frc) {
-      return { total: own1.add(own2), branch1: { total: own1, terms: terms1 }, branch2: { total: own2, terms: terms2 } };
-    }
-    const fc = featureRelationalLoss(
-      requireInput(branch1.bottleneck, 'branch1.bottleneck'),
-      requireInput(branch2.bottleneck, 'branch2.bottleneck'),
-      branch1.logits,
-      branch2.logits,
-      labels,
-    );
+    if (!fc) return { total: own1.add(own2), branch1: { total: own1, terms: terms1 }, branch2: { total: own2, terms: terms2 } };
     return {
       total: own1.add(own2).add(fc),
       branch1: { total: own1.add(fc), terms: terms1 },
@@ -182,4 +169,60 @@ export function branchObjectives(inputs: ObjectiveInputs, config: ObjectiveConfi
       fc,
     };
   });
+}
+
+/** What a branch trained in another process contributes to this one's objective: constants here. */
+export interface PeerPredictions {
+  logits: Tensor;
+  bottleneck?: Tensor;
+}
+
+/**
+ * L_i alone, for a process that trains branch i (`index` 0 or 1) while another process trains the other branch,
+ * whose logits and bottleneck arrive as constants. Its gradient with respect to branch i's parameters is that of
+ * the joint objective (L_1 + L_2 − L_fc): the other branch's own terms do not depend on branch i, and every
+ * cross term is detached on its teacher side.
+ */
+export function ownBranchObjective(
+  inputs: { own: BranchPredictions; peer: PeerPredictions; index: 0 | 1; onehot: Tensor; labels: Tensor; epoch: number },
+  config: ObjectiveConfig = DEFAULT_OBJECTIVE_CONFIG,
+): BranchObjective & { fc?: Tensor } {
+  const { own, index, onehot, labels, epoch } = inputs;
+  const peer = { ...inputs.peer, deepSupervisionProbs: [], separateProbs: [] };
+  const distilling = epoch >= config.warmupEpochs;
+  return torch.tidy(() => {
+    const terms = ownTerms(own, `branch${index + 1}`, onehot, distilling, config);
+    const [branch1, branch2] = index === 0 ? [own, peer] : [peer, own];
+    const { pbc, fc } = crossTerms(branch1, branch2, onehot, labels, distilling, config);
+    if (pbc) terms.pbc = pbc[index];
+    const total = termSum(terms, own.logits);
+    return fc ? { total: total.add(fc), terms, fc } : { total, terms };
+  });
+}
+
+/** PBC of each branch (after warm-up) and the shared L_fc, each when switched on. */
+function crossTerms(
+  branch1: BranchPredictions,
+  branch2: BranchPredictions,
+  onehot: Tensor,
+  labels: Tensor,
+  distilling: boolean,
+  config: ObjectiveConfig,
+): { pbc?: [Tensor, Tensor]; fc?: Tensor } {
+  const { switches } = config;
+  const terms: { pbc?: [Tensor, Tensor]; fc?: Tensor } = {};
+  if (switches.pbc && distilling) {
+    const pbc = pixelBidirectionalLoss(branch1.logits, branch2.logits, onehot, { tau: config.tau, scaleByTauSquared: config.scaleByTauSquared });
+    terms.pbc = [pbc.branch1, pbc.branch2];
+  }
+  if (switches.frc) {
+    terms.fc = featureRelationalLoss(
+      requireInput(branch1.bottleneck, 'branch1.bottleneck'),
+      requireInput(branch2.bottleneck, 'branch2.bottleneck'),
+      branch1.logits,
+      branch2.logits,
+      labels,
+    );
+  }
+  return terms;
 }

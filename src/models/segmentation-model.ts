@@ -54,6 +54,8 @@ export interface SegmentationModel<Encoding = unknown> extends torch.nn.Module {
   readonly branches: readonly torch.nn.Module[];
   /** Training: branch i sees `images` under `masks[i]` (B, K); one output per branch. */
   forward(images: Tensor /* (B, K, H, W, D) */, masks: readonly Tensor[], inputs?: TrainingInputs): SegmentationOutput[];
+  /** Training of branch `index` alone under `mask` (B, K): what `forward` computes for that branch. */
+  forwardBranch(index: number, images: Tensor /* (B, K, H, W, D) */, mask: Tensor, inputs?: TrainingInputs): SegmentationOutput;
   /** Inference: class probabilities (B, C, H, W, D) under one modality mask (B, K). */
   predictProbabilities(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */): Tensor;
   /** The part of inference that no modality subset changes, computed once for many subsets. */

@@ -24,7 +24,14 @@ export class SmmlModel extends torch.nn.Module implements SegmentationModel<Bran
     if (masks.length !== this.branches.length) {
       throw new Error(`expected ${this.branches.length} modality masks (one per branch), got ${masks.length}`);
     }
-    return this.branches.map((branch, i) => branch.forward(images, masks[i], inputs));
+    return this.branches.map((_, i) => this.forwardBranch(i, images, masks[i], inputs));
+  }
+
+  /** Branch `index` alone (a process that trains one branch while another process trains the other). */
+  forwardBranch(index: number, images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */, inputs: TrainingInputs = {}): BranchOutput {
+    const branch = this.branches[index];
+    if (!branch) throw new Error(`no branch ${index}: this model has ${this.branches.length}`);
+    return branch.forward(images, mask, inputs);
   }
 
   /** Inference: the mean over branches of softmax(initial logits), (B, C, H, W, D). Nothing else is computed. */

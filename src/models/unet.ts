@@ -97,6 +97,12 @@ export class UNetModel extends torch.nn.Module implements SegmentationModel<UNet
     return [{ logits: this.logits(images, masks[0]) }];
   }
 
+  /** The U-Net is one branch (index 0). */
+  forwardBranch(index: number, images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */, inputs: TrainingInputs = {}): SegmentationOutput {
+    if (index !== 0) throw new Error(`no branch ${index}: the U-Net has one`);
+    return this.forward(images, [mask], inputs)[0];
+  }
+
   /** Inference: softmax of the logits, (B, C, H, W, D). */
   predictProbabilities(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */): Tensor {
     return torch.tidy(() => this.logits(images, mask).softmax(1));

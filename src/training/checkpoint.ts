@@ -38,8 +38,20 @@ export interface CheckpointContents {
   best: BestModel | null;
 }
 
-/** `optimizers[i]` updates branch i + 1. */
-export function saveCheckpoint(file: string, model: SegmentationModel, optimizers: readonly Adam[], contents: CheckpointContents): void {
+/** The key of the random state of the process that trains branch `branch` (0-based) when each branch has its own. */
+const randomStateKey = (branch: number) => (branch === 0 ? RNG_KEY : `${RNG_KEY}.branch${branch + 1}`);
+
+/**
+ * `optimizers[i]` updates branch i + 1. `randomStates[i]` is the libtorch random state of the process that trains
+ * branch i + 1 when the branches train in separate processes; one process keeps one state for all.
+ */
+export function saveCheckpoint(
+  file: string,
+  model: SegmentationModel,
+  optimizers: readonly Adam[],
+  contents: CheckpointContents,
+  randomStates: readonly Tensor[] = [torch.getRngState()],
+): void {
   torch.tidy(() => {
     const tensors = new Map<string, Tensor>(model.stateDict());
     const metas: OptimizerMeta[] = optimizers.map((optimizer, i) => {
@@ -47,7 +59,7 @@ export function saveCheckpoint(file: string, model: SegmentationModel, optimizer
       for (const [name, tensor] of state.tensors) tensors.set(`${OPTIMIZER_PREFIX}branch${i + 1}.${name}`, tensor);
       return state.meta;
     });
-    tensors.set(RNG_KEY, torch.getRngState());
+    randomStates.forEach((state, branch) => tensors.set(randomStateKey(branch), state));
     torch.saveSafetensors(file, tensors, {
       format: CHECKPOINT_FORMAT,
       formatVersion: String(RUN_FORMAT_VERSION),
@@ -67,10 +79,16 @@ function isPosition(value: unknown): value is TrainingPosition {
 
 /**
  * Restores a checkpoint into `model` and `optimizers` (same network, one optimiser per branch) and sets
- * libtorch's random state. Errors name the file: missing, corrupt, not an smml checkpoint, written for
- * another network.
+ * libtorch's random state: that of the process training `ownBranch` when the checkpoint holds one per branch.
+ * `ownRandomState` is false when the process of branch `ownBranch` > 0 found only the first process's state.
+ * Errors name the file: missing, corrupt, not an smml checkpoint, written for another network.
  */
-export function loadCheckpoint(file: string, model: SegmentationModel, optimizers: readonly Adam[]): CheckpointContents {
+export function loadCheckpoint(
+  file: string,
+  model: SegmentationModel,
+  optimizers: readonly Adam[],
+  ownBranch = 0,
+): CheckpointContents & { ownRandomState: boolean } {
   if (!fs.existsSync(file)) throw new Error(`${file}: no checkpoint to resume from (the run has not saved one yet)`);
   const { tensors, metadata } = torch.loadSafetensors(file);
   try {
@@ -101,15 +119,16 @@ export function loadCheckpoint(file: string, model: SegmentationModel, optimizer
     }
     const rng = tensors.get(RNG_KEY);
     if (!rng) throw new Error(`the random state '${RNG_KEY}' is missing`);
-    const weights = new Map([...tensors].filter(([name]) => name !== RNG_KEY && !name.startsWith(OPTIMIZER_PREFIX)));
+    const weights = new Map([...tensors].filter(([name]) => !name.startsWith(RNG_KEY) && !name.startsWith(OPTIMIZER_PREFIX)));
     model.loadStateDict(weights);
     optimizers.forEach((optimizer, i) => {
       const prefix = `${OPTIMIZER_PREFIX}branch${i + 1}.`;
       const own = new Map([...tensors].filter(([name]) => name.startsWith(prefix)).map(([name, t]) => [name.slice(prefix.length), t]));
       optimizer.loadStateDict({ tensors: own, meta: metas[i] });
     });
-    torch.setRngState(rng);
-    return { position, best: json('best') as BestModel | null };
+    const own = tensors.get(randomStateKey(ownBranch));
+    torch.setRngState(own ?? rng);
+    return { position, best: json('best') as BestModel | null, ownRandomState: own !== undefined };
   } catch (error) {
     throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
   } finally {

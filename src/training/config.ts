@@ -87,6 +87,11 @@ const optimisationSchema = z.strictObject({
   seed: nonNegativeInt.default(1024),
   /** libtorch threads; null: the cores of the machine shared among its training processes. */
   threads: positiveInt.nullable().default(null),
+  /**
+   * How several training processes share the work: 'data', each its share of every batch (any network); 'branches',
+   * one branch of a dual-branch network each, on the whole batch (exactly as many processes as branches).
+   */
+  parallel: z.enum(['data', 'branches']).default('data'),
   /** 'cpu', 'cuda' or 'cuda:N'. Bit-exact resume is guaranteed on the CPU. */
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
 });

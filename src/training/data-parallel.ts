@@ -39,6 +39,12 @@ export interface Replicas {
   meanOf(values: number[]): number[];
   /** Whether `flag` is true on any rank. */
   anyRank(flag: boolean): boolean;
+  /** Every rank's copy of `tensor` (same shape and dtype on every rank), in rank order; this rank's is `tensor` itself. */
+  gather(tensor: Tensor): Tensor[];
+  /** Replaces every rank's `tensors` by those of rank `root`. */
+  broadcastFrom(tensors: Tensor[], root: number): void;
+  /** Rank `root`'s `bytes` (the others pass null). */
+  broadcastBytes(bytes: Uint8Array | null, root: number): Uint8Array;
   /** Returns once every rank got here. */
   barrier(): void;
   close(): void;
@@ -55,6 +61,9 @@ export const singleProcess: Replicas = {
   batchSum: (sums) => sums,
   meanOf: (values) => values,
   anyRank: (flag) => flag,
+  gather: (tensor) => [tensor],
+  broadcastFrom: () => undefined,
+  broadcastBytes: (bytes) => bytes!,
   barrier: () => undefined,
   close: () => undefined,
 };
@@ -153,6 +162,25 @@ export function joinReplicas(placement: WorkerPlacement, device: string, timeout
     },
     anyRank(flag) {
       return this.meanOf([flag ? 1 : 0])[0] > 0;
+    },
+    gather(tensor) {
+      return torch.tidy(() => {
+        // Each rank fills its own slot of a zeroed stack; the sum over the ranks is then every rank's tensor.
+        const slots = torch.zeros([worldSize, ...tensor.shape], { dtype: tensor.dtype, device: tensor.device });
+        slots.select(0, rank).copy_(tensor.detach());
+        group.allReduce([slots], 'sum');
+        return slots.unbind(0).map((copy, r) => (r === rank ? tensor : copy));
+      });
+    },
+    broadcastFrom: (tensors, root) => group.broadcast(tensors, root),
+    broadcastBytes(bytes, root) {
+      return torch.tidy(() => {
+        const length = onDevice([bytes?.length ?? 0]);
+        group.broadcast([length], root);
+        const buffer = rank === root ? torch.tensor(bytes!, [bytes!.length], { dtype: 'uint8', device }) : torch.zeros([length.item()], { dtype: 'uint8', device });
+        group.broadcast([buffer], root);
+        return rank === root ? bytes! : (buffer.to('cpu').toTypedArray() as Uint8Array);
+      });
     },
     barrier: () => group.barrier(),
     close: () => group.destroy(),

@@ -16,11 +16,11 @@ import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
 import { ALL_MODALITIES, SUBSETS, subsetName } from '../data/modalities.ts';
 import { createRng, randInt, type Rng } from '../data/random.ts';
-import { torch } from '../engine/index.ts';
+import { torch, type Tensor } from '../engine/index.ts';
 import { evaluateCase, loadCachedEvaluationCase, type EvaluationCase } from '../evaluation/evaluate.ts';
 import { regionsPresent } from '../evaluation/metrics.ts';
 import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
-import { branchObjectives, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
+import { branchObjectives, ownBranchObjective, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
 import { createModel, modalityMask, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { silentProgress, type ProgressReporter } from '../progress.ts';
@@ -43,10 +43,12 @@ import {
 import { RunLog } from './run-log.ts';
 
 /** Configuration fields that do not change what is computed, so a resumed run may set them anew. */
-const RUNTIME_FIELDS = ['training.threads', 'data.workers', 'log.printEvery'] as const;
+const RUNTIME_FIELDS = ['training.threads', 'training.parallel', 'data.workers', 'log.printEvery'] as const;
 
 /** Seed stream tag of the modality subsets (the loader's streams use other argument counts). */
 const SUBSET_STREAM = 0x5eb5e7;
+/** Seed stream tag of the random state (dropout) of a process that trains one branch other than the first. */
+const BRANCH_RANDOM_STREAM = 0xb7a2c4;
 
 /** Training stopped because the loss (or the weights) stopped being finite. */
 export class TrainingDivergedError extends Error {
@@ -179,6 +181,13 @@ export class Trainer {
   private readonly separateDecodesOneModality: boolean;
   /** Rank 0's; the other ranks write nothing. */
   private readonly log: RunLog | null;
+  /**
+   * Branch-parallel training (`training.parallel` 'branches'): the branch this process trains; null when this
+   * process trains every branch (alone or data-parallel).
+   */
+  private readonly ownBranch: number | null;
+  /** The step at which the branches' weights and optimiser states were last gathered from their processes. */
+  private gatheredAtStep = -1;
   private validationCases: EvaluationCase[] | undefined;
 
   constructor(
@@ -204,7 +213,8 @@ export class Trainer {
       deepSupervisionWeights,
       separateWeight: separateWeight * separateScale,
       switches,
-      batchSum: (sums) => replicas.batchSum(sums),
+      // Only data-parallel processes hold a share of the batch; a process training one branch holds all of it.
+      batchSum: config.training.parallel === 'data' ? (sums) => replicas.batchSum(sums) : undefined,
     };
     // Model initialisation draws from libtorch's generator: seeding first makes it a function of the seed.
     // The configuration's family picks the network; each of its branches gets its own optimiser.
@@ -217,14 +227,20 @@ export class Trainer {
     this.position = { epoch: 0, stepInEpoch: 0, step: 0 };
     this.best = null;
     this.log = replicas.isMain ? new RunLog(this.paths.log) : null;
+    this.ownBranch = config.training.parallel === 'branches' && replicas.placement.worldSize > 1 ? replicas.placement.rank : null;
+    let ownRandomState = true;
     if (resume && fs.existsSync(this.paths.checkpoint)) {
-      const restored = loadCheckpoint(this.paths.checkpoint, this.model, this.optimizers);
+      const restored = loadCheckpoint(this.paths.checkpoint, this.model, this.optimizers, this.ownBranch ?? 0);
       this.position = restored.position;
       this.best = restored.best;
+      ownRandomState = restored.ownRandomState;
       this.log?.truncateAfter(this.position);
     } else {
+      ownRandomState = !this.ownBranch;
       this.log?.clear();
     }
+    // The other branches' processes draw their dropout from streams of their own, not from a copy of the first's.
+    if (!ownRandomState) torch.manualSeed(deriveSeed(config.training.seed, BRANCH_RANDOM_STREAM, this.ownBranch!, this.position.step));
     replicas.broadcastFromMain([...this.model.stateDict().values()]);
   }
 
@@ -263,22 +279,24 @@ export class Trainer {
   }
 
   /**
-   * One optimisation step; returns the loss values (means over the ranks), or finite: false (weights untouched)
-   * when the loss is not finite. `subsets` are those of the whole step, all ranks' samples.
+   * One optimisation step; returns the loss values (the whole step's: means over data-parallel ranks, every
+   * branch's with branch-parallel ones), or finite: false (weights untouched) when the loss is not finite.
+   * `subsets` are those of the whole step, all ranks' samples.
    */
   private step(batch: Batch, epoch: number, stepInEpoch: number): { values: StepValues; finite: boolean; subsets: number[][] } {
     const { classes, modalities, patch } = this.model.config;
     const branches = this.model.branches.length;
     const batchSize = batch.ids.length;
-    const { rank, worldSize } = this.replicas.placement;
+    // Processes that split the batch: the data-parallel ranks (each branch-parallel process has all of it).
+    const [shard, shards] = this.ownBranch === null ? [this.replicas.placement.rank, this.replicas.placement.worldSize] : [0, 1];
     const spatial = [patch, patch, patch];
     if (batch.channels.images !== modalities) throw new Error(`the cache holds ${batch.channels.images} image channels, the network expects ${modalities}`);
     // Drawn for the whole step (every rank's samples) and cut to this rank's, as the loader cuts the batch.
     const rng = createRng(deriveSeed(this.config.training.seed, SUBSET_STREAM, epoch, stepInEpoch));
-    const subsets = drawSubsets(rng, batchSize * worldSize, branches);
+    const subsets = drawSubsets(rng, batchSize * shards, branches);
     // Drawn after the subsets, which therefore do not depend on this switch.
-    const separateAll = this.separateDecodesOneModality ? Array.from({ length: batchSize * worldSize }, () => randInt(rng, 0, modalities)) : undefined;
-    const mine = <T,>(values: T[]) => values.slice(rank * batchSize, (rank + 1) * batchSize);
+    const separateAll = this.separateDecodesOneModality ? Array.from({ length: batchSize * shards }, () => randInt(rng, 0, modalities)) : undefined;
+    const mine = <T,>(values: T[]) => values.slice(shard * batchSize, (shard + 1) * batchSize);
     const separateModalities = separateAll && mine(separateAll);
     return torch.tidy(() => {
       const device = this.device;
@@ -289,20 +307,48 @@ export class Trainer {
       const priorData = batch.extras[PRIORS_ARRAY];
       const priors = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
       const inputs = { ...priors, separateModalities };
-      const outputs = this.model.forward(images, masks, inputs);
-      const objective = branchObjectives(
-        { branch1: predictionsOf(outputs[0]), branch2: outputs[1] && predictionsOf(outputs[1]), onehot, labels, epoch },
-        this.objectiveConfig,
-      );
-      const values = this.meanOverRanks(valuesOf(objective));
+      const { total, values } =
+        this.ownBranch === null
+          ? this.jointObjective(this.model.forward(images, masks, inputs), onehot, labels, epoch)
+          : this.ownBranchObjective(this.ownBranch, this.model.forwardBranch(this.ownBranch, images, masks[this.ownBranch], inputs), onehot, labels, epoch);
       if (!Number.isFinite(values.loss)) return { values, finite: false, subsets };
-      for (const optimizer of this.optimizers) optimizer.zeroGrad();
-      objective.total.backward();
-      this.replicas.averageGradients(this.model.parameters());
-      for (const optimizer of this.optimizers) optimizer.step();
-      for (const optimizer of this.optimizers) optimizer.zeroGrad();
+      const stepped = this.ownBranch === null ? this.optimizers : [this.optimizers[this.ownBranch]];
+      for (const optimizer of stepped) optimizer.zeroGrad();
+      total.backward();
+      if (this.ownBranch === null) this.replicas.averageGradients(this.model.parameters());
+      for (const optimizer of stepped) optimizer.step();
+      for (const optimizer of stepped) optimizer.zeroGrad();
       return { values, finite: true, subsets };
     });
+  }
+
+  /** Every branch's objective from this process's outputs; the values are means over data-parallel ranks. */
+  private jointObjective(outputs: SegmentationOutput[], onehot: Tensor, labels: Tensor, epoch: number): { total: Tensor; values: StepValues } {
+    const objective = branchObjectives(
+      { branch1: predictionsOf(outputs[0]), branch2: outputs[1] && predictionsOf(outputs[1]), onehot, labels, epoch },
+      this.objectiveConfig,
+    );
+    return { total: objective.total, values: this.meanOverRanks(valuesOf(objective)) };
+  }
+
+  /**
+   * Branch-parallel: the objective of the branch this process trains, with the other branch's logits and
+   * bottleneck received from its process; the values of every branch are exchanged so all processes agree.
+   */
+  private ownBranchObjective(own: number, output: SegmentationOutput, onehot: Tensor, labels: Tensor, epoch: number): { total: Tensor; values: StepValues } {
+    const peerOf = (tensor: Tensor | undefined) => tensor && this.replicas.gather(tensor)[1 - own];
+    const peer = { logits: peerOf(output.logits)!, bottleneck: peerOf(output.bottleneck) };
+    const objective = ownBranchObjective({ own: predictionsOf(output), peer, index: own as 0 | 1, onehot, labels, epoch }, this.objectiveConfig);
+    const names = Object.keys(objective.terms) as (keyof typeof objective.terms)[];
+    const numbers = [objective.total, ...names.map((name) => objective.terms[name]!)].map((t) => t.item());
+    const branches = this.replicas
+      .gather(torch.tensor(numbers, [numbers.length], { dtype: 'float64', device: this.device }))
+      .map((row) => row.toArray())
+      .map(([total, ...terms]): TermValues => ({ total, ...Object.fromEntries(names.map((name, i) => [name, terms[i]])) }));
+    const fc = objective.fc?.item();
+    // L_1 + L_2 − L_fc: each branch's total holds the shared L_fc once.
+    const loss = branches.reduce((sum, branch) => sum + branch.total, 0) - (fc ?? 0);
+    return { total: objective.total, values: { loss, branches, fc } };
   }
 
   /** The step's values averaged over the ranks: every rank then agrees on them, finiteness included. */
@@ -356,9 +402,36 @@ export class Trainer {
       : 'no checkpoint had been written yet.';
   }
 
+  /**
+   * Branch-parallel: brings every process's copy of every branch (weights, buffers, optimiser state) up to date
+   * from the process that trains it, so that rank 0 validates and saves the whole model. Once per step.
+   */
+  private gatherBranches(): void {
+    if (this.ownBranch === null || this.gatheredAtStep === this.position.step) return;
+    this.model.branches.forEach((branch, b) => {
+      this.replicas.broadcastFrom([...branch.stateDict().values()], b);
+      const optimizer = this.optimizers[b];
+      const own = b === this.ownBranch ? optimizer.stateDict() : null;
+      const bytes = this.replicas.broadcastBytes(own && torch.serializeSafetensors(own.tensors, { meta: JSON.stringify(own.meta) }), b);
+      if (own) return;
+      const { tensors, metadata } = torch.parseSafetensors(bytes, `branch ${b + 1}'s optimiser state from rank ${b}`);
+      try {
+        optimizer.loadStateDict({ tensors, meta: JSON.parse(metadata.meta) });
+      } finally {
+        torch.dispose([...tensors.values()]);
+      }
+    });
+    this.gatheredAtStep = this.position.step;
+  }
+
   private saveCheckpointAt(position: TrainingPosition): void {
+    this.gatherBranches();
     this.requireFiniteWeights(`epoch ${position.epoch + 1}, step ${position.step}`);
-    if (this.replicas.isMain) saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best });
+    // Branch-parallel processes draw their dropout from their own random states; the checkpoint keeps each.
+    torch.tidy(() => {
+      const randomStates = this.ownBranch === null ? undefined : this.replicas.gather(torch.getRngState());
+      if (this.replicas.isMain) saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best }, randomStates);
+    });
     this.position = position;
   }
 
@@ -387,6 +460,7 @@ export class Trainer {
     // Rank 0 validates alone; the others wait for it at the next step (within the process group's timeout).
     const validating = every > 0 && this.runConfig.data.split.val.length > 0 && this.replicas.isMain;
     const due = validating && ((epoch + 1) % every === 0 || epoch + 1 === epochs);
+    this.gatherBranches();
     this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
     const validation = due ? this.validate() : null;
     if (validation) this.last = { epoch, validation };
@@ -556,6 +630,11 @@ export async function createTrainer(options: CreateTrainerOptions): Promise<Trai
   }
   torch.setNumThreads(config.training.threads ?? threadsPerProcess(replicas.placement));
   const { rank, worldSize } = replicas.placement;
+  const branchParallel = config.training.parallel === 'branches' && worldSize > 1;
+  const branches = model.family === 'smml' ? model.branches : 1;
+  if (branchParallel && worldSize !== branches) {
+    throw new Error(`training.parallel 'branches' trains one branch per process: this ${branches}-branch network needs ${branches} processes, not ${worldSize}`);
+  }
   const loader = createBatchLoader({
     cacheDir: data.cacheDir,
     ids: data.split.train,
@@ -568,7 +647,8 @@ export async function createTrainer(options: CreateTrainerOptions): Promise<Trai
     // Every step sees a full batch (when there are enough cases; always with several processes, whose
     // gradients are averaged with equal weights); the cases left over differ per epoch.
     dropLast: worldSize > 1 || data.split.train.length >= config.training.batchSize,
-    shard: { rank, count: worldSize },
+    // Branch-parallel processes all train on the whole batch.
+    shard: branchParallel ? { rank: 0, count: 1 } : { rank, count: worldSize },
     extraArrays: usesRefinement(config) ? [PRIORS_ARRAY] : [],
   });
   try {

@@ -48,8 +48,8 @@ function start(args: string[], env: Record<string, string> = {}): { child: Child
   return { child, done };
 }
 
-async function train(args: string[]): Promise<void> {
-  const result = await start([...args, ...TRAIN_ARGS]).done;
+async function train(args: string[], common = TRAIN_ARGS): Promise<void> {
+  const result = await start([...args, ...common]).done;
   assert.equal(result.code, 0, result.stderr);
 }
 
@@ -66,6 +66,28 @@ function largestWeightDifference(fileA: string, fileB: string): number {
 }
 
 const checkpointOf = (name: string) => runPaths(path.join(root, name)).checkpoint;
+
+/**
+ * Starts two training processes as torchrun starts them (placed by the environment alone) and kills rank 1 once
+ * epoch 1 is checkpointed; returns how rank 0 ended and how long it took to stop after the kill.
+ */
+async function killRankOneInEpochTwo(runDir: string, args: string[]): Promise<Finished & { seconds: number }> {
+  const placement = { WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freeLocalPort()) };
+  const ranks = [0, 1].map((rank) => start(['--out', runDir, ...args], { ...placement, RANK: String(rank), LOCAL_RANK: String(rank) }));
+  let ended = false;
+  void ranks[0].done.then(() => (ended = true));
+  for (;;) {
+    const log = runPaths(runDir).log;
+    if (fs.existsSync(log) && readRunLog(log).some((record) => record.type === 'epoch')) break;
+    if (ended) assert.fail(`rank 0 ended before the end of epoch 1: ${(await ranks[0].done).stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  ranks[1].child.kill('SIGKILL');
+  const killedAt = performance.now();
+  const survivor = await ranks[0].done;
+  assert.equal((await ranks[1].done).signal, 'SIGKILL');
+  return { ...survivor, seconds: (performance.now() - killedAt) / 1000 };
+}
 
 before(() => {
   synthesizeDataset({ out: dataDir, cases: 6, size: 32, seed: 7 });
@@ -96,26 +118,10 @@ describe('data-parallel training', () => {
 
   it('a killed process makes the other exit with an error naming both ranks; --resume then ends as the uninterrupted run', async () => {
     const runDir = path.join(root, 'killed');
-    const placement = { WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freeLocalPort()) };
-    // Started as torchrun starts them: placed by the environment alone.
-    const ranks = [0, 1].map((rank) => start(['--out', runDir, '--batch-size', '1', ...TRAIN_ARGS], { ...placement, RANK: String(rank), LOCAL_RANK: String(rank) }));
-    // Once epoch 1 is checkpointed, kill rank 1 during epoch 2.
-    let ended = false;
-    void ranks[0].done.then(() => (ended = true));
-    for (;;) {
-      const log = runPaths(runDir).log;
-      if (fs.existsSync(log) && readRunLog(log).some((record) => record.type === 'epoch')) break;
-      if (ended) assert.fail(`rank 0 ended before the end of epoch 1: ${(await ranks[0].done).stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    ranks[1].child.kill('SIGKILL');
-    const killedAt = performance.now();
-    const survivor = await ranks[0].done;
-    const seconds = (performance.now() - killedAt) / 1000;
+    const survivor = await killRankOneInEpochTwo(runDir, ['--batch-size', '1', ...TRAIN_ARGS]);
     assert.equal(survivor.code, 1, survivor.stderr);
     assert.match(survivor.stderr, /rank 0 of 2: \w+ failed: the connection to rank 1 broke/);
-    assert.ok(seconds < 20, `the survivor took ${seconds} s to stop`);
-    assert.equal((await ranks[1].done).signal, 'SIGKILL');
+    assert.ok(survivor.seconds < 20, `the survivor took ${survivor.seconds} s to stop`);
 
     // Any number of processes may resume: one process here (it finishes), two for the exact comparison.
     const alone = path.join(root, 'killed-resumed-alone');
@@ -125,5 +131,36 @@ describe('data-parallel training', () => {
 
     await train(['--out', runDir, '--resume', '--nproc-per-node', '2', '--master-port', String(await freeLocalPort())]);
     assertSameTensors(checkpointOf('killed'), checkpointOf('two'));
+  });
+});
+
+// Branch-parallel training: each process trains one branch of the dual-branch network on the whole batch and
+// receives the other's logits and bottleneck, so FRC stays on and the result is the one-process run's.
+describe('branch-parallel training', () => {
+  const BRANCH_ARGS = [...TRAIN_ARGS, '--batch-size', '2', '--set', 'losses.frc=true'];
+  const parallel = async () => ['--parallel', 'branches', '--nproc-per-node', '2', '--master-port', String(await freeLocalPort())];
+
+  it('2 processes training one branch each end with the weights of 1 process training both', async () => {
+    await train(['--out', path.join(root, 'both')], BRANCH_ARGS);
+    await train(['--out', path.join(root, 'branches'), ...(await parallel())], BRANCH_ARGS);
+    const difference = largestWeightDifference(checkpointOf('both'), checkpointOf('branches'));
+    assert.ok(difference < 2e-4, `branch-parallel differs from one process by ${difference}`);
+    const steps = (name: string) => readRunLog(runPaths(path.join(root, name)).log).filter((record) => record.type === 'step');
+    const reference = steps('both');
+    assert.equal(steps('branches').length, 4);
+    steps('branches').forEach((record, i) => {
+      const [loss, expected] = [record.loss as number, reference[i].loss as number];
+      assert.ok(Math.abs(loss - expected) < 1e-4, `step ${i + 1}: loss ${loss} against ${expected}`);
+    });
+  });
+
+  it('with dropout, a run killed in epoch 2 and resumed ends bit-exactly as the uninterrupted one', async () => {
+    const common = [...BRANCH_ARGS, '--set', 'model.dropout=0.2'];
+    await train(['--out', path.join(root, 'branches-dropout'), ...(await parallel())], common);
+    const runDir = path.join(root, 'branches-killed');
+    const survivor = await killRankOneInEpochTwo(runDir, ['--parallel', 'branches', ...common]);
+    assert.equal(survivor.code, 1, survivor.stderr);
+    await train(['--out', runDir, '--resume', ...(await parallel())], common);
+    assertSameTensors(checkpointOf('branches-killed'), checkpointOf('branches-dropout'));
   });
 });
