@@ -39,26 +39,29 @@ function lossChart(steps: readonly StepRecord[]): Chart {
     { step: s.step, loss: s.loss, series: 'per step' },
     { step: s.step, loss: smoothed[i], series: smoothedName },
   ]);
-  return {
-    name: 'loss',
-    caption: 'Training loss (L1 + L2 − Lfc, the objective the optimiser minimises) per step: raw and a trailing moving average.',
-    spec: {
-      title: 'Training loss',
-      width: WIDTH,
-      height: HEIGHT,
-      data: { values },
-      mark: { type: 'line', strokeWidth: 1.5 },
-      encoding: {
-        x: STEP_AXIS,
-        y: { field: 'loss', type: 'quantitative', title: 'loss (dimensionless)', scale: { zero: false } },
-        color: {
-          field: 'series',
-          type: 'nominal',
-          title: 'series',
-          scale: { domain: ['per step', smoothedName], range: ['#a6bddb', '#08519c'] },
-        },
+  return stepLineChart(
+    'loss',
+    'Training loss (L1 + L2 − Lfc, the objective the optimiser minimises) per step: raw and a trailing moving average.',
+    'Training loss',
+    values,
+    {
+      y: { field: 'loss', type: 'quantitative', title: 'loss (dimensionless)', scale: { zero: false } },
+      color: {
+        field: 'series',
+        type: 'nominal',
+        title: 'series',
+        scale: { domain: ['per step', smoothedName], range: ['#a6bddb', '#08519c'] },
       },
     },
+  );
+}
+
+/** A line chart over training steps, with the steps' axis and the report's size. */
+function stepLineChart(name: string, caption: string, title: string, values: object[], encoding: Record<string, unknown>): Chart {
+  return {
+    name,
+    caption,
+    spec: { title, width: WIDTH, height: HEIGHT, data: { values }, mark: { type: 'line', strokeWidth: 1.5 }, encoding: { x: STEP_AXIS, ...encoding } },
   };
 }
 
@@ -81,23 +84,17 @@ function termsChart(steps: readonly StepRecord[]): Chart {
     const smoothed = movingAverage(points.map((p) => p.value), window);
     return points.map((p, i) => ({ step: p.step, value: smoothed[i], term, branch }));
   });
-  return {
-    name: 'loss-terms',
-    caption: `Each loss term per branch, moving average over ${window} steps (names as in the run log; docs/method.md §4 defines them).`,
-    spec: {
-      title: 'Loss terms',
-      width: WIDTH,
-      height: HEIGHT,
-      data: { values },
-      mark: { type: 'line', strokeWidth: 1.5 },
-      encoding: {
-        x: STEP_AXIS,
-        y: { field: 'value', type: 'quantitative', title: 'term value (dimensionless)' },
-        color: { field: 'term', type: 'nominal', title: 'term', scale: { scheme: 'tableau10' } },
-        strokeDash: { field: 'branch', type: 'nominal', title: 'branch' },
-      },
+  return stepLineChart(
+    'loss-terms',
+    `Each loss term per branch, moving average over ${window} steps (names as in the run log; docs/method.md §4 defines them).`,
+    'Loss terms',
+    values,
+    {
+      y: { field: 'value', type: 'quantitative', title: 'term value (dimensionless)' },
+      color: { field: 'term', type: 'nominal', title: 'term', scale: { scheme: 'tableau10' } },
+      strokeDash: { field: 'branch', type: 'nominal', title: 'branch' },
     },
-  };
+  );
 }
 
 function validationChart(epochs: readonly ValidatedEpoch[]): Chart {
