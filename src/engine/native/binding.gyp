@@ -8,9 +8,9 @@
         "<!@(node libtorch-paths.cjs include)"
       ],
       "libraries": ["<!@(node libtorch-paths.cjs libs)"],
-      "ldflags": ["<!@(node libtorch-paths.cjs ldflags)"],
+      "ldflags": ["-fopenmp", "<!@(node libtorch-paths.cjs ldflags)"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-fopenmp", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "defines": ["NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_VERSION=8", "<!@(node libtorch-paths.cjs defines)"]
     }
   ]
