@@ -136,7 +136,7 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
   } else {
     console.log(`training: resuming ${runDir}`);
   }
-  // Two branches on two cores train about twice as fast in two processes as in one (docs/learning.md).
+  // Two branches on two cores train 1.5–2× as fast in two processes, one branch each, as in one (docs/learning.md).
   const processes = options.nprocPerNode ?? (config.training.parallel === 'branches' && availableParallelism() >= 2 ? 2 : 1);
   if (processes > 1) {
     const status = await trainInProcesses(options, processes, runDir, dataRoot, cacheDir, resume);
