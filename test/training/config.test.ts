@@ -30,6 +30,7 @@ describe('training configuration', () => {
       amsgrad: true,
       seed: 1024,
       threads: null,
+      parallel: 'data',
       device: 'cpu',
     });
     assert.deepEqual(config.losses, {
