@@ -171,7 +171,7 @@ export function branchObjectives(inputs: ObjectiveInputs, config: ObjectiveConfi
   });
 }
 
-/** What a branch trained in another process contributes to this one's objective: constants here. */
+/** What a branch contributes to the cross terms; from a branch trained in another process, constants here. */
 export interface PeerPredictions {
   logits: Tensor;
   bottleneck?: Tensor;
@@ -187,8 +187,7 @@ export function ownBranchObjective(
   inputs: { own: BranchPredictions; peer: PeerPredictions; index: 0 | 1; onehot: Tensor; labels: Tensor; epoch: number },
   config: ObjectiveConfig = DEFAULT_OBJECTIVE_CONFIG,
 ): BranchObjective & { fc?: Tensor } {
-  const { own, index, onehot, labels, epoch } = inputs;
-  const peer = { ...inputs.peer, deepSupervisionProbs: [], separateProbs: [] };
+  const { own, peer, index, onehot, labels, epoch } = inputs;
   const distilling = epoch >= config.warmupEpochs;
   return torch.tidy(() => {
     const terms = ownTerms(own, `branch${index + 1}`, onehot, distilling, config);
@@ -202,8 +201,8 @@ export function ownBranchObjective(
 
 /** PBC of each branch (after warm-up) and the shared L_fc, each when switched on. */
 function crossTerms(
-  branch1: BranchPredictions,
-  branch2: BranchPredictions,
+  branch1: PeerPredictions,
+  branch2: PeerPredictions,
   onehot: Tensor,
   labels: Tensor,
   distilling: boolean,

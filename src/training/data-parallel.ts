@@ -1,6 +1,8 @@
-// Data-parallel training: identical replicas of the model, one per process, each stepping on its own share of
-// the batch. Rank 0's weights are sent to all at the start; after every backward pass the gradients are averaged
-// over the ranks, so every replica applies the same update and the replicas stay identical.
+// Training in several processes. Data-parallel: identical replicas of the model, one per process, each stepping on
+// its own share of the batch; rank 0's weights are sent to all at the start, and after every backward pass the
+// gradients are averaged over the ranks, so every replica applies the same update. Branch-parallel (the trainer's
+// `ownBranch`): each process trains one branch and the ranks exchange outputs, weights and states through the
+// same group.
 //
 // The processes find each other through torchrun's environment variables (RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), whether `smml train --nproc-per-node` set them or a cluster
@@ -25,8 +27,6 @@ export interface Replicas {
   readonly placement: WorkerPlacement;
   /** Rank 0 writes the run folder (checkpoints, log, model) and reports progress. */
   readonly isMain: boolean;
-  /** Replaces every rank's parameters and buffers by rank 0's. */
-  broadcastFromMain(tensors: Tensor[]): void;
   /** Replaces each parameter's gradient by its mean over the ranks (absent only where it is absent on every rank). */
   averageGradients(parameters: Tensor[]): void;
   /**
@@ -56,7 +56,6 @@ const SINGLE_PLACEMENT: WorkerPlacement = { rank: 0, worldSize: 1, localRank: 0,
 export const singleProcess: Replicas = {
   placement: SINGLE_PLACEMENT,
   isMain: true,
-  broadcastFromMain: () => undefined,
   averageGradients: () => undefined,
   batchSum: (sums) => sums,
   meanOf: (values) => values,
@@ -129,7 +128,6 @@ export function joinReplicas(placement: WorkerPlacement, device: string, timeout
   return {
     placement,
     isMain: rank === 0,
-    broadcastFromMain: (tensors) => group.broadcast(tensors, 0),
     averageGradients(parameters) {
       torch.tidy(() => {
         // A parameter that took no part in this rank's loss has no gradient; count the ranks where it has one.

@@ -118,15 +118,17 @@ function predictionsOf(output: SegmentationOutput): BranchPredictions {
   };
 }
 
+/** One branch's total and every active term, as numbers. */
+function termValuesOf(branch: Objective['branch1']): TermValues {
+  const values: TermValues = { total: branch.total.item() };
+  for (const [name, term] of Object.entries(branch.terms)) if (term) values[name] = term.item();
+  return values;
+}
+
 function valuesOf(objective: Objective): StepValues {
-  const branchValues = (branch: Objective['branch1']): TermValues => {
-    const values: TermValues = { total: branch.total.item() };
-    for (const [name, term] of Object.entries(branch.terms)) if (term) values[name] = term.item();
-    return values;
-  };
   return {
     loss: objective.total.item(),
-    branches: [branchValues(objective.branch1), ...(objective.branch2 ? [branchValues(objective.branch2)] : [])],
+    branches: [termValuesOf(objective.branch1), ...(objective.branch2 ? [termValuesOf(objective.branch2)] : [])],
     fc: objective.fc?.item(),
   };
 }
@@ -228,7 +230,8 @@ export class Trainer {
     this.best = null;
     this.log = replicas.isMain ? new RunLog(this.paths.log) : null;
     this.ownBranch = config.training.parallel === 'branches' && replicas.placement.worldSize > 1 ? replicas.placement.rank : null;
-    let ownRandomState = true;
+    // Only the first branch's process (or the only process) may keep the state that seeding left.
+    let ownRandomState = !this.ownBranch;
     if (resume && fs.existsSync(this.paths.checkpoint)) {
       const restored = loadCheckpoint(this.paths.checkpoint, this.model, this.optimizers, this.ownBranch ?? 0);
       this.position = restored.position;
@@ -236,12 +239,11 @@ export class Trainer {
       ownRandomState = restored.ownRandomState;
       this.log?.truncateAfter(this.position);
     } else {
-      ownRandomState = !this.ownBranch;
       this.log?.clear();
     }
     // The other branches' processes draw their dropout from streams of their own, not from a copy of the first's.
     if (!ownRandomState) torch.manualSeed(deriveSeed(config.training.seed, BRANCH_RANDOM_STREAM, this.ownBranch!, this.position.step));
-    replicas.broadcastFromMain([...this.model.stateDict().values()]);
+    replicas.broadcastFrom([...this.model.stateDict().values()], 0);
   }
 
   /** Asks the run to stop after the current step; it saves a checkpoint and `run` resolves 'interrupted'. */
@@ -339,12 +341,12 @@ export class Trainer {
     const peerOf = (tensor: Tensor | undefined) => tensor && this.replicas.gather(tensor)[1 - own];
     const peer = { logits: peerOf(output.logits)!, bottleneck: peerOf(output.bottleneck) };
     const objective = ownBranchObjective({ own: predictionsOf(output), peer, index: own as 0 | 1, onehot, labels, epoch }, this.objectiveConfig);
-    const names = Object.keys(objective.terms) as (keyof typeof objective.terms)[];
-    const numbers = [objective.total, ...names.map((name) => objective.terms[name]!)].map((t) => t.item());
+    // Every process computes the same terms in the same order, so the names of this one's stand for all.
+    const mine = termValuesOf(objective);
+    const names = Object.keys(mine);
     const branches = this.replicas
-      .gather(torch.tensor(numbers, [numbers.length], { dtype: 'float64', device: this.device }))
-      .map((row) => row.toArray())
-      .map(([total, ...terms]): TermValues => ({ total, ...Object.fromEntries(names.map((name, i) => [name, terms[i]])) }));
+      .gather(torch.tensor(Object.values(mine), [names.length], { dtype: 'float64', device: this.device }))
+      .map((row): TermValues => Object.fromEntries(row.toArray().map((value, i) => [names[i], value])));
     const fc = objective.fc?.item();
     // L_1 + L_2 − L_fc: each branch's total holds the shared L_fc once.
     const loss = branches.reduce((sum, branch) => sum + branch.total, 0) - (fc ?? 0);
