@@ -5,11 +5,9 @@
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
-import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { discoverBrats } from '../data/brats.ts';
-import { freeLocalPort } from '../engine/index.ts';
 import { SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
 import type { PreviewVolume } from '../data/preview.ts';
 import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
@@ -30,7 +28,7 @@ import { readRunLog } from '../training/run-log.ts';
 import { createTrainer, type TrainResult } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
-import { launchWorkers } from './launch.ts';
+import { defaultTrainingProcesses, launchLocalWorkers } from './launch.ts';
 import { runWithSignals } from './train.ts';
 
 export interface DemoOptions {
@@ -90,14 +88,7 @@ async function trainInProcesses(options: DemoOptions, processes: number, runDir:
   if (parallel === 'data' && batchSize % processes !== 0) throw new Error(`--nproc-per-node ${processes} does not divide the recipe's batch of ${batchSize}`);
   const perProcess = parallel === 'data' ? batchSize / processes : batchSize;
   const recipe = ['--config', DEMO_RECIPE_FILE, ...[...demoAssignments(options, dataRoot, cacheDir), `training.batchSize=${perProcess}`].flatMap((a) => ['--set', a])];
-  return launchWorkers({
-    processesPerNode: processes,
-    nodes: 1,
-    nodeRank: 0,
-    masterAddr: '127.0.0.1',
-    masterPort: await freeLocalPort(),
-    args: ['train', '--out', runDir, ...(resume ? ['--resume'] : recipe)],
-  });
+  return launchLocalWorkers(processes, ['train', '--out', runDir, ...(resume ? ['--resume'] : recipe)]);
 }
 
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
@@ -136,8 +127,7 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
   } else {
     console.log(`training: resuming ${runDir}`);
   }
-  // Two branches on two cores train 1.5–2× as fast in two processes, one branch each, as in one (docs/learning.md).
-  const processes = options.nprocPerNode ?? (config.training.parallel === 'branches' && availableParallelism() >= 2 ? 2 : 1);
+  const processes = options.nprocPerNode ?? defaultTrainingProcesses(config);
   if (processes > 1) {
     const status = await trainInProcesses(options, processes, runDir, dataRoot, cacheDir, resume);
     if (status === 130) {

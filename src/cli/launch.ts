@@ -4,6 +4,10 @@
 // exchange, and whatever is still running after a grace period is killed, so a failure never leaves a hang.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
+import { freeLocalPort } from '../engine/index.ts';
+import { SMML_PRESETS, type SmmlPresetName } from '../models/index.ts';
+import type { TrainingConfig } from '../training/config.ts';
 import { placementEnvironment, type WorkerPlacement } from '../training/data-parallel.ts';
 
 /** The flags that place processes; the started processes get their placement from the environment instead. */
@@ -85,4 +89,20 @@ export function launchWorkers(options: LaunchOptions): Promise<number> {
       });
     }
   });
+}
+
+/** Runs `smml <args>` in `processes` processes of this machine, meeting at a free local port; resolves with the launcher's status. */
+export async function launchLocalWorkers(processes: number, args: string[]): Promise<number> {
+  return launchWorkers({ processesPerNode: processes, nodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: await freeLocalPort(), args });
+}
+
+/**
+ * The processes a recipe trains in on this machine when nobody says: two, one branch each, for a two-branch
+ * network with `training.parallel` 'branches' on two or more cores (1.5–2× as fast as one process on two cores,
+ * docs/learning.md); otherwise one.
+ */
+export function defaultTrainingProcesses(config: TrainingConfig): number {
+  const { model } = config;
+  const branches = model.family === 'smml' ? (model.branches ?? SMML_PRESETS[model.preset as SmmlPresetName].branches) : 1;
+  return branches === 2 && config.training.parallel === 'branches' && config.training.device === 'cpu' && availableParallelism() >= 2 ? 2 : 1;
 }

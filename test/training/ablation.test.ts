@@ -108,6 +108,20 @@ describe('runAblation', () => {
   });
 });
 
+describe('runAblation of branch-parallel recipes', () => {
+  it('trains a two-branch variant in two processes, one branch each, where the machine has two cores', async () => {
+    const out = path.join(root, 'ablation-branches');
+    const recipe = { ...base, training: { ...base.training, parallel: 'branches' as const } };
+    const rows = await runAblation(recipe, out, selectVariants(['baseline', 'dual']));
+    assert.ok(rows);
+    const processesOf = (variant: string) => readRunLog(runPaths(path.join(out, variant)).log).find((record) => record.type === 'start')?.processes;
+    assert.equal(processesOf('baseline'), 1, 'one branch trains in one process');
+    assert.equal(processesOf('dual'), os.availableParallelism() >= 2 ? 2 : 1);
+    assert.equal(JSON.parse(fs.readFileSync(runPaths(path.join(out, 'dual')).config, 'utf8')).config.training.seed, 5, 'the variant configuration reached the processes');
+    assert.equal(rows[1].seeds[0], 5);
+  });
+});
+
 describe('runAblation over seeds', () => {
   it('trains each variant once per seed in <variant>/seed-<n>, tabulates mean ± sd, and continues when run again', async () => {
     const out = path.join(root, 'ablation-seeds');
