@@ -92,6 +92,11 @@ const optimisationSchema = z.strictObject({
    * one branch of a dual-branch network each, on the whole batch (exactly as many processes as branches).
    */
   parallel: z.enum(['data', 'branches']).default('data'),
+  /**
+   * Seconds between checkpoints, written at epoch ends (0: every epoch). The last epoch and a stop (Ctrl-C) always
+   * write one; a killed run resumes from the last one written.
+   */
+  checkpointSeconds: z.number().min(0).default(0),
   /** 'cpu', 'cuda' or 'cuda:N'. Bit-exact resume is guaranteed on the CPU. */
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
 });

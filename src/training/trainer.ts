@@ -43,7 +43,7 @@ import {
 import { RunLog } from './run-log.ts';
 
 /** Configuration fields that do not change what is computed, so a resumed run may set them anew. */
-const RUNTIME_FIELDS = ['training.threads', 'training.parallel', 'data.workers', 'log.printEvery'] as const;
+const RUNTIME_FIELDS = ['training.threads', 'training.parallel', 'training.checkpointSeconds', 'data.workers', 'log.printEvery'] as const;
 
 /** Seed stream tag of the modality subsets (the loader's streams use other argument counts). */
 const SUBSET_STREAM = 0x5eb5e7;
@@ -190,6 +190,9 @@ export class Trainer {
   private readonly ownBranch: number | null;
   /** The step at which the branches' weights and optimiser states were last gathered from their processes. */
   private gatheredAtStep = -1;
+  /** When the last checkpoint was written (performance.now()), for `training.checkpointSeconds`. */
+  private checkpointedAt = performance.now();
+  private checkpointedStep = -1;
   private validationCases: EvaluationCase[] | undefined;
 
   constructor(
@@ -427,6 +430,8 @@ export class Trainer {
   }
 
   private saveCheckpointAt(position: TrainingPosition): void {
+    this.position = position;
+    if (this.checkpointedStep === position.step) return;
     this.gatherBranches();
     this.requireFiniteWeights(`epoch ${position.epoch + 1}, step ${position.step}`);
     // Branch-parallel processes draw their dropout from their own random states; the checkpoint keeps each.
@@ -434,7 +439,8 @@ export class Trainer {
       const randomStates = this.ownBranch === null ? undefined : this.replicas.gather(torch.getRngState());
       if (this.replicas.isMain) saveCheckpoint(this.paths.checkpoint, this.model, this.optimizers, { position, best: this.best }, randomStates);
     });
-    this.position = position;
+    this.checkpointedAt = performance.now();
+    this.checkpointedStep = position.step;
   }
 
   private saveModel(epoch: number, validation: ValidationScores | null): void {
@@ -459,10 +465,16 @@ export class Trainer {
   private finishEpoch(epoch: number, lr: number, steps: StepValues[], started: number): void {
     const { every } = this.config.validation;
     const { epochs } = this.config.training;
+    const last = epoch + 1 === epochs;
+    const validationEpoch = every > 0 && this.runConfig.data.split.val.length > 0 && ((epoch + 1) % every === 0 || last);
+    // A checkpoint (and the weights of every branch gathered for it) at most every `checkpointSeconds`: writing the
+    // model with its optimiser state costs about a second at demo scale. Validations and the last epoch always have
+    // one; the processes decide together, since gathering is collective.
+    const overdue = (performance.now() - this.checkpointedAt) / 1000 >= this.config.training.checkpointSeconds;
+    const checkpointDue = this.replicas.anyRank(validationEpoch || last || overdue);
+    if (checkpointDue) this.gatherBranches();
     // Rank 0 validates alone; the others wait for it at the next step (within the process group's timeout).
-    const validating = every > 0 && this.runConfig.data.split.val.length > 0 && this.replicas.isMain;
-    const due = validating && ((epoch + 1) % every === 0 || epoch + 1 === epochs);
-    this.gatherBranches();
+    const due = validationEpoch && this.replicas.isMain;
     this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
     const validation = due ? this.validate() : null;
     if (validation) this.last = { epoch, validation };
@@ -472,8 +484,10 @@ export class Trainer {
       improved = true;
     }
     // Until a first validation exists the latest weights stand in for the best ones.
-    if (improved || !this.best) this.saveModel(epoch, validation);
-    this.saveCheckpointAt({ epoch: epoch + 1, stepInEpoch: 0, step: this.position.step });
+    if (improved || (!this.best && checkpointDue)) this.saveModel(epoch, validation);
+    const position = { epoch: epoch + 1, stepInEpoch: 0, step: this.position.step };
+    if (checkpointDue) this.saveCheckpointAt(position);
+    else this.position = position;
     const mean = (pick: (values: StepValues) => number | undefined) => {
       const picked = steps.map(pick).filter((v): v is number => v !== undefined);
       return picked.length > 0 ? picked.reduce((a, b) => a + b, 0) / picked.length : undefined;
@@ -562,6 +576,7 @@ export class Trainer {
         this.finishEpoch(epoch, lr, steps, epochStarted);
         this.stopRequested = this.replicas.anyRank(this.stopRequested);
         if (this.stopRequested && epoch + 1 < epochs) {
+          this.saveCheckpointAt(this.position);
           this.log?.append({ type: 'interrupted', time: new Date().toISOString(), position: this.position });
           return result('interrupted');
         }

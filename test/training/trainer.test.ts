@@ -173,6 +173,28 @@ describe('training a tiny SMML model', () => {
     assert.equal(types.filter((t) => t === 'start').length, 3);
   });
 
+  it('with training.checkpointSeconds beyond the run, checkpoints only when stopped and at the end, with the same weights', async () => {
+    const threeEpochs = ['training.epochs=3', 'validation.every=0'];
+    const everyEpoch = path.join(root, 'checkpoint-every-epoch');
+    await train(everyEpoch, { config: tinyConfig(...threeEpochs) });
+    const rarely = path.join(root, 'checkpoint-rarely');
+    const seen: boolean[] = [];
+    const hooks: TrainerHooks = {
+      beforeStep(position, trainer) {
+        if (position.stepInEpoch === 0) seen.push(fs.existsSync(runPaths(rarely).checkpoint));
+        if (position.epoch === 2 && position.stepInEpoch === 0) trainer.stop();
+      },
+    };
+    const stopped = await train(rarely, { config: tinyConfig(...threeEpochs, 'training.checkpointSeconds=3600'), hooks });
+    assert.deepEqual(seen, [false, false, false], 'no checkpoint at the ends of epochs 1 and 2');
+    assert.equal(stopped.status, 'interrupted');
+    assert.deepEqual(stopped.position, { epoch: 2, stepInEpoch: 1, step: 5 });
+    assert.ok(fs.existsSync(runPaths(rarely).checkpoint), 'a stop writes one');
+    assert.equal((await train(rarely, { resume: true })).status, 'finished');
+    assertSameTensors(runPaths(everyEpoch).checkpoint, runPaths(rarely).checkpoint);
+    assertSameTensors(runPaths(everyEpoch).model, runPaths(rarely).model);
+  });
+
   it('a resumed run refuses a changed configuration but accepts new thread and worker counts', async () => {
     const copy = copyRun(uninterrupted);
     await assert.rejects(createTrainer({ runDir: copy, resume: true, config: tinyConfig('training.lr=1e-3', 'training.epochs=3') }), (error: Error) => {
