@@ -90,24 +90,39 @@ export class Branch extends torch.nn.Module {
 
   /**
    * Runs the encoders and intra-modal transformers; nothing here depends on the modality subset, so
-   * one encoding serves every subset (see `fuse`). Modalities whose `present` flag is false are not
-   * computed: their maps are zeros, which is what masking would make of them anyway.
+   * one encoding serves every subset (see `fuse`). With `needed` ([B][K]), modality k of sample b is only
+   * computed where needed[b][k] is true; the others' maps are zeros, which is what masking would make of them
+   * anyway. Every layer here works on each sample alone (instance norm), so computing a subset of the samples
+   * changes nothing in the ones computed.
    */
-  encode(images: Tensor /* (B, K, H, W, D) */, present?: readonly boolean[]): BranchEncoding {
+  encode(images: Tensor /* (B, K, H, W, D) */, needed?: readonly (readonly boolean[])[] /* [B][K] */): BranchEncoding {
     this.checkImages(images);
+    const batch = images.size(0);
+    if (needed && (needed.length !== batch || needed.some((row) => row.length !== this.config.modalities))) {
+      throw new Error(`encode: expected which modalities to compute as ${batch} rows of ${this.config.modalities} flags`);
+    }
     return torch.tidy(() => {
       const perModality = this.encoders.map((encoder, k) => {
-        if (present && !present[k]) return null;
-        const levels = encoder.forward(images.narrow(1, k, 1));
+        const samples = needed ? needed.flatMap((row, b) => (row[k] ? [b] : [])) : null;
+        if (samples?.length === 0) return null;
+        const image = images.narrow(1, k, 1);
+        const input = samples && samples.length < batch ? image.indexSelect(0, torch.tensor(samples, [samples.length], { dtype: 'int64', device: images.device })) : image;
+        const levels = encoder.forward(input);
         const tokens = this.intraModal[k].forward(levels[levels.length - 1]);
-        return { levels, tokens };
+        return { samples, levels, tokens };
       });
       const computed = perModality.find((m) => m !== null);
       if (!computed) throw new Error('encode: no modality is present');
+      // The full batch of one output: the computed samples' rows, zeros for the others.
+      const fullBatch = (output: Tensor, samples: number[] | null) => {
+        if (!samples || samples.length === batch) return output;
+        const zeroRow = torch.zeros([1, ...output.shape.slice(1)], { dtype: output.dtype, device: output.device });
+        return torch.cat(Array.from({ length: batch }, (_, b) => (samples.includes(b) ? output.narrow(0, samples.indexOf(b), 1) : zeroRow)), 0);
+      };
       // Stacks one output of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
       const gather = (pick: (m: { levels: Tensor[]; tokens: Tensor }) => Tensor) => {
-        const parts = perModality.map((m) => (m ? pick(m) : null));
-        const like = pick(computed);
+        const parts = perModality.map((m) => (m ? fullBatch(pick(m), m.samples) : null));
+        const like = parts.find((p) => p !== null)!;
         const stacked = torch.stack(parts.map((p) => p ?? torch.zeros(like.shape, { dtype: like.dtype, device: like.device })), 1);
         for (const p of parts) p?.dispose();
         return stacked;
@@ -135,16 +150,13 @@ export class Branch extends torch.nn.Module {
   }
 
   /**
-   * Inference: the initial logits only (no deep supervision, separate decoder or SRN). Encoders of
-   * modalities that no sample in the batch has are skipped.
+   * Inference: the initial logits only (no deep supervision, separate decoder or SRN). The encoders of
+   * the modalities a sample lacks are skipped for it.
    */
   predict(images: Tensor /* (B, K, H, W, D) */, mask: Tensor /* (B, K) */): Tensor /* (B, C, H, W, D) */ {
     this.checkImages(images);
     this.checkMask(mask, images.size(0));
-    return torch.tidy(() => {
-      const present = mask.to('float32').amax(0).toArray().map((v) => v > 0);
-      return this.fuse(this.encode(images, present), mask);
-    });
+    return torch.tidy(() => this.fuse(this.encode(images, maskRows(mask)), mask));
   }
 
   /** Training: every output of the branch (see BranchOutput). */
@@ -157,12 +169,16 @@ export class Branch extends torch.nn.Module {
         ? { network: this.refinement, priors: inputs.priors, labels: this.checkRefinementInputs(inputs.priors, inputs.labels, images.size(0)) }
         : null;
     return torch.tidy(() => {
-      const encoding = this.encode(images);
+      // The separate decoder reads the unmasked maps: of every modality, or of each sample's drawn one.
+      const separate = inputs.separateModalities;
+      const encoding = this.encode(images, separate && maskRows(mask).map((row, b) => row.map((present, k) => present || separate[b] === k)));
       const { logits, deepSupervision, bottleneck } = this.decode(encoding, mask, true);
-      const separate = this.separateDecoder.forward(
-        inputs.separateModalities ? encoding.levels.map((level) => pickModalities(level, inputs.separateModalities!)) : encoding.levels,
-      );
-      const output: BranchOutput = { logits, deepSupervision, separate, bottleneck };
+      const output: BranchOutput = {
+        logits,
+        deepSupervision,
+        separate: this.separateDecoder.forward(separate ? encoding.levels.map((level) => pickModalities(level, separate)) : encoding.levels),
+        bottleneck,
+      };
       if (refinement) {
         const onehot = torch.oneHot(refinement.labels.to('int64'), this.config.classes).permute(0, 4, 1, 2, 3).to(refinement.priors.dtype);
         output.refined = refinement.network.forward(refinement.priors, mask, onehot, logits);
@@ -191,4 +207,11 @@ export class Branch extends torch.nn.Module {
     }
     return labels;
   }
+}
+
+/** A (B, K) modality mask as rows of flags. */
+function maskRows(mask: Tensor /* (B, K) */): boolean[][] {
+  const values = mask.to('float32').toArray();
+  const modalities = mask.size(1);
+  return Array.from({ length: mask.size(0) }, (_, b) => Array.from({ length: modalities }, (_, k) => values[b * modalities + k] > 0));
 }
