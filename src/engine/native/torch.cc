@@ -1067,6 +1067,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitInPlaceOps(env, exports);
   InitRuntime(env, exports);
   smml::InitDistributed(env, exports);
+  smml::InitAutocast(env, exports);
   return exports;
 }
 
@@ -1075,6 +1076,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 namespace smml {
 
 std::vector<at::Tensor> TensorListArgument(const Napi::Value& v) { return TList(v); }
+
+const at::Tensor& TensorArgument(const Napi::Value& v) { return T(v); }
+
+Napi::Value TensorValue(Napi::Env env, at::Tensor t) { return Wrap(env, std::move(t)); }
 
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f) {
   Def(env, exports, name, std::move(f));
