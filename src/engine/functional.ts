@@ -98,8 +98,10 @@ export function convTranspose3d(x: Tensor, weight: Tensor, bias?: Tensor | null,
   const padding = ntuple(opts.padding ?? 0, 3, 'padding');
   const outputPadding = ntuple(opts.outputPadding ?? 0, 3, 'outputPadding');
   const dilation = ntuple(opts.dilation ?? 1, 3, 'dilation');
+  // float32 under autocast: libtorch 1.13 has no bfloat16 transposed 3D convolution on the CPU (oneDNN's route
+  // mistakes it for a forward one, the reference kernel lacks the dtype)
   return wrap(
-    withAutocastOperands('lower', [x, weight, bias], ([xh, wh, bh]) => native.convTranspose(xh, wh, bh, stride, padding, outputPadding, opts.groups ?? 1, dilation)),
+    withAutocastOperands('float32', [x, weight, bias], ([xh, wh, bh]) => native.convTranspose(xh, wh, bh, stride, padding, outputPadding, opts.groups ?? 1, dilation)),
   );
 }
 

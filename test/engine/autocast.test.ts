@@ -100,6 +100,14 @@ describe('operations under autocast', () => {
     assertClose(normed, torch.instanceNormLeakyRelu(logits.float(), 0.2).toArray(), { rtol: 1e-6, atol: 1e-6 });
   });
 
+  test('a transposed convolution runs in float32 (libtorch 1.13 has no bfloat16 one on the CPU), even with bfloat16 input', () => {
+    const input = seededTensor([1, 16, 3, 3, 3], 9).to('bfloat16');
+    const weight = seededTensor([16, 8, 2, 2, 2], 10).float();
+    const y = torch.autocast('bfloat16', () => torch.convTranspose3d(input, weight, null, { stride: 2 }));
+    assert.equal(y.dtype, 'float32');
+    assert.deepEqual(y.toArray(), torch.convTranspose3d(input.float(), weight, null, { stride: 2 }).toArray());
+  });
+
   test('weights cast in one scope are cast again in the next (the cache is cleared on leaving)', () => {
     const weight = w.float().detach().requiresGrad_();
     const first = torch.autocast('bfloat16', () => torch.conv3d(x.float(), weight, null, { padding: 1 }));
