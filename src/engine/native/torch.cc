@@ -407,12 +407,14 @@ struct OneDnnConvolution : public torch::autograd::Function<OneDnnConvolution> {
       bool weightByForward = x.scalar_type() == at::kBFloat16 && groups == 1 && AllOnes(dilation);
       if (weightByForward && ctx->needs_input_grad(1)) gw = WeightGradientByForward(x, gy, w, stride, padding);
       std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1) && !weightByForward, false};
-      std::vector<int64_t> outputPadding(padding.size(), 0);
-      auto result = at::convolution_backward(gyb, xb, w, c10::nullopt, stride, padding, dilation, false, outputPadding,
-                                             groups, mask);
-      gx = std::get<0>(result);
-      if (!weightByForward) gw = std::get<1>(result);
-      if (pad && gx.defined()) gx = gx.narrow(0, 0, 1);
+      if (mask[0] || mask[1]) {
+        std::vector<int64_t> outputPadding(padding.size(), 0);
+        auto result = at::convolution_backward(gyb, xb, w, c10::nullopt, stride, padding, dilation, false, outputPadding,
+                                               groups, mask);
+        gx = std::get<0>(result);
+        if (mask[1]) gw = std::get<1>(result);
+        if (pad && gx.defined()) gx = gx.narrow(0, 0, 1);
+      }
     }
     return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
