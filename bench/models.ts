@@ -1,13 +1,25 @@
 // Benchmark section `models`: one training step (forward + backward) of the SMML model per
-// configuration, with peak resident memory and the GFLOP/s achieved on the analytic convolution and
-// matrix FLOPs. Each configuration runs in its own child process, so that its peak memory is its own.
+// configuration and precision (fp32, and bf16 mixed precision: the forward under autocast), with peak
+// resident memory and the GFLOP/s achieved on the analytic convolution and matrix FLOPs. Each configuration runs in its own child process, so that its peak memory is its own.
 //
 // Run as a child: `tsx bench/models.ts '<WorkerRequest JSON>'` prints one WorkerResult JSON line.
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../src/engine/index.ts';
-import { createModel, modalityMask, modelConfig, trainingStepFlops, modelParameterCount, type SmmlModel, type SmmlModelConfigOverrides, type SmmlPresetName } from '../src/models/index.ts';
+import {
+  createModel,
+  modalityMask,
+  modelConfig,
+  modelParameterCount,
+  PRECISIONS,
+  trainingForward,
+  trainingStepFlops,
+  type Precision,
+  type SmmlModel,
+  type SmmlModelConfigOverrides,
+  type SmmlPresetName,
+} from '../src/models/index.ts';
 import { describeTiming, formatMs, MIB, summarise, type BenchContext, type Section } from './harness.ts';
 import type { BenchRow } from './table.ts';
 
@@ -15,6 +27,7 @@ interface WorkerRequest {
   preset: SmmlPresetName;
   overrides: SmmlModelConfigOverrides;
   batch: number;
+  precision: Precision;
   warmup: number;
   runs: number;
   threads: number;
@@ -32,16 +45,17 @@ interface WorkerResult {
 function trainingStep(
   model: SmmlModel,
   batch: { images: Tensor; masks: Tensor[]; priors: Tensor; labels: Tensor; onehot: Tensor },
+  precision: Precision,
 ): number {
   return torch.tidy(() => {
     const start = performance.now();
-    const outputs = model.forward(batch.images, batch.masks, { priors: batch.priors, labels: batch.labels });
+    const outputs = trainingForward(precision, 'cpu', () => model.forward(batch.images, batch.masks, { priors: batch.priors, labels: batch.labels }));
     const forwardMs = performance.now() - start;
     let loss = torch.zeros([]);
     for (const out of outputs) {
-      const probabilities = [out.logits.softmax(1), ...out.deepSupervision, ...out.separate, ...(out.refined ? [out.refined.softmax(1)] : [])];
+      const probabilities = [out.logits.softmax(1), ...(out.deepSupervision ?? []), ...(out.separate ?? []), ...(out.refined ? [out.refined.softmax(1)] : [])];
       for (const p of probabilities) loss = loss.sub(p.mul(batch.onehot).mean());
-      loss = loss.add(out.bottleneck.square().mean());
+      if (out.bottleneck) loss = loss.add(out.bottleneck.square().mean());
     }
     loss.backward();
     model.zeroGrad();
@@ -72,7 +86,7 @@ function runWorker(request: WorkerRequest): WorkerResult {
   for (let i = 0; i < request.warmup + request.runs; i++) {
     const start = performance.now();
     const cpuStart = process.cpuUsage();
-    const forward = trainingStep(model, batch);
+    const forward = trainingStep(model, batch, request.precision);
     if (i >= request.warmup) {
       samplesMs.push(performance.now() - start);
       const cpu = process.cpuUsage(cpuStart);
@@ -92,7 +106,7 @@ function spawnWorker(request: WorkerRequest): WorkerResult {
   });
   if (result.status !== 0) {
     const how = result.signal ? `was killed by ${result.signal} (out of memory?)` : `exited with status ${result.status}`;
-    throw new Error(`the model benchmark worker for ${request.preset} ${JSON.stringify(request.overrides)} ${how}`);
+    throw new Error(`the model benchmark worker for ${request.preset} ${JSON.stringify(request.overrides)} in ${request.precision} ${how}`);
   }
   return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '') as WorkerResult;
 }
@@ -125,12 +139,12 @@ function estimatedPeakMiB(w: Workload, measured: { workload: Workload; peakRssMi
   return (measured.peakRssMiB * size(w)) / size(measured.workload);
 }
 
-/** One row per workload: step time, forward time, GFLOP/s, peak RSS and parameter count. */
+/** One row per workload and precision: step time, forward time, GFLOP/s, peak RSS and parameter count. */
 export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
   let largest: { workload: Workload; peakRssMiB: number } | undefined;
-  return WORKLOADS.map((w) => {
+  return WORKLOADS.flatMap((w) => PRECISIONS.map((precision) => ({ ...w, precision }))).map((w) => {
     const config = modelConfig(w.preset, w.overrides);
-    const label = `${w.preset} @${config.patch}³`;
+    const label = `${w.preset} @${config.patch}³ ${w.precision}`;
     const params = (modelParameterCount(config) / 1e6).toFixed(2);
     const flops = trainingStepFlops(config, w.batch);
     const benchmark = `SMML ${label} dual-branch training step, batch ${w.batch} (${params} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`;
@@ -140,7 +154,7 @@ export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
       ctx.log(`models: ${label} skipped: about ${(estimate / 1024).toFixed(0)} GiB needed, ${(availableMiB / 1024).toFixed(0)} GiB in the machine`);
       return { benchmark, ours: `does not fit: about ${(estimate / 1024).toFixed(0)} GiB estimated, ${(availableMiB / 1024).toFixed(0)} GiB in this machine` };
     }
-    const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, batch: w.batch, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
+    const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, batch: w.batch, precision: w.precision, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
     ctx.log(`models: ${label}, batch ${w.batch}, ${request.runs} timed step(s)`);
     const result = spawnWorker(request);
     if (!largest || largest.workload.preset !== w.preset || result.peakRssMiB > largest.peakRssMiB) largest = { workload: w, peakRssMiB: result.peakRssMiB };
@@ -159,7 +173,7 @@ export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
 }
 
 export const modelSections: Section[] = [
-  { name: 'models', description: 'SMML dual-branch training step per model preset (time, GFLOP/s, peak memory)', run: modelBenchmarks },
+  { name: 'models', description: 'SMML dual-branch training step per model preset, fp32 and bf16 (time, GFLOP/s, peak memory)', run: modelBenchmarks },
 ];
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2]) {

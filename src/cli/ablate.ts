@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
 import { ablationCsv, ablationRow, ablationTableMarkdown, type AblationRow, type RegionValues } from '../evaluation/tables.ts';
+import type { Precision } from '../models/index.ts';
 import { createProgress } from '../progress.ts';
 import { ablationChart } from '../report/evaluation-charts.ts';
 import { renderCharts, REPORT_PAGE, writeReport } from '../report/report.ts';
@@ -72,12 +73,12 @@ async function trainInProcesses(runDir: string, config: TrainingConfig, processe
 }
 
 /** Mean Dice over the 15 subsets on the test split, evaluated once per trained model. */
-async function evaluateVariant(runDir: string, device: string): Promise<RegionValues> {
+async function evaluateVariant(runDir: string, device: string, precision: Precision): Promise<RegionValues> {
   const outDir = path.join(runDir, 'evaluation');
   const resultsFile = path.join(outDir, 'results.json');
   const modelTime = fs.statSync(runPaths(runDir).model).mtimeMs;
   if (!fs.existsSync(resultsFile) || fs.statSync(resultsFile).mtimeMs < modelTime) {
-    await evaluateRun({ model: runDir, split: 'test', out: outDir, weighting: 'uniform', overlap: 0.5, device });
+    await evaluateRun({ model: runDir, split: 'test', out: outDir, weighting: 'uniform', overlap: 0.5, device, precision });
   }
   const parsed = storedResultsSchema.safeParse(JSON.parse(fs.readFileSync(resultsFile, 'utf8')));
   if (!parsed.success) throw new Error(`${resultsFile}: not an evaluation result (${parsed.error.issues[0]?.message})`);
@@ -120,7 +121,7 @@ export async function runAblation(
       const seeded = { ...config, training: { ...config.training, seed: run.seed } };
       const label = seeds ? `${variant.name} (seed ${run.seed})` : variant.name;
       if (!(await trainVariant(run.dir, seeded, variant, label))) return null;
-      perSeed.push(await evaluateVariant(run.dir, config.training.device));
+      perSeed.push(await evaluateVariant(run.dir, config.training.device, config.training.precision));
       reports.push(`- [${label}](${path.relative(path.join(outDir, REPORT_DIR), path.join(run.dir, 'evaluation', REPORT_DIR, REPORT_PAGE)).split(path.sep).join('/')})`);
     }
     rows.push(ablationRow(variant.name, variant.description, runs.map((run) => run.seed), perSeed));

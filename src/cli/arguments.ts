@@ -1,5 +1,6 @@
 // Parsers of command-line values shared by the sub-commands (commander reports their errors with the option's name).
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { PRECISIONS } from '../models/index.ts';
 
 export function positiveInteger(text: string): number {
   const value = Number(text);
@@ -32,4 +33,9 @@ export const collect = (value: string, previous: string[]) => [...previous, valu
 export function deviceName(text: string): string {
   if (!/^(cpu|cuda(:\d+)?)$/.test(text)) throw new InvalidArgumentError(`expected 'cpu', 'cuda' or 'cuda:N', got '${text}'`);
   return text;
+}
+
+/** `--precision`: the network's arithmetic, float32 or bfloat16 mixed precision (src/models/precision.ts). */
+export function precisionOption(what: string): Option {
+  return new Option('--precision <p>', `${what}: 'fp32', or 'bf16' mixed precision (bfloat16 convolutions and matrix products, float32 weights, norms and losses)`).choices(PRECISIONS);
 }

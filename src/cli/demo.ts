@@ -13,6 +13,7 @@ import type { PreviewVolume } from '../data/preview.ts';
 import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
 import { readVolume } from '../data/volume.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
+import type { Precision } from '../models/index.ts';
 import { diceTableMarkdown, writeResults, type EvaluationSummary } from '../evaluation/tables.ts';
 import { measurePriors, priorQualityMarkdown } from '../priors/quality.ts';
 import { createProgress, formatDuration } from '../progress.ts';
@@ -26,7 +27,7 @@ import type { BestModel } from '../training/checkpoint.ts';
 import { loadTrainedModel, runPaths, type ValidationScores } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer, type TrainResult } from '../training/trainer.ts';
-import { nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
+import { nonNegativeInteger, positiveInteger, positiveNumber, precisionOption } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { defaultTrainingProcesses, launchLocalWorkers } from './launch.ts';
 import { runWithSignals } from './train.ts';
@@ -41,6 +42,8 @@ export interface DemoOptions {
   stepsPerEpoch?: number;
   lr?: number;
   fresh?: boolean;
+  /** The network's arithmetic in training and evaluation; unset: the recipe's. */
+  precision?: Precision;
   /** Training processes (data-parallel, each with its share of the recipe's batch and of the cores); default 1. */
   nprocPerNode?: number;
 }
@@ -70,6 +73,7 @@ function demoAssignments(options: DemoOptions, dataRoot: string, cacheDir: strin
   }
   if (options.stepsPerEpoch !== undefined) assignments.push(`training.stepsPerEpoch=${options.stepsPerEpoch}`);
   if (options.lr !== undefined) assignments.push(`training.lr=${options.lr}`);
+  if (options.precision !== undefined) assignments.push(`training.precision=${JSON.stringify(options.precision)}`);
   return assignments;
 }
 
@@ -223,6 +227,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     dataset,
     caseIds: test,
     cacheDir,
+    precision: trained.config.config.training.precision,
     onPredictions: viewer.onPredictions,
     onCase: ({ done, total, result: r }) => console.log(`  [${done}/${total}] ${r.id} ${r.seconds.toFixed(1)} s`),
   });
@@ -258,6 +263,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--epochs <n>', 'training epochs (default: configs/demo.json)', positiveInteger)
     .option('--steps-per-epoch <n>', 'training steps per epoch (default: configs/demo.json)', positiveInteger)
     .option('--lr <lr>', 'initial learning rate (default: configs/demo.json; the paper uses 2e-4 over 1000 epochs, the short demo needs a larger one)', positiveNumber)
+    .addOption(precisionOption('training and evaluation (default: the recipe\'s, fp32)'))
     .option('--fresh', 'delete the output folder first')
     .option(
       '--nproc-per-node <n>',

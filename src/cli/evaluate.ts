@@ -18,6 +18,7 @@ import { writeReport } from '../report/report.ts';
 import { viewerRecorder } from '../report/viewer-data.ts';
 import { loadTrainedModel, runPaths, writeRunQuality, type RunData } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
+import type { Precision } from '../models/index.ts';
 import { nonNegativeInteger } from './arguments.ts';
 import { addInferenceOptions } from './predict.ts';
 
@@ -54,6 +55,8 @@ export interface EvaluateCliOptions {
   overlap: number;
   batchSize?: number;
   device: string;
+  /** Default 'fp32'. */
+  precision?: Precision;
   /** Cases whose volumes and predictions the report's 3D viewer shows (the first ones); default 5. */
   viewerCases?: number;
 }
@@ -98,6 +101,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
       overlap: options.overlap,
       batchSize: options.batchSize,
       device: options.device,
+      precision: options.precision,
       onPredictions: viewer.onPredictions,
       onPreprocess: ({ done, total, id, status }) => {
         if (status === 'written') console.error(`preprocessed ${id} (${done}/${total})`);
@@ -119,7 +123,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
     model: path.resolve(options.model),
     data: root,
     cases: description,
-    settings: { weighting: options.weighting, overlap: options.overlap, device: options.device },
+    settings: { weighting: options.weighting, overlap: options.overlap, device: options.device, precision: options.precision ?? 'fp32' },
   };
   const summary = writeResults(outDir, result, context);
   // Only held-out scores tell a user what to expect: cases the run trained on would flatter it.

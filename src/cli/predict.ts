@@ -11,7 +11,8 @@ import { predictFolder, type FolderCaseResult, type FolderPrediction } from '../
 import { predictToFiles, type CasePrediction, type InferenceModel } from '../inference/predict.ts';
 import { caseProgress, windowProgress } from '../progress.ts';
 import { loadTrainedModel, readRunQuality, type RunQuality, type TrainedModel } from '../training/run-dir.ts';
-import { positiveInteger } from './arguments.ts';
+import type { Precision } from '../models/index.ts';
+import { positiveInteger, precisionOption } from './arguments.ts';
 
 /** A sliding-window overlap: a fraction in [0, 1). */
 export function parseOverlap(text: string): number {
@@ -30,7 +31,8 @@ export function addInferenceOptions(command: Command): Command {
     )
     .option('--overlap <fraction>', 'fraction of the patch shared by neighbouring windows', parseOverlap, 0.5)
     .option('--batch-size <n>', 'windows per network call (default: 2 of 32³ voxels, 1 for larger patches)', positiveInteger)
-    .option('--device <device>', "where the network runs: 'cpu', 'cuda' or 'cuda:N'", 'cpu');
+    .option('--device <device>', "where the network runs: 'cpu', 'cuda' or 'cuda:N'", 'cpu')
+    .addOption(precisionOption('how the network computes').default('fp32'));
 }
 
 /** The run's held-out Dice for one subset, or why there is none: what a user can expect from these sequences. */
@@ -69,9 +71,10 @@ interface PredictCliOptions {
   overlap: number;
   batchSize?: number;
   device: string;
+  precision: Precision;
 }
 
-type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'batchSize' | 'device' | 'reference'>;
+type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'batchSize' | 'device' | 'precision' | 'reference'>;
 
 /** The run's network and its label values and training voxel size; says once when the run recorded no voxel size. */
 function inferenceModelOf(trained: TrainedModel, runDir: string): InferenceModel {
@@ -171,7 +174,7 @@ export function registerPredictCommand(program: Command): Command {
     }
     const trained = loadTrainedModel(options.model, { device: options.device });
     try {
-      const settings = { weighting: options.weighting, overlap: options.overlap, batchSize: options.batchSize, device: options.device, reference: options.reference };
+      const settings = { weighting: options.weighting, overlap: options.overlap, batchSize: options.batchSize, device: options.device, precision: options.precision, reference: options.reference };
       const inference = inferenceModelOf(trained, options.model);
       if (folderMode) await predictFolderCommand(inference, { ...options, input: options.input!, output: options.output! }, settings);
       else predictOneCase(inference, { ...options, out: options.out! }, settings);

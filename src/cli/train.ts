@@ -4,9 +4,9 @@
  * Configuration: defaults < `--config` file < explicit flags < `--set section.key=value` (later wins).
  */
 import { Option, type Command } from 'commander';
-import { collect, nonNegativeInteger, positiveInteger, positiveNumber } from './arguments.ts';
+import { collect, nonNegativeInteger, positiveInteger, positiveNumber, precisionOption } from './arguments.ts';
 import * as path from 'node:path';
-import { MODEL_FAMILIES, MODEL_PRESET_NAMES, type ModelConfig } from '../models/index.ts';
+import { MODEL_FAMILIES, MODEL_PRESET_NAMES, type ModelConfig, type Precision } from '../models/index.ts';
 import { createProgress, formatDuration, silentProgress, type ProgressReporter } from '../progress.ts';
 import { applyOverrides, parseTrainingConfig, readConfigFile, usesRefinement, type TrainingConfig } from '../training/config.ts';
 import { readRunConfig, type ValidationScores } from '../training/run-dir.ts';
@@ -30,6 +30,7 @@ export interface TrainOptions {
   parallel?: 'data' | 'branches';
   workers?: number;
   device?: string;
+  precision?: Precision;
   cache?: string;
   validateEvery?: number;
   warmupEpochs?: number;
@@ -62,6 +63,7 @@ const FLAG_FIELDS: Partial<Record<keyof TrainOptions, string>> = {
   parallel: 'training.parallel',
   workers: 'data.workers',
   device: 'training.device',
+  precision: 'training.precision',
   cache: 'data.cacheDir',
   validateEvery: 'validation.every',
   warmupEpochs: 'losses.warmupEpochs',
@@ -108,6 +110,7 @@ export function addTrainingOptions(command: Command): Command {
     .option('--threads <n>', 'libtorch threads (default: every core)', positiveInteger)
     .option('--workers <n>', 'batch-building worker threads (0: on the main thread)', nonNegativeInteger)
     .option('--device <name>', "'cpu', 'cuda' or 'cuda:N'")
+    .addOption(precisionOption('the forward pass (default fp32; a resumed run keeps its own)'))
     .option('--cache <dir>', 'folder for the preprocessed cases (default <data>/.smml-cache)')
     .option('--validate-every <n>', 'validation Dice every n epochs (0: never)', nonNegativeInteger)
     .option('--warmup-epochs <n>', 'epochs before the KL terms (PBC, refinement KL) switch on', nonNegativeInteger)

@@ -1,4 +1,5 @@
 // Functions over tensors: joining, neural-network operations and losses (the engine's torch.nn.functional).
+import { withAutocastOperands } from './autocast.ts';
 import { native } from './native.ts';
 import { Tensor, wrap, type NativeHandle, type TensorOrScalar } from './tensor.ts';
 
@@ -69,7 +70,10 @@ function convolution(x: Tensor, weight: Tensor, bias: Tensor | null | undefined,
   const stride = ntuple(opts.stride ?? 1, spatial, 'stride');
   const padding = ntuple(opts.padding ?? 0, spatial, 'padding');
   const dilation = ntuple(opts.dilation ?? 1, spatial, 'dilation');
-  return wrap(native.convolution(x.handle, weight.handle, opt(bias), stride, padding, dilation, opts.groups ?? 1, opts.paddingMode ?? 'zeros'));
+  const groups = opts.groups ?? 1;
+  const paddingMode = opts.paddingMode ?? 'zeros';
+  const policy = { convolution: { stride, padding, dilation, groups, paddingMode } };
+  return wrap(withAutocastOperands(policy, [x, weight, bias], ([xh, wh, bh]) => native.convolution(xh, wh, bh, stride, padding, dilation, groups, paddingMode)));
 }
 
 /** 3D convolution: x (B, Cin, D, H, W), weight (Cout, Cin/groups, kD, kH, kW) → (B, Cout, D', H', W'). */
@@ -90,21 +94,24 @@ export interface ConvTransposeOptions {
 }
 /** Transposed 3D convolution: x (B, Cin, D, H, W), weight (Cin, Cout/groups, kD, kH, kW). */
 export function convTranspose3d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: ConvTransposeOptions = {}): Tensor {
+  const stride = ntuple(opts.stride ?? 1, 3, 'stride');
+  const padding = ntuple(opts.padding ?? 0, 3, 'padding');
+  const outputPadding = ntuple(opts.outputPadding ?? 0, 3, 'outputPadding');
+  const dilation = ntuple(opts.dilation ?? 1, 3, 'dilation');
+  // float32 under autocast: libtorch 1.13 has no bfloat16 transposed 3D convolution on the CPU (oneDNN's route
+  // mistakes it for a forward one, the reference kernel lacks the dtype)
   return wrap(
-    native.convTranspose(
-      x.handle,
-      weight.handle,
-      opt(bias),
-      ntuple(opts.stride ?? 1, 3, 'stride'),
-      ntuple(opts.padding ?? 0, 3, 'padding'),
-      ntuple(opts.outputPadding ?? 0, 3, 'outputPadding'),
-      opts.groups ?? 1,
-      ntuple(opts.dilation ?? 1, 3, 'dilation'),
-    ),
+    withAutocastOperands('float32', [x, weight, bias], ([xh, wh, bh]) => native.convTranspose(xh, wh, bh, stride, padding, outputPadding, opts.groups ?? 1, dilation)),
   );
 }
 
 // -- normalisation --------------------------------------------------------------------------------
+// Under autocast, normalisations (and resizing, below) run in float32: their sums need its precision, and the
+// fused and resizing kernels are float32 kernels.
+function inFloat32(x: Tensor, op: (x: NativeHandle) => NativeHandle): Tensor {
+  return wrap(withAutocastOperands('float32', [x], ([xh]) => op(xh!)));
+}
+
 export interface NormOptions {
   weight?: Tensor | null;
   bias?: Tensor | null;
@@ -116,9 +123,9 @@ export interface NormOptions {
 /** Normalises each (sample, channel) over its spatial positions. With running statistics and
  * `useInputStats = false` it normalises with those instead (eval mode of a tracking InstanceNorm). */
 export function instanceNorm(x: Tensor, opts: NormOptions & { useInputStats?: boolean } = {}): Tensor {
-  return wrap(
+  return inFloat32(x, (xh) =>
     native.instanceNorm(
-      x.handle,
+      xh,
       opt(opts.weight),
       opt(opts.bias),
       opt(opts.runningMean),
@@ -134,13 +141,13 @@ export function instanceNorm(x: Tensor, opts: NormOptions & { useInputStats?: bo
  * statistics (biased variance); for float32 on the CPU one fused operation each way (3–4× faster).
  */
 export function instanceNormLeakyRelu(x: Tensor, negativeSlope: number, eps = 1e-5): Tensor {
-  return wrap(native.instanceNormLeakyRelu(x.handle, negativeSlope, eps));
+  return inFloat32(x, (xh) => native.instanceNormLeakyRelu(xh, negativeSlope, eps));
 }
 /** Batch normalisation; in training mode it updates `runningMean`/`runningVar` in place. */
 export function batchNorm(x: Tensor, opts: NormOptions & { training: boolean }): Tensor {
-  return wrap(
+  return inFloat32(x, (xh) =>
     native.batchNorm(
-      x.handle,
+      xh,
       opt(opts.weight),
       opt(opts.bias),
       opt(opts.runningMean),
@@ -153,10 +160,10 @@ export function batchNorm(x: Tensor, opts: NormOptions & { training: boolean }):
 }
 /** Normalises over the trailing `normalizedShape` dimensions. */
 export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  return wrap(native.layerNorm(x.handle, normalizedShape, opt(weight), opt(bias), eps));
+  return inFloat32(x, (xh) => native.layerNorm(xh, normalizedShape, opt(weight), opt(bias), eps));
 }
 export function groupNorm(x: Tensor, groups: number, weight?: Tensor | null, bias?: Tensor | null, eps = 1e-5): Tensor {
-  return wrap(native.groupNorm(x.handle, groups, opt(weight), opt(bias), eps));
+  return inFloat32(x, (xh) => native.groupNorm(xh, groups, opt(weight), opt(bias), eps));
 }
 
 // -- activations and layers -------------------------------------------------------------------------
@@ -192,7 +199,7 @@ export type InterpolationMode = 'nearest' | 'linear' | 'bilinear' | 'trilinear' 
 /** Resizes the spatial dimensions to `size`. `alignCorners` applies to the (bi/tri)linear and cubic modes. */
 export function interpolate(x: Tensor, size: number[], mode: InterpolationMode = 'nearest', alignCorners?: boolean): Tensor {
   const aligned = mode === 'nearest' || mode === 'area' ? null : (alignCorners ?? false);
-  return wrap(native.interpolate(x.handle, size, mode, aligned));
+  return inFloat32(x, (xh) => native.interpolate(xh, size, mode, aligned));
 }
 
 export type GridSampleMode = 'bilinear' | 'nearest' | 'bicubic';

@@ -1,4 +1,5 @@
 // The Tensor class: a JavaScript handle on a libtorch tensor, with memory scopes and autograd.
+import { withAutocastOperands } from './autocast.ts';
 import { native, type NativeHandle } from './native.ts';
 
 export type { NativeHandle };
@@ -547,11 +548,12 @@ export class Tensor {
   isfinite(): Tensor {
     return wrap(native.isfinite(this.handle));
   }
+  /** Under autocast, softmax runs in float32 (as the normalisations do). */
   softmax(dim: number): Tensor {
-    return wrap(native.softmax(this.handle, dim));
+    return wrap(withAutocastOperands('float32', [this], ([x]) => native.softmax(x, dim)));
   }
   logSoftmax(dim: number): Tensor {
-    return wrap(native.logSoftmax(this.handle, dim));
+    return wrap(withAutocastOperands('float32', [this], ([x]) => native.logSoftmax(x, dim)));
   }
 
   // -- reductions ----------------------------------------------------------------------------------

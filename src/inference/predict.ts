@@ -18,7 +18,7 @@ import {
 } from '../data/preprocess.ts';
 import { checkFinite, geometryMismatch, readVolume, voxelSpacing, writeVolume, type Volume } from '../data/volume.ts';
 import { voxelCount, type VoxelArray } from '../data/voxel-array.ts';
-import { modalityMask, type SegmentationModel } from '../models/index.ts';
+import { inPrecision, modalityMask, type Precision, type SegmentationModel } from '../models/index.ts';
 import { checkWritableFile } from './output.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
 import { needsResampling, resampledShape, resampleOntoGrid, resizeVolume, worldBox, worldBoxesOverlap } from './resample.ts';
@@ -43,6 +43,8 @@ export interface WholeVolumeOptions {
   batchSize?: number;
   /** Called after each window with (done, total). */
   onWindow?: (done: number, total: number) => void;
+  /** The network's arithmetic, default 'fp32'; with 'bf16' it runs under bfloat16 autocast and its probabilities are blended in float32. */
+  precision?: Precision;
 }
 
 /**
@@ -83,13 +85,17 @@ function streamSubsets(
       0,
     );
   };
+  // One scope for the whole volume casts each weight once; the probabilities are blended in float32.
+  const blendedInFloat32 = (windows: Tensor, needed: readonly (readonly boolean[])[]) => predictBatch(windows, needed).float();
   try {
-    streamWindows(images, [patch, patch, patch], classes, subsets, predictBatch, onSlab, {
-      overlap: options.overlap ?? 0.5,
-      weighting: options.weighting ?? 'uniform',
-      batchSize: options.batchSize,
-      onWindow: options.onWindow,
-    });
+    inPrecision(options.precision ?? 'fp32', images.device, () =>
+      streamWindows(images, [patch, patch, patch], classes, subsets, blendedInFloat32, onSlab, {
+        overlap: options.overlap ?? 0.5,
+        weighting: options.weighting ?? 'uniform',
+        batchSize: options.batchSize,
+        onWindow: options.onWindow,
+      }),
+    );
   } finally {
     for (const mask of masks.values()) mask.dispose();
   }

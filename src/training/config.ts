@@ -9,6 +9,7 @@ import {
   MODEL_FAMILIES,
   MODEL_PRESET_NAMES,
   modelConfig,
+  PRECISIONS,
   presetFamily,
   type ModelConfig,
   type ModelFamily,
@@ -99,6 +100,12 @@ const optimisationSchema = z.strictObject({
   checkpointSeconds: z.number().min(0).default(0),
   /** 'cpu', 'cuda' or 'cuda:N'. Bit-exact resume is guaranteed on the CPU. */
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, "expected 'cpu', 'cuda' or 'cuda:N'").default('cpu'),
+  /**
+   * The forward pass's arithmetic: 'fp32', or 'bf16' mixed precision (convolutions and matrix products in bfloat16;
+   * weights, optimiser state, normalisations, softmax and losses in float32). Part of what a run computes: a resumed
+   * run keeps its own.
+   */
+  precision: z.enum(PRECISIONS).default('fp32'),
 });
 
 /** One switch per term of docs/method.md §5 (see src/losses/objective.ts). */

@@ -21,7 +21,7 @@ import { evaluateCase, loadCachedEvaluationCase, type EvaluationCase } from '../
 import { regionsPresent } from '../evaluation/metrics.ts';
 import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
 import { branchObjectives, ownBranchObjective, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
-import { createModel, modalityMask, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
+import { createModel, modalityMask, trainingForward, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import { silentProgress, type ProgressReporter } from '../progress.ts';
 import { loadCheckpoint, parametersAreFinite, saveCheckpoint, type BestModel, type TrainingPosition } from './checkpoint.ts';
@@ -312,10 +312,13 @@ export class Trainer {
       const priorData = batch.extras[PRIORS_ARRAY];
       const priors = priorData ? { priors: torch.tensor(priorData, [batchSize, classes * modalities, ...spatial], { device }), labels } : {};
       const inputs = { ...priors, separateModalities };
+      // The forward pass in the run's precision; the losses and the backward pass in float32.
+      const forward = (fn: () => SegmentationOutput[]) => trainingForward(this.config.training.precision, device, fn);
+      const own = this.ownBranch;
       const { total, values } =
-        this.ownBranch === null
-          ? this.jointObjective(this.model.forward(images, masks, inputs), onehot, labels, epoch)
-          : this.ownBranchObjective(this.ownBranch, this.model.forwardBranch(this.ownBranch, images, masks[this.ownBranch], inputs), onehot, labels, epoch);
+        own === null
+          ? this.jointObjective(forward(() => this.model.forward(images, masks, inputs)), onehot, labels, epoch)
+          : this.ownBranchObjective(own, forward(() => [this.model.forwardBranch(own, images, masks[own], inputs)])[0], onehot, labels, epoch);
       if (!Number.isFinite(values.loss)) return { values, finite: false, subsets };
       const stepped = this.ownBranch === null ? this.optimizers : [this.optimizers[this.ownBranch]];
       for (const optimizer of stepped) optimizer.zeroGrad();
@@ -385,7 +388,7 @@ export class Trainer {
     this.model.eval();
     let result: EvaluationResult;
     try {
-      const options = { subsets, overlap: this.config.validation.overlap, device: this.device, hausdorff: false };
+      const options = { subsets, overlap: this.config.validation.overlap, device: this.device, precision: this.config.training.precision, hausdorff: false };
       result = { subsets, cases: cases.map((entry) => evaluateCase(this.model, entry, options)) };
     } finally {
       this.model.train();

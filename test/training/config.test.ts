@@ -32,6 +32,7 @@ describe('training configuration', () => {
       threads: null,
       parallel: 'data',
       device: 'cpu',
+      precision: 'fp32',
     });
     assert.deepEqual(config.losses, {
       task: true,
@@ -49,6 +50,11 @@ describe('training configuration', () => {
     });
     assert.equal(config.model.preset, 'cpu-small');
     assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2] });
+  });
+
+  it("accepts the precisions 'fp32' and 'bf16' and names the field of another", () => {
+    assert.equal(parseTrainingConfig({ data: { root: '/data' }, training: { precision: 'bf16' } }).training.precision, 'bf16');
+    assert.throws(() => parseTrainingConfig({ data: { root: '/data' }, training: { precision: 'fp16' } }), /training\.precision/);
   });
 
   it('applies section.key=value overrides, reading values as JSON where they parse', () => {

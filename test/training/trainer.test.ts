@@ -443,3 +443,43 @@ describe('the plain U-Net', () => {
     assertSameTensors(runPaths(uninterrupted).checkpoint, runPaths(interrupted).checkpoint);
   });
 });
+
+describe('bf16 mixed precision', () => {
+  // Eight base channels: the levels of 32 channels and more run their convolutions in bfloat16 (thinner ones stay
+  // on the float32 kernels), the transformer its matrix products.
+  const config = (precision: string) => tinyConfig('model.baseChannels=8', 'training.epochs=1', 'training.stepsPerEpoch=1', 'validation.every=0', `training.precision="${precision}"`);
+  const bf16Run = path.join(root, 'bf16');
+
+  it('trains with finite losses close to float32, float32 weights and optimiser state, and records its precision', async () => {
+    const fp32 = await train(path.join(root, 'fp32-twin'), { config: config('fp32') });
+    const bf16 = await train(bf16Run, { config: config('bf16') });
+    assert.equal(bf16.status, 'finished');
+    assert.equal(readRunConfig(bf16Run).config.training.precision, 'bf16');
+    const losses = (run: string) => stepRecords(readRunLog(runPaths(run).log)).map((r) => r.loss as number);
+    const [reference, mixed] = [losses(path.join(root, 'fp32-twin')), losses(bf16Run)];
+    assert.equal(mixed.length, 1);
+    mixed.forEach((loss, i) => {
+      assert.ok(Number.isFinite(loss));
+      // measured: 3e-5 relative
+      assert.ok(Math.abs(loss - reference[i]) < 1e-3 * Math.abs(reference[i]), `step ${i + 1}: bf16 loss ${loss}, fp32 ${reference[i]}`);
+    });
+    assert.notEqual(mixed[0], reference[0], 'bf16 computes differently from fp32');
+    const { tensors } = torch.loadSafetensors(runPaths(bf16Run).checkpoint);
+    try {
+      // weights, buffers and optimiser moments in float32; step counts and the random state are integers
+      for (const [name, tensor] of tensors) assert.ok(['float32', 'int64', 'uint8'].includes(tensor.dtype), `${name} is ${tensor.dtype}`);
+      assert.ok([...tensors.values()].filter((t) => t.dtype === 'float32').length > 100);
+    } finally {
+      torch.dispose([...tensors.values()]);
+    }
+    assert.ok(fp32.status === 'finished');
+  });
+
+  it('resumes in the precision of the run; another one is refused', async () => {
+    const copy = copyRun(bf16Run);
+    await assert.rejects(createTrainer({ runDir: copy, resume: true, config: config('fp32') }), /training\.precision differ/);
+    const trainer = await createTrainer({ runDir: copy, resume: true });
+    await trainer.close();
+    assert.equal(trainer.runConfig.config.training.precision, 'bf16');
+  });
+});

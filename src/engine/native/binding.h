@@ -13,10 +13,19 @@ namespace smml {
 // The tensors of a JavaScript array of tensor handles (a TypeError for anything else or a disposed tensor).
 std::vector<at::Tensor> TensorListArgument(const Napi::Value& v);
 
+// The tensor of a JavaScript tensor handle (a TypeError for anything else or a disposed tensor).
+const at::Tensor& TensorArgument(const Napi::Value& v);
+
+// A new JavaScript tensor handle owning `t`.
+Napi::Value TensorValue(Napi::Env env, at::Tensor t);
+
 // Adds `name` to `exports`; errors thrown by `f` reach JavaScript as Errors prefixed with `name`.
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f);
 
 // The process-group functions of distributed.cc.
 void InitDistributed(Napi::Env env, Napi::Object exports);
+
+// The autocast functions of autocast.cc.
+void InitAutocast(Napi::Env env, Napi::Object exports);
 
 }  // namespace smml
