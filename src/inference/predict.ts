@@ -46,13 +46,50 @@ export interface WholeVolumeOptions {
 }
 
 /**
+ * The network's prediction of a batch of windows for several modality subsets, as `streamWindows` calls it: with one
+ * subset the model's own inference path (SMML skips the encoders of absent modalities), with several each batch
+ * encoded once and only the subset-dependent part run per subset (`encode` / `fuseProbabilities`: SMML's encoders do
+ * not depend on the subset, docs/method.md §7; the U-Net's first convolution already mixes the modalities, so it runs
+ * whole per subset). `dispose` frees the masks it made.
+ */
+export function subsetPredictor(
+  model: SegmentationModel,
+  subsets: readonly ModalityMask[],
+  device: string,
+): { predict: (windows: Tensor /* (B, K, p, p, p) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, p, p, p) */; dispose: () => void } {
+  const { patch, classes } = model.config;
+  const masks = new Map<string, Tensor>();
+  // One (B, K) mask per subset and batch size, made once.
+  const maskOf = (s: number, batch: number) => {
+    const key = `${s}/${batch}`;
+    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(device)));
+    return masks.get(key)!;
+  };
+  const predict = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
+    const batch = windows.size(0);
+    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
+    const encodings = model.encode(windows);
+    return torch.stack(
+      subsets.map((_, s) =>
+        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device }),
+      ),
+      0,
+    );
+  };
+  return { predict, dispose: () => masks.forEach((mask) => mask.dispose()) };
+}
+
+/** Checks what whole-volume inference is given: at least one subset, images (1, K, X, Y, Z). */
+function checkWholeVolumeInput(images: Tensor, subsets: readonly ModalityMask[]): void {
+  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
+  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+}
+
+/**
  * The network over the windows of a whole (preprocessed) volume for several modality subsets, blended window by
- * window (`streamWindows`): batches of windows; with one subset the model's own inference path (SMML skips the
- * encoders of absent modalities), with several each batch encoded once and only the subset-dependent part run per
- * subset (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
- * first convolution already mixes the modalities, so it runs whole per subset); a window where every sequence of a
- * subset is zero is not predicted for it (it is outside the brain: background). Images must be on the model's device;
- * the model is switched to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
+ * window (`streamWindows`, predictions of `subsetPredictor`): a window where every sequence of a subset is zero is not
+ * predicted for it (it is outside the brain: background). Images must be on the model's device; the model is switched
+ * to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
  */
 function streamSubsets(
   model: SegmentationModel,
@@ -61,37 +98,19 @@ function streamSubsets(
   options: WholeVolumeOptions,
   onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
 ): void {
-  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
-  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+  checkWholeVolumeInput(images, subsets);
   model.eval();
   const { patch, classes } = model.config;
-  const masks = new Map<string, Tensor>();
-  // One (B, K) mask per subset and batch size, made once.
-  const maskOf = (s: number, batch: number) => {
-    const key = `${s}/${batch}`;
-    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(images.device)));
-    return masks.get(key)!;
-  };
-  const predictBatch = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
-    const batch = windows.size(0);
-    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
-    const encodings = model.encode(windows);
-    return torch.stack(
-      subsets.map((_, s) =>
-        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device: images.device }),
-      ),
-      0,
-    );
-  };
+  const predictor = subsetPredictor(model, subsets, images.device);
   try {
-    streamWindows(images, [patch, patch, patch], classes, subsets, predictBatch, onSlab, {
+    streamWindows(images, [patch, patch, patch], classes, subsets, predictor.predict, onSlab, {
       overlap: options.overlap ?? 0.5,
       weighting: options.weighting ?? 'uniform',
       batchSize: options.batchSize,
       onWindow: options.onWindow,
     });
   } finally {
-    for (const mask of masks.values()) mask.dispose();
+    predictor.dispose();
   }
 }
 
