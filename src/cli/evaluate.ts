@@ -12,6 +12,7 @@ import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { evaluatePredictionFolder, folderSummaryMarkdown, FOLDER_RESULT_FILES, writeFolderResults } from '../evaluation/folder.ts';
 import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
+import type { InferenceProcesses } from '../inference/processes.ts';
 import { windowProgress } from '../progress.ts';
 import { evaluationSection, joinSections, trainingSection } from '../report/sections.ts';
 import { writeReport } from '../report/report.ts';
@@ -19,7 +20,7 @@ import { viewerRecorder } from '../report/viewer-data.ts';
 import { loadTrainedModel, runPaths, writeRunQuality, type RunData } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { nonNegativeInteger } from './arguments.ts';
-import { addInferenceOptions } from './predict.ts';
+import { addInferenceOptions, inferenceProcessesFor } from './predict.ts';
 
 const SPLIT_NAMES = ['train', 'val', 'test'] as const;
 
@@ -54,6 +55,8 @@ export interface EvaluateCliOptions {
   overlap: number;
   batchSize?: number;
   device: string;
+  /** Processes sharing the windows of each case (`--processes`); default one per core on the CPU. */
+  processes?: number;
   /** Cases whose volumes and predictions the report's 3D viewer shows (the first ones); default 5. */
   viewerCases?: number;
 }
@@ -89,8 +92,11 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
   console.error(`evaluating ${ids.length} cases under ${SUBSETS.length} modality subsets`);
   let progress = windowProgress('');
   let result: EvaluationResult;
+  let processes: InferenceProcesses | undefined;
   try {
+    processes = inferenceProcessesFor(trained.model, options);
     result = await evaluateDataset(trained.model, {
+      processes,
       dataset,
       caseIds: ids,
       cacheDir,
@@ -113,6 +119,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
     });
   } finally {
     progress.stop();
+    processes?.close();
     trained.model.dispose();
   }
   const context = {

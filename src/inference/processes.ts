@@ -49,6 +49,17 @@ export type ProcessReply =
 /** What ended a process, in words. */
 const endText = (code: number | null, signal: NodeJS.Signals | null) => (signal ? `was killed by ${signal}` : `exited with status ${code}`);
 
+/** Whether a process (and its IPC channel) keeps this one running: only while it works on a volume, so that one left open never holds up the exit. */
+function holdOpen(child: ChildProcess, hold: boolean): void {
+  if (hold) {
+    child.ref();
+    child.channel?.ref();
+  } else {
+    child.unref();
+    child.channel?.unref();
+  }
+}
+
 /** The default number of inference processes: one per core. */
 export function defaultProcessCount(): number {
   return os.availableParallelism();
@@ -166,6 +177,7 @@ export class InferenceProcesses {
     });
     // Failures are reported through the run that is waiting for the process.
     child.on('error', () => undefined);
+    holdOpen(child, false);
     child.send({ type: 'model', config: this.config, weights: this.weights } satisfies ProcessRequest);
     this.children[index] = child;
     return child;
@@ -212,6 +224,7 @@ export class InferenceProcesses {
         } else resolve();
       };
       runs.forEach(([first, end], part) => {
+        if (settled) return;
         const [begin, until] = extents[part];
         const name = `inference process ${part + 1} of ${runs.length}`;
         let child: ChildProcess;
@@ -253,9 +266,11 @@ export class InferenceProcesses {
         const onExit = (code: number | null, signal: NodeJS.Signals | null) => finish(new Error(`${what}: ${name} ${endText(code, signal)} before it finished its windows`));
         child.on('message', onMessage);
         child.on('exit', onExit);
+        holdOpen(child, true);
         listeners.push(() => {
           child.off('message', onMessage);
           child.off('exit', onExit);
+          holdOpen(child, false);
         });
         const slab = torch.tidy(() => images.narrow(2, begin, until - begin).squeeze(0).contiguous().toTypedArray() as Float32Array);
         const request: ProcessRequest = {
