@@ -1,7 +1,8 @@
 // Whole-volume inference split between processes. libtorch's threads gain little on the small convolutions of
 // patch networks, while separate processes with one thread each run side by side at nearly full speed
-// (bench/README.md). The windows of a volume are split into contiguous runs along x of about equal work, one per
-// process; each process accumulates the blending sums of its run's windows and hands them back slab by slab through
+// (bench/README.md). The windows of a volume, in the order x, then y, then z, are split into contiguous runs of about
+// equal work, one per process; each process accumulates the blending sums of its run's windows (over the x extent
+// they cover) and hands them back slab by slab through
 // files in a temporary folder (a long synchronous computation cannot flush large IPC messages until it ends); here the
 // sums of neighbouring runs are added where their windows overlap and divided into probabilities.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../engine/index.ts';
 import type { ModalityMask } from '../data/modalities.ts';
 import type { ModelConfig, SegmentationModel } from '../models/index.ts';
-import { blendSums, splitWindows, windowStarts, windowWork, type Shape3, type StreamedWindowOptions } from './sliding-window.ts';
+import { blendSums, splitWindows, windowWork, type Shape3, type StreamedWindowOptions } from './sliding-window.ts';
 
 /** The program each process runs. */
 const PROCESS_FILE = fileURLToPath(new URL('./window-process.ts', import.meta.url));
@@ -30,6 +31,8 @@ export type ProcessRequest =
       shape: Shape3;
       /** Start offsets along x of the run's windows, relative to the slab. */
       xStarts: number[];
+      /** The run's windows, [first, end) in the order x (over `xStarts`), then y, then z. */
+      windows: [number, number];
       subsets: ModalityMask[];
       overlap: number;
       weighting: 'uniform' | 'gaussian';
@@ -202,9 +205,14 @@ export class InferenceProcesses {
     const [, , X, Y, Z] = images.shape as [number, number, number, number, number];
     const { xStarts, work } = windowWork(images, patch, subsets, overlap);
     const runs = splitWindows(work, this.count);
-    const extents = runs.map(([first, end]): [number, number] => [xStarts[first], Math.min(xStarts[end - 1] + side, X)]);
-    const windowsPerX = windowStarts(Math.max(Y, side), side, overlap).length * windowStarts(Math.max(Z, side), side, overlap).length;
-    const total = xStarts.length * windowsPerX;
+    const perX = work.length / xStarts.length;
+    // A run's x starts, [first, end) indices: from its first window's to its last window's.
+    const xRange = ([first, end]: [number, number]) => [Math.floor(first / perX), Math.floor((end - 1) / perX) + 1];
+    const extents = runs.map((run): [number, number] => {
+      const [first, end] = xRange(run);
+      return [xStarts[first], Math.min(xStarts[end - 1] + side, X)];
+    });
+    const total = work.length;
     const merger = new SlabMerger(X, extents, onSlab);
     const job = ++this.jobs;
     const planeValues = (rows: number) => subsets.length * rows * Y * Z;
@@ -223,8 +231,9 @@ export class InferenceProcesses {
           reject(error);
         } else resolve();
       };
-      runs.forEach(([first, end], part) => {
+      runs.forEach((run, part) => {
         if (settled) return;
+        const [firstX, endX] = xRange(run);
         const [begin, until] = extents[part];
         const name = `inference process ${part + 1} of ${runs.length}`;
         let child: ChildProcess;
@@ -278,8 +287,9 @@ export class InferenceProcesses {
           job,
           images: slab,
           shape: [until - begin, Y, Z],
-          xStarts: xStarts.slice(first, end).map((x) => x - begin),
-          subsets: subsets.map((subset) => [...subset] as unknown as ModalityMask),
+          xStarts: xStarts.slice(firstX, endX).map((x) => x - begin),
+          windows: [run[0] - firstX * perX, run[1] - firstX * perX],
+          subsets: [...subsets],
           overlap,
           weighting: options.weighting ?? 'uniform',
           batchSize: options.batchSize,

@@ -123,9 +123,9 @@ function checkStreamInput(volume: Tensor, outputChannels: readonly (readonly boo
 }
 
 /**
- * The window start offsets along x of `volume` (1, K, X, Y, Z) and the work of each: per x start, the sum over its
- * windows of 1 + the number of outputs predicted there (a batch is encoded once, then fused per output), 0 for a
- * window no output reads. What `splitWindows` balances.
+ * The window start offsets along x of `volume` (1, K, X, Y, Z) and the work of each window, in the order
+ * `accumulateWindows` runs them (x, then y, then z): 1 + the number of outputs predicted there (a batch is encoded
+ * once, then fused per output), 0 for a window no output reads. What `splitWindows` balances.
  */
 export function windowWork(
   volume: Tensor /* (1, K, X, Y, Z) */,
@@ -139,15 +139,13 @@ export function windowWork(
       const [, , ...size] = volume.shape as Shape5;
       const input = padToPatch(volume, size, patch);
       const starts = paddedShape(size, patch).map((s, i) => windowStarts(s, patch[i], overlap));
-      const work = starts[0].map((x) => {
-        let total = 0;
+      const work: number[] = [];
+      for (const x of starts[0])
         for (const y of starts[1])
           for (const z of starts[2]) {
             const used = outputsNeeded(input, patch, x, y, z, outputChannels).filter(Boolean).length;
-            total += used > 0 ? 1 + used : 0;
+            work.push(used > 0 ? 1 + used : 0);
           }
-        return total;
-      });
       return { xStarts: starts[0], work };
     }),
   );
@@ -188,15 +186,17 @@ export function blendSums(sum: Tensor /* (S, C, n, Y, Z) */, weight: Tensor /* (
 }
 
 export interface WindowSumOptions extends StreamedWindowOptions {
-  /** Window start offsets along x to run (a part of `windowStarts` along x); default all of them. */
+  /** Window start offsets along x (`windowStarts` along x, or a part of them); default all of them. */
   xStarts?: readonly number[];
+  /** The windows to run, [first, end) in the order x (over `xStarts`), then y, then z; default all. */
+  windows?: readonly [number, number];
 }
 
 /**
- * The blending sums of `streamWindows` before they are divided: for the windows at `opts.xStarts` (default all), the
- * weighted sum of the predictions (S, C, n, Y, Z) and of the weights (S, 1, n, Y, Z) of the voxels x in
- * [xStart, xStart + n), handed to `onSums` in x order once no later window adds to them; together the calls cover x
- * from the first start to the end of the last window. The tensors are valid during the call only.
+ * The blending sums of `streamWindows` before they are divided: for the windows `opts.windows` at `opts.xStarts`
+ * (default all), the weighted sum of the predictions (S, C, n, Y, Z) and of the weights (S, 1, n, Y, Z) of the voxels
+ * x in [xStart, xStart + n), handed to `onSums` in x order once no later window adds to them; together the calls cover
+ * x from the x start of the first window to the end of the last one. The tensors are valid during the call only.
  */
 export function accumulateWindows(
   volume: Tensor /* (1, K, X, Y, Z) */,
@@ -219,12 +219,15 @@ export function accumulateWindows(
       const weights = importanceMap(patch, opts.weighting ?? 'uniform', opts.sigmaScale).to(volume.device);
       const starts = padded.map((s, i) => windowStarts(s, patch[i], opts.overlap ?? 0.5));
       const xStarts = opts.xStarts ?? starts[0];
-      if (xStarts.length === 0) return;
-      const total = xStarts.length * starts[1].length * starts[2].length;
+      const perX = starts[1].length * starts[2].length;
+      const [firstWindow, endWindow] = opts.windows ?? [0, xStarts.length * perX];
+      if (firstWindow < 0 || endWindow > xStarts.length * perX) throw new Error(`streamWindows: windows ${firstWindow}–${endWindow} of ${xStarts.length * perX}`);
+      if (endWindow <= firstWindow) return;
+      const total = endWindow - firstWindow;
       const span: Shape3 = [patch[0], padded[1], padded[2]];
       const weightSum = torch.zeros([outputs, 1, ...span], { device: volume.device });
       const sum = torch.zeros([outputs, classes, ...span], { device: volume.device });
-      let low = xStarts[0];
+      let low = xStarts[Math.floor(firstWindow / perX)];
       let done = 0;
       const region = (t: Tensor, x: number, y: number, z: number) => t.narrow(2, x - low, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]);
       // Hands out x in [low, until) and moves the sums so that they start at `until`.
@@ -244,15 +247,16 @@ export function accumulateWindows(
         }
         low = until;
       };
-      for (const x of xStarts) {
+      for (let xIndex = Math.floor(firstWindow / perX); xIndex * perX < endWindow; xIndex++) {
+        const x = xStarts[xIndex];
         if (x > low) emit(x);
         const windows: { y: number; z: number; needed: boolean[] }[] = [];
-        for (const y of starts[1])
-          for (const z of starts[2]) {
-            const needed = outputsNeeded(input, patch, x, y, z, outputChannels);
-            if (needed.some(Boolean)) windows.push({ y, z, needed });
-            else opts.onWindow?.(++done, total);
-          }
+        for (let w = Math.max(firstWindow, xIndex * perX); w < Math.min(endWindow, (xIndex + 1) * perX); w++) {
+          const [y, z] = [starts[1][Math.floor((w % perX) / starts[2].length)], starts[2][w % starts[2].length]];
+          const needed = outputsNeeded(input, patch, x, y, z, outputChannels);
+          if (needed.some(Boolean)) windows.push({ y, z, needed });
+          else opts.onWindow?.(++done, total);
+        }
         for (let first = 0; first < windows.length; first += batchSize) {
           const batch = windows.slice(first, first + batchSize);
           torch.tidy(() => {

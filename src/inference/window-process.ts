@@ -66,6 +66,7 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
         },
         {
           xStarts: request.xStarts,
+          windows: request.windows,
           overlap: request.overlap,
           weighting: request.weighting,
           batchSize: request.batchSize,

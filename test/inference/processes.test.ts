@@ -21,13 +21,13 @@ test('splitWindows: contiguous runs of about equal work, none empty', () => {
   assert.deepEqual(splitWindows([0, 0, 0], 2), [[0, 2], [2, 3]]);
 });
 
-test('windowWork: per x start, 1 + the outputs predicted for each window with the read channels', () => {
+test('windowWork: per window (x, then y, then z), 1 + the outputs predicted there', () => {
   const images = phantomImages();
-  // x starts 0, 16, 32, 40; per x start 2 × 1 windows. The brain spans x 4–29: at x 0 and 16 both windows hold it; T1
+  // x starts 0, 16, 32, 40; y starts 0, 8; z start 0. The brain spans x 4–29: the windows at x 0 and 16 hold it; T1
   // (channel 2) only reaches x 4–11, so T1 alone is predicted at x 0 only.
   const t1 = [false, false, true, false];
   const all = [true, true, true, true];
-  assert.deepEqual(windowWork(images, [32, 32, 32], [t1, all]), { xStarts: [0, 16, 32, 40], work: [2 * 3, 2 * 2, 0, 0] });
+  assert.deepEqual(windowWork(images, [32, 32, 32], [t1, all]), { xStarts: [0, 16, 32, 40], work: [3, 3, 2, 2, 0, 0, 0, 0] });
   images.dispose();
 });
 
@@ -67,7 +67,8 @@ function maxDifference(a: Float32Array, b: Float32Array): number {
 
 test('split between 3 processes: the probabilities of one process within float rounding, the same labels', async () => {
   const model = tinyModel();
-  // x starts 0, 16, 32, 40 with the work 6, 4, 0, 0 for all four sequences: runs [0], [16], [32, 40].
+  // With T1, T1ce and all four the windows' work is 4, 4, 3, 3, 0, 0, 0, 0: runs of windows [0], [1], [2–7], the first
+  // two at the same x start (their sums are added plane by plane), the last reaching from x 16 to the end.
   const processes = new InferenceProcesses(model, 3);
   try {
     for (const [subsets, weighting] of [
