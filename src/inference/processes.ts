@@ -146,6 +146,11 @@ export class InferenceProcesses {
   private folder: string | null = null;
   private jobs = 0;
   private readonly stopAll = () => this.close();
+  // Ctrl-C or a termination request: the processes and their folder go first, then the signal does what it would have.
+  private readonly stopAndResignal = (signal: NodeJS.Signals) => {
+    this.close();
+    process.kill(process.pid, signal);
+  };
 
   /** `count` processes (at least 2: with one, inference runs in the calling process) for `model`'s weights as they are now. */
   constructor(
@@ -170,6 +175,8 @@ export class InferenceProcesses {
     if (!this.folder) {
       this.folder = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-inference-'));
       process.on('exit', this.stopAll);
+      process.once('SIGINT', this.stopAndResignal);
+      process.once('SIGTERM', this.stopAndResignal);
     }
     const child = fork(PROCESS_FILE, [], {
       execArgv: ['--import', TSX_LOADER],
@@ -311,6 +318,8 @@ export class InferenceProcesses {
       fs.rmSync(this.folder, { recursive: true, force: true });
       this.folder = null;
       process.off('exit', this.stopAll);
+      process.off('SIGINT', this.stopAndResignal);
+      process.off('SIGTERM', this.stopAndResignal);
     }
   }
 }

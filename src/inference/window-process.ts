@@ -16,11 +16,15 @@ const reply = (message: ProcessReply) => process.send!(message);
 let model: SegmentationModel | null = null;
 let loadError: string | null = null;
 
-/** Stops the process when the one that started it is gone (its runs are long and synchronous: the IPC channel's end goes unseen until they finish). */
-function exitWhenOrphaned(): void {
+/**
+ * Stops the process, removing the folder of the sums, when the one that started it is gone (killed before it could
+ * end its processes: its runs are long and synchronous, so the IPC channel's end goes unseen until they finish).
+ */
+function exitWhenOrphaned(folder: string): void {
   try {
     process.kill(parent, 0);
   } catch {
+    fs.rmSync(folder, { recursive: true, force: true });
     process.exit(1);
   }
 }
@@ -71,7 +75,7 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
           weighting: request.weighting,
           batchSize: request.batchSize,
           onWindow: (done) => {
-            exitWhenOrphaned();
+            exitWhenOrphaned(request.folder);
             reply({ type: 'windows', job, count: done - reported });
             reported = done;
           },
