@@ -4,6 +4,7 @@
 // for every subset, blending sums for one window's extent along x), and the streamed one with the windows split between
 // one single-threaded process per core (`InferenceProcesses`). Each workload runs once per side, the sides alternating,
 // so a busy spell on a shared machine is less likely to favour one of them.
+import * as fs from 'node:fs';
 import { torch, type Tensor } from '../src/engine/index.ts';
 import { ALL_MODALITIES, MODALITIES, SUBSETS, subsetName, type ModalityMask } from '../src/data/modalities.ts';
 import { cropAndNormalize, cropBoxShape, nonZeroBoundingBox, type Shape3 } from '../src/data/preprocess.ts';
@@ -48,17 +49,38 @@ function straightforward(model: SegmentationModel, images: Tensor, subsets: read
   return slidingWindowInference(images, [patch, patch, patch], predict, { overlap: 0.5 });
 }
 
-function timed(run: () => void): number {
-  const start = performance.now();
-  torch.noGrad(() => torch.tidy(run));
-  return performance.now() - start;
+/** CPU seconds this process has used, all its threads. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
-async function timedAsync(run: () => Promise<void>): Promise<number> {
-  const start = performance.now();
-  await run();
-  return performance.now() - start;
+/** CPU seconds the given processes have used (Linux's /proc, in clock ticks of 1/100 s); null elsewhere. */
+function processCpuSeconds(pids: readonly number[]): number | null {
+  try {
+    return pids.reduce((total, pid) => {
+      const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return total + (Number(fields[11]) + Number(fields[12])) / 100;
+    }, 0);
+  } catch {
+    return null;
+  }
 }
+
+/**
+ * Wall time (ms) and CPU seconds of `run`, in this process and in `pids`. On a shared machine the CPU time says what
+ * the work costs, whatever share of the cores the other work leaves it.
+ */
+async function measured(run: () => void | Promise<void>, pids: readonly number[] = []): Promise<{ ms: number; cpu: number | null }> {
+  const [startCpu, startChildren, start] = [ownCpuSeconds(), processCpuSeconds(pids), performance.now()];
+  await run();
+  const ms = performance.now() - start;
+  const children = processCpuSeconds(pids);
+  const cpu = children === null || startChildren === null ? null : ownCpuSeconds() - startCpu + children - startChildren;
+  return { ms, cpu };
+}
+
+const cpuText = (cpu: number | null) => (cpu === null ? '' : `, CPU ${cpu.toFixed(1)} s`);
 
 /** The largest difference between two tensors' values. */
 function maxDifference(a: Tensor, b: Tensor): number {
@@ -94,7 +116,7 @@ async function benchmarkPreset(preset: SmmlPresetName, workloads: readonly { wha
   const processes = count > 1 ? new InferenceProcesses(model, count) : undefined;
   // Starting the processes and loading the model into them happens once per command: timed apart, on an empty volume.
   const empty = torch.zeros([1, MODALITIES.length, count * patch, patch, patch]);
-  const startMs = processes ? await timedAsync(() => processes.stream(empty, [ALL_MODALITIES], {}, () => undefined, 'warm-up')) : 0;
+  const start = processes ? await measured(() => processes.stream(empty, [ALL_MODALITIES], {}, () => undefined, 'warm-up')) : null;
   empty.dispose();
   const rows: BenchRow[] = [];
   for (const { what, subsets } of workloads) {
@@ -103,30 +125,35 @@ async function benchmarkPreset(preset: SmmlPresetName, workloads: readonly { wha
     let after: Uint8Array[] = [];
     let split: Uint8Array[] = [];
     let probabilityDifference: number | null = null;
-    const beforeMs = timed(() => {
-      before = labelsOf(straightforward(model, images, subsets));
-    });
-    ctx.log(`${preset} ${what}: straightforward ${formatMs(beforeMs)}`);
+    const straight = await measured(() =>
+      torch.tidy(() => {
+        before = labelsOf(straightforward(model, images, subsets));
+      }),
+    );
+    ctx.log(`${preset} ${what}: straightforward ${formatMs(straight.ms)}${cpuText(straight.cpu)}`);
     let streamed: Tensor | null = null;
-    const afterMs = timed(() => {
-      if (single) {
-        streamed = torch.keep(subsetProbabilities(model, images, subsets));
-        after = labelsOf(streamed);
-      } else after = subsetLabels(model, images, subsets);
-    });
-    ctx.log(`${preset} ${what}: streamed ${formatMs(afterMs)}`);
-    const splitMs = processes
-      ? await timedAsync(async () => {
+    const oneProcess = await measured(() =>
+      torch.tidy(() => {
+        if (single) {
+          streamed = torch.keep(subsetProbabilities(model, images, subsets));
+          after = labelsOf(streamed);
+        } else after = subsetLabels(model, images, subsets);
+      }),
+    );
+    ctx.log(`${preset} ${what}: streamed ${formatMs(oneProcess.ms)}${cpuText(oneProcess.cpu)}`);
+    const pids = processes?.pids ?? [];
+    const inProcesses = processes
+      ? await measured(async () => {
           if (single) {
             const probabilities = await wholeVolumeProbabilities(model, images, subsets, { processes }, 'synthetic case');
             split = torch.tidy(() => labelsOf(probabilities));
             probabilityDifference = maxDifference(probabilities, streamed!);
             probabilities.dispose();
           } else split = await wholeVolumeLabels(model, images, subsets, { processes }, 'synthetic case');
-        })
-      : 0;
+        }, pids)
+      : null;
     (streamed as Tensor | null)?.dispose();
-    if (processes) ctx.log(`${preset} ${what}: streamed in ${count} processes ${formatMs(splitMs)}`);
+    if (inProcesses) ctx.log(`${preset} ${what}: streamed in ${count} processes ${formatMs(inProcesses.ms)}${cpuText(inProcesses.cpu)}`);
     // Blending sums held at once: the whole crop per subset before, one window's extent along x after.
     const sums = (extentX: number) => `${((subsets.length * classes * extentX * shape[1] * shape[2] * 4) / MIB).toFixed(0)} MiB`;
     const workload = `whole volume ${preset}, ${GRID.join('×')} (crop ${shape.join('×')}, ${windows} windows of ${patch}³), ${what}`;
@@ -134,15 +161,16 @@ async function benchmarkPreset(preset: SmmlPresetName, workloads: readonly { wha
     rows.push({
       benchmark: `${workload}: straightforward → streamed`,
       ours:
-        `${formatMs(beforeMs)} → ${formatMs(afterMs)} (${(beforeMs / afterMs).toFixed(2)}×; blending sums ${sums(shape[0])} → ${sums(patch)}; ` +
+        `${formatMs(straight.ms)} → ${formatMs(oneProcess.ms)} (${(straight.ms / oneProcess.ms).toFixed(2)}×; blending sums ${sums(shape[0])} → ${sums(patch)}; ` +
         `labels differ at ${labelDisagreement(before, after, values, subsets)} of ${voxels} voxels)`,
     });
-    if (processes) {
+    if (inProcesses && start) {
       const difference = probabilityDifference === null ? '' : `, probabilities within ${(probabilityDifference as number).toExponential(1)}`;
+      const cpu = oneProcess.cpu === null || inProcesses.cpu === null ? '' : `; CPU ${oneProcess.cpu.toFixed(1)} s → ${inProcesses.cpu.toFixed(1)} s`;
       rows.push({
         benchmark: `${workload}: streamed in 1 process → ${count} processes`,
         ours:
-          `${formatMs(afterMs)} → ${formatMs(splitMs)} (${(afterMs / splitMs).toFixed(2)}×; processes started and loaded once in ${formatMs(startMs)}; ` +
+          `${formatMs(oneProcess.ms)} → ${formatMs(inProcesses.ms)} (${(oneProcess.ms / inProcesses.ms).toFixed(2)}×${cpu}; processes started and loaded once in ${formatMs(start.ms)}; ` +
           `labels differ at ${labelDisagreement(after, split, values, subsets)} of ${voxels} voxels${difference})`,
       });
     }
