@@ -15,17 +15,21 @@ const parent = process.ppid;
 const reply = (message: ProcessReply) => process.send!(message);
 let model: SegmentationModel | null = null;
 let loadError: string | null = null;
+/** The folder of the sums, once a run named it. */
+let sumsFolder: string | null = null;
 
-/**
- * Stops the process, removing the folder of the sums, when the one that started it is gone (killed before it could
- * end its processes: its runs are long and synchronous, so the IPC channel's end goes unseen until they finish).
- */
-function exitWhenOrphaned(folder: string): void {
+/** Ends this process after the one that started it is gone (killed before it could end its processes), removing the folder of the sums. */
+function exitOrphaned(): never {
+  if (sumsFolder) fs.rmSync(sumsFolder, { recursive: true, force: true });
+  process.exit(1);
+}
+
+/** Runs are long and synchronous, so the end of the IPC channel goes unseen until they finish: the parent is checked at every window. */
+function exitWhenOrphaned(): void {
   try {
     process.kill(parent, 0);
   } catch {
-    fs.rmSync(folder, { recursive: true, force: true });
-    process.exit(1);
+    exitOrphaned();
   }
 }
 
@@ -46,6 +50,7 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
   const { patch, classes } = model.config;
   const predictor = subsetPredictor(model, request.subsets, 'cpu');
   const { job, part } = request;
+  sumsFolder = request.folder;
   let reported = 0;
   try {
     torch.tidy(() => {
@@ -75,7 +80,7 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
           weighting: request.weighting,
           batchSize: request.batchSize,
           onWindow: (done) => {
-            exitWhenOrphaned(request.folder);
+            exitWhenOrphaned();
             reply({ type: 'windows', job, count: done - reported });
             reported = done;
           },
@@ -98,4 +103,4 @@ process.on('message', (request: ProcessRequest) => {
     else reply({ type: 'error', job: request.job, message });
   }
 });
-process.on('disconnect', () => process.exit(0));
+process.on('disconnect', exitOrphaned);
