@@ -1,10 +1,10 @@
-// Whole-volume inference split between processes. libtorch's threads gain little on the small convolutions of
-// patch networks, while separate processes with one thread each run side by side at nearly full speed
-// (bench/README.md). The windows of a volume, in the order x, then y, then z, are split into contiguous runs of about
-// equal work, one per process; each process accumulates the blending sums of its run's windows (over the x extent
-// they cover) and hands them back slab by slab through
-// files in a temporary folder (a long synchronous computation cannot flush large IPC messages until it ends); here the
-// sums of neighbouring runs are added where their windows overlap and divided into probabilities.
+// Whole-volume inference split between processes. On the small convolutions of patch networks libtorch's threads
+// add CPU time for little gain, while separate processes with one thread each add no work (bench/README.md). The
+// windows of a volume, in the order x, then y, then z, are split into contiguous runs of about equal work, one per
+// process; each process accumulates the blending sums of its run's windows (over the x extent they cover) and hands
+// them back slab by slab through files in a temporary folder (a long synchronous computation cannot flush large IPC
+// messages until it ends); here the sums of neighbouring runs are added where their windows overlap and divided into
+// probabilities.
 import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
