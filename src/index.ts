@@ -41,7 +41,8 @@ export { readRunLog } from './training/run-log.ts';
 
 // inference and evaluation
 export { slidingWindowInference, windowStarts, importanceMap } from './inference/sliding-window.ts';
-export { predictCase, predictToFiles, subsetProbabilities, prepareModalities, type InferenceModel, type CasePrediction } from './inference/predict.ts';
+export { predictCase, predictToFiles, subsetProbabilities, wholeVolumeProbabilities, prepareModalities, type InferenceModel, type CasePrediction } from './inference/predict.ts';
+export { InferenceProcesses } from './inference/processes.ts';
 export { suppressSmallEnhancingTumour } from './inference/postprocess.ts';
 export { dice, hausdorff95, regionMask, scoreCase } from './evaluation/metrics.ts';
 export { evaluateCase, evaluateDataset } from './evaluation/evaluate.ts';

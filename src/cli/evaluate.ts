@@ -12,6 +12,7 @@ import { evaluateDataset } from '../evaluation/evaluate.ts';
 import { evaluatePredictionFolder, folderSummaryMarkdown, FOLDER_RESULT_FILES, writeFolderResults } from '../evaluation/folder.ts';
 import { diceTableMarkdown, RESULT_FILES, writeResults, type CaseResult, type EvaluationResult, type EvaluationSummary } from '../evaluation/tables.ts';
 import { checkWritableFile } from '../inference/output.ts';
+import type { InferenceProcesses } from '../inference/processes.ts';
 import { windowProgress } from '../progress.ts';
 import { evaluationSection, joinSections, trainingSection } from '../report/sections.ts';
 import { writeReport } from '../report/report.ts';
@@ -20,7 +21,7 @@ import { loadTrainedModel, runPaths, writeRunQuality, type RunData } from '../tr
 import { readRunLog } from '../training/run-log.ts';
 import type { Precision } from '../models/index.ts';
 import { nonNegativeInteger } from './arguments.ts';
-import { addInferenceOptions } from './predict.ts';
+import { addInferenceOptions, inferenceProcessesFor } from './predict.ts';
 
 const SPLIT_NAMES = ['train', 'val', 'test'] as const;
 
@@ -57,6 +58,8 @@ export interface EvaluateCliOptions {
   device: string;
   /** Default 'fp32'. */
   precision?: Precision;
+  /** Processes sharing the windows of each case (`--processes`); default one per core on the CPU. */
+  processes?: number;
   /** Cases whose volumes and predictions the report's 3D viewer shows (the first ones); default 5. */
   viewerCases?: number;
 }
@@ -92,8 +95,11 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
   console.error(`evaluating ${ids.length} cases under ${SUBSETS.length} modality subsets`);
   let progress = windowProgress('');
   let result: EvaluationResult;
+  let processes: InferenceProcesses | undefined;
   try {
+    processes = inferenceProcessesFor(trained.model, options);
     result = await evaluateDataset(trained.model, {
+      processes,
       dataset,
       caseIds: ids,
       cacheDir,
@@ -117,6 +123,7 @@ export async function evaluateRun(options: EvaluateCliOptions): Promise<Evaluati
     });
   } finally {
     progress.stop();
+    processes?.close();
     trained.model.dispose();
   }
   const context = {

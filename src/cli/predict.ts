@@ -9,6 +9,8 @@ import { MODALITIES, subsetName, type Modality, type ModalityMask } from '../dat
 import { REGIONS } from '../data/regions.ts';
 import { predictFolder, type FolderCaseResult, type FolderPrediction } from '../inference/folder.ts';
 import { predictToFiles, type CasePrediction, type InferenceModel } from '../inference/predict.ts';
+import { defaultProcessCount, InferenceProcesses } from '../inference/processes.ts';
+import type { SegmentationModel } from '../models/index.ts';
 import { caseProgress, windowProgress } from '../progress.ts';
 import { loadTrainedModel, readRunQuality, type RunQuality, type TrainedModel } from '../training/run-dir.ts';
 import type { Precision } from '../models/index.ts';
@@ -32,7 +34,25 @@ export function addInferenceOptions(command: Command): Command {
     .option('--overlap <fraction>', 'fraction of the patch shared by neighbouring windows', parseOverlap, 0.5)
     .option('--batch-size <n>', 'windows per network call (default: 2 of 32³ voxels, 1 for larger patches)', positiveInteger)
     .option('--device <device>', "where the network runs: 'cpu', 'cuda' or 'cuda:N'", 'cpu')
-    .addOption(precisionOption('how the network computes').default('fp32'));
+    .addOption(precisionOption('how the network computes').default('fp32'))
+    .option(
+      '--processes <n>',
+      `processes that share the windows of each volume, one libtorch thread each (default on the CPU: one per core, here ${defaultProcessCount()}; 1 runs the network in this process)`,
+      positiveInteger,
+    );
+}
+
+/**
+ * The inference processes `--processes` asks for (default one per core on the CPU), or none where the network runs in
+ * this process: with 1, or on a GPU. The caller closes them.
+ */
+export function inferenceProcessesFor(model: SegmentationModel, options: { processes?: number; device: string }): InferenceProcesses | undefined {
+  if (options.device !== 'cpu') {
+    if ((options.processes ?? 1) > 1) throw new Error(`--processes ${options.processes} splits the windows between CPU processes: it needs --device cpu`);
+    return undefined;
+  }
+  const count = options.processes ?? defaultProcessCount();
+  return count > 1 ? new InferenceProcesses(model, count) : undefined;
 }
 
 /** The run's held-out Dice for one subset, or why there is none: what a user can expect from these sequences. */
@@ -72,9 +92,10 @@ interface PredictCliOptions {
   batchSize?: number;
   device: string;
   precision: Precision;
+  processes?: number;
 }
 
-type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'batchSize' | 'device' | 'precision' | 'reference'>;
+type InferenceSettings = Pick<PredictCliOptions, 'weighting' | 'overlap' | 'batchSize' | 'device' | 'precision' | 'reference'> & { processes?: InferenceProcesses };
 
 /** The run's network and its label values and training voxel size; says once when the run recorded no voxel size. */
 function inferenceModelOf(trained: TrainedModel, runDir: string): InferenceModel {
@@ -86,7 +107,7 @@ function inferenceModelOf(trained: TrainedModel, runDir: string): InferenceModel
 }
 
 /** One case from the sequence files named on the command line. */
-function predictOneCase(inference: InferenceModel, options: PredictCliOptions & { out: string }, settings: InferenceSettings): void {
+async function predictOneCase(inference: InferenceModel, options: PredictCliOptions & { out: string }, settings: InferenceSettings): Promise<void> {
   const started = performance.now();
   const files: Partial<Record<Modality, string>> = { flair: options.flair, t1ce: options.t1ce, t1: options.t1, t2: options.t2 };
   if (Object.values(files).every((file) => file === undefined)) {
@@ -95,7 +116,7 @@ function predictOneCase(inference: InferenceModel, options: PredictCliOptions & 
   const progress = windowProgress('predict');
   let prediction: CasePrediction;
   try {
-    prediction = predictToFiles(inference, files, { ...settings, out: options.out, probabilities: options.probabilities, onWindow: progress.onWindow });
+    prediction = await predictToFiles(inference, files, { ...settings, out: options.out, probabilities: options.probabilities, onWindow: progress.onWindow });
   } finally {
     progress.stop();
   }
@@ -173,12 +194,15 @@ export function registerPredictCommand(program: Command): Command {
       throw new Error("required option '--out <file>' not specified (or --input DIR --output DIR for a folder)");
     }
     const trained = loadTrainedModel(options.model, { device: options.device });
+    let processes: InferenceProcesses | undefined;
     try {
-      const settings = { weighting: options.weighting, overlap: options.overlap, batchSize: options.batchSize, device: options.device, precision: options.precision, reference: options.reference };
+      processes = inferenceProcessesFor(trained.model, options);
+      const settings = { weighting: options.weighting, overlap: options.overlap, batchSize: options.batchSize, device: options.device, precision: options.precision, reference: options.reference, processes };
       const inference = inferenceModelOf(trained, options.model);
       if (folderMode) await predictFolderCommand(inference, { ...options, input: options.input!, output: options.output! }, settings);
-      else predictOneCase(inference, { ...options, out: options.out! }, settings);
+      else await predictOneCase(inference, { ...options, out: options.out! }, settings);
     } finally {
+      processes?.close();
       trained.model.dispose();
     }
   });

@@ -2,14 +2,14 @@
 // preprocessed as in training, every sliding window is encoded once and fused for all subsets,
 // predictions are post-processed and scored (Dice, HD95) per region.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { torch } from '../engine/index.ts';
+import { torch, type Tensor } from '../engine/index.ts';
 import { selectCases, type BratsCase, type BratsDataset } from '../data/brats.ts';
 import { loadCase } from '../data/cache.ts';
 import { MODALITIES, SUBSETS, type ModalityMask } from '../data/modalities.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { preprocessCase, preprocessDataset, type CropBox, type PreprocessProgress, type Shape3 } from '../data/preprocess.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from '../inference/postprocess.ts';
-import { subsetLabels, type WholeVolumeOptions } from '../inference/predict.ts';
+import { subsetLabels, wholeVolumeLabels, type ProcessOptions, type WholeVolumeOptions } from '../inference/predict.ts';
 import type { SegmentationModel } from '../models/index.ts';
 import { gridDiagonal, scoreCase } from './metrics.ts';
 import type { CaseResult, EvaluationResult } from './tables.ts';
@@ -52,21 +52,19 @@ export interface EvaluateOptions extends WholeVolumeOptions {
   onPredictions?: (predictions: CasePredictions) => void;
 }
 
-/** Scores one case under every subset; the scores are parallel to `options.subsets`. */
-export function evaluateCase(model: SegmentationModel, evaluationCase: EvaluationCase, options: EvaluateOptions = {}): CaseResult {
-  const started = performance.now();
-  const subsets = options.subsets ?? SUBSETS;
-  const { classes } = model.config;
+/** The case's images (1, K, X, Y, Z) on the device, after checking them and the label against the shape. */
+function caseImages(evaluationCase: EvaluationCase, device: string): Tensor {
   const [X, Y, Z] = evaluationCase.shape;
   if (evaluationCase.images.length !== MODALITIES.length * X * Y * Z || evaluationCase.label.length !== X * Y * Z) {
     throw new Error(`case ${evaluationCase.id}: images or label do not match the shape (${X}, ${Y}, ${Z})`);
   }
-  let labels: Uint8Array[] = [];
-  // Assigned rather than returned: tidy would walk every element of returned typed arrays.
-  torch.tidy(() => {
-    const images = torch.tensor(evaluationCase.images, [1, MODALITIES.length, X, Y, Z], { device: options.device ?? 'cpu' });
-    labels = subsetLabels(model, images, subsets, options);
-  });
+  return torch.tensor(evaluationCase.images, [1, MODALITIES.length, X, Y, Z], { device });
+}
+
+/** Post-processes the predicted labels of every subset and scores them; `started` is when the case began (performance.now()). */
+function scorePredictions(model: SegmentationModel, evaluationCase: EvaluationCase, labels: Uint8Array[], options: EvaluateOptions, started: number): CaseResult {
+  const subsets = options.subsets ?? SUBSETS;
+  const { classes } = model.config;
   labels.forEach((prediction, s) => clearOutsideBrain(prediction, evaluationCase.images, subsets[s]));
   const processed = labels.map((prediction) =>
     suppressSmallEnhancingTumour(prediction, classes, minEnhancingVoxels(evaluationCase.spacing, options.minEnhancingVolume)),
@@ -84,6 +82,30 @@ export function evaluateCase(model: SegmentationModel, evaluationCase: Evaluatio
   return { id: evaluationCase.id, scores, seconds: (performance.now() - started) / 1000 };
 }
 
+/** Scores one case under every subset in this process; the scores are parallel to `options.subsets`. */
+export function evaluateCase(model: SegmentationModel, evaluationCase: EvaluationCase, options: EvaluateOptions = {}): CaseResult {
+  const started = performance.now();
+  let labels: Uint8Array[] = [];
+  // Assigned rather than returned: tidy would walk every element of returned typed arrays.
+  torch.tidy(() => {
+    labels = subsetLabels(model, caseImages(evaluationCase, options.device ?? 'cpu'), options.subsets ?? SUBSETS, options);
+  });
+  return scorePredictions(model, evaluationCase, labels, options, started);
+}
+
+/** `evaluateCase`, its windows split between `options.processes` when given. */
+async function evaluateCaseAnywhere(model: SegmentationModel, evaluationCase: EvaluationCase, options: EvaluateOptions & ProcessOptions): Promise<CaseResult> {
+  const started = performance.now();
+  const images = caseImages(evaluationCase, options.device ?? 'cpu');
+  let labels: Uint8Array[];
+  try {
+    labels = await wholeVolumeLabels(model, images, options.subsets ?? SUBSETS, options, `case ${evaluationCase.id}`);
+  } finally {
+    images.dispose();
+  }
+  return scorePredictions(model, evaluationCase, labels, options, started);
+}
+
 export interface CaseProgress {
   /** 1-based position of the case. */
   done: number;
@@ -91,7 +113,7 @@ export interface CaseProgress {
   result: CaseResult;
 }
 
-export interface EvaluateDatasetOptions extends EvaluateOptions {
+export interface EvaluateDatasetOptions extends EvaluateOptions, ProcessOptions {
   dataset: BratsDataset;
   /** Cases to evaluate, in output order. */
   caseIds: readonly string[];
@@ -147,7 +169,7 @@ export async function evaluateDataset(model: SegmentationModel, options: Evaluat
   const cases: CaseResult[] = [];
   for (const [index, entry] of entries.entries()) {
     options.onCaseStart?.(index, entries.length, entry.id);
-    const result = evaluateCase(model, loadEvaluationCase(entry, dataset, cacheDir), { ...options, subsets });
+    const result = await evaluateCaseAnywhere(model, loadEvaluationCase(entry, dataset, cacheDir), { ...options, subsets });
     cases.push(result);
     options.onCase?.({ done: index + 1, total: entries.length, result });
     await yieldToEventLoop();

@@ -55,7 +55,7 @@ export async function predictFolder(inference: InferenceModel, options: PredictF
       result = { id: entry.id, status: 'skipped', output, seconds: 0 };
     } else {
       try {
-        const prediction = predictToFiles(inference, entry.modalities, { ...options, out: output });
+        const prediction = await predictToFiles(inference, entry.modalities, { ...options, out: output });
         result = { id: entry.id, status: 'written', output, present: prediction.present, seconds: seconds() };
       } catch (error) {
         result = { id: entry.id, status: 'failed', output, reason: (error as Error).message, seconds: seconds() };

@@ -22,6 +22,7 @@ import { inPrecision, modalityMask, type Precision, type SegmentationModel } fro
 import { checkWritableFile } from './output.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
 import { needsResampling, resampledShape, resampleOntoGrid, resizeVolume, worldBox, worldBoxesOverlap } from './resample.ts';
+import type { InferenceProcesses } from './processes.ts';
 import { streamWindows } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
@@ -47,14 +48,59 @@ export interface WholeVolumeOptions {
   precision?: Precision;
 }
 
+/** Where whole-volume inference runs. */
+export interface ProcessOptions {
+  /** Processes that share the windows of each volume (on the CPU); absent: this process. */
+  processes?: InferenceProcesses;
+}
+
+/**
+ * The network's prediction of a batch of windows for several modality subsets, as `streamWindows` calls it: with one
+ * subset the model's own inference path (SMML skips the encoders of absent modalities), with several each batch
+ * encoded once and only the subset-dependent part run per subset (`encode` / `fuseProbabilities`: SMML's encoders do
+ * not depend on the subset, docs/method.md §7; the U-Net's first convolution already mixes the modalities, so it runs
+ * whole per subset). `dispose` frees the masks it made.
+ */
+export function subsetPredictor(
+  model: SegmentationModel,
+  subsets: readonly ModalityMask[],
+  device: string,
+): { predict: (windows: Tensor /* (B, K, p, p, p) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, p, p, p) */; dispose: () => void } {
+  const { patch, classes } = model.config;
+  const masks = new Map<string, Tensor>();
+  // One (B, K) mask per subset and batch size, made once.
+  const maskOf = (s: number, batch: number) => {
+    const key = `${s}/${batch}`;
+    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(device)));
+    return masks.get(key)!;
+  };
+  const probabilities = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
+    const batch = windows.size(0);
+    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
+    const encodings = model.encode(windows);
+    return torch.stack(
+      subsets.map((_, s) =>
+        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device }),
+      ),
+      0,
+    );
+  };
+  // Float32 whatever the precision the network computes in (under bf16 autocast), for blending.
+  const predict = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => probabilities(windows, needed).float();
+  return { predict, dispose: () => masks.forEach((mask) => mask.dispose()) };
+}
+
+/** Checks what whole-volume inference is given: at least one subset, images (1, K, X, Y, Z). */
+function checkWholeVolumeInput(images: Tensor, subsets: readonly ModalityMask[]): void {
+  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
+  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+}
+
 /**
  * The network over the windows of a whole (preprocessed) volume for several modality subsets, blended window by
- * window (`streamWindows`): batches of windows; with one subset the model's own inference path (SMML skips the
- * encoders of absent modalities), with several each batch encoded once and only the subset-dependent part run per
- * subset (`encode` / `fuseProbabilities`: SMML's encoders do not depend on the subset, docs/method.md §7; the U-Net's
- * first convolution already mixes the modalities, so it runs whole per subset); a window where every sequence of a
- * subset is zero is not predicted for it (it is outside the brain: background). Images must be on the model's device;
- * the model is switched to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
+ * window (`streamWindows`, predictions of `subsetPredictor`): a window where every sequence of a subset is zero is not
+ * predicted for it (it is outside the brain: background). Images must be on the model's device; the model is switched
+ * to evaluation mode (no dropout). Slabs (S, C, n, Y, Z) along x go to `onSlab` in order.
  */
 function streamSubsets(
   model: SegmentationModel,
@@ -63,33 +109,14 @@ function streamSubsets(
   options: WholeVolumeOptions,
   onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
 ): void {
-  if (subsets.length === 0) throw new Error('whole-volume inference: no modality subset given');
-  if (images.ndim !== 5 || images.size(0) !== 1) throw new Error(`expected images (1, K, X, Y, Z), got [${images.shape.join(', ')}]`);
+  checkWholeVolumeInput(images, subsets);
   model.eval();
   const { patch, classes } = model.config;
-  const masks = new Map<string, Tensor>();
-  // One (B, K) mask per subset and batch size, made once.
-  const maskOf = (s: number, batch: number) => {
-    const key = `${s}/${batch}`;
-    if (!masks.has(key)) masks.set(key, torch.keep(modalityMask(Array.from({ length: batch }, () => subsets[s])).to(images.device)));
-    return masks.get(key)!;
-  };
-  const predictBatch = (windows: Tensor, needed: readonly (readonly boolean[])[]): Tensor => {
-    const batch = windows.size(0);
-    if (subsets.length === 1) return model.predictProbabilities(windows, maskOf(0, batch)).unsqueeze(0);
-    const encodings = model.encode(windows);
-    return torch.stack(
-      subsets.map((_, s) =>
-        needed[s].some(Boolean) ? model.fuseProbabilities(encodings, maskOf(s, batch)) : torch.zeros([batch, classes, patch, patch, patch], { device: images.device }),
-      ),
-      0,
-    );
-  };
-  // One scope for the whole volume casts each weight once; the probabilities are blended in float32.
-  const blendedInFloat32 = (windows: Tensor, needed: readonly (readonly boolean[])[]) => predictBatch(windows, needed).float();
+  const predictor = subsetPredictor(model, subsets, images.device);
   try {
+    // One scope for the whole volume casts each weight once; the probabilities are blended in float32.
     inPrecision(options.precision ?? 'fp32', images.device, () =>
-      streamWindows(images, [patch, patch, patch], classes, subsets, blendedInFloat32, onSlab, {
+      streamWindows(images, [patch, patch, patch], classes, subsets, predictor.predict, onSlab, {
         overlap: options.overlap ?? 0.5,
         weighting: options.weighting ?? 'uniform',
         batchSize: options.batchSize,
@@ -97,9 +124,19 @@ function streamSubsets(
       }),
     );
   } finally {
-    for (const mask of masks.values()) mask.dispose();
+    predictor.dispose();
   }
 }
+
+/** A slab consumer that copies blended slabs into `out` (S, C, X, Y, Z). */
+const copyInto = (out: Tensor) => (x: number, slab: Tensor) => {
+  out.narrow(2, x, slab.size(2)).copy_(slab);
+};
+
+/** A slab consumer that writes each slab's arg-max labels into `labels` (per subset (X, Y, Z), z fastest). */
+const labelsInto = (labels: Uint8Array[], [, , , Y, Z]: number[]) => (x: number, slab: Tensor) => {
+  argmaxLabels(slab).forEach((part, s) => labels[s].set(part, x * Y * Z));
+};
 
 /** Class probabilities of a whole (preprocessed) volume for several modality subsets (see `streamSubsets`). */
 export function subsetProbabilities(
@@ -110,9 +147,7 @@ export function subsetProbabilities(
 ): Tensor /* (S, C, X, Y, Z) */ {
   const [, , ...size] = images.shape;
   const out = torch.zeros([subsets.length, model.config.classes, ...size], { device: images.device });
-  streamSubsets(model, images, subsets, options, (x, slab) => {
-    out.narrow(2, x, slab.size(2)).copy_(slab);
-  });
+  streamSubsets(model, images, subsets, options, copyInto(out));
   return out;
 }
 
@@ -128,10 +163,56 @@ export function subsetLabels(
 ): Uint8Array[] {
   const [, , X, Y, Z] = images.shape;
   const labels = subsets.map(() => new Uint8Array(X * Y * Z));
-  streamSubsets(model, images, subsets, options, (x, slab) => {
-    const slabLabels = argmaxLabels(slab);
-    slabLabels.forEach((part, s) => labels[s].set(part, x * Y * Z));
-  });
+  streamSubsets(model, images, subsets, options, labelsInto(labels, images.shape));
+  return labels;
+}
+
+/** The blended slabs of `streamSubsets`, computed here or, with `options.processes`, split between those processes. */
+async function streamAnywhere(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions & ProcessOptions,
+  onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
+  what: string,
+): Promise<void> {
+  const { processes, ...windowOptions } = options;
+  if (!processes) return streamSubsets(model, images, subsets, windowOptions, onSlab);
+  checkWholeVolumeInput(images, subsets);
+  if (images.device !== 'cpu') throw new Error(`${what}: inference processes run on the CPU, the images are on ${images.device}`);
+  await processes.stream(images, subsets, windowOptions, onSlab, what);
+}
+
+/** `subsetProbabilities`, split between `options.processes` when given; `what` names the volume in errors. */
+export async function wholeVolumeProbabilities(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions & ProcessOptions,
+  what: string,
+): Promise<Tensor /* (S, C, X, Y, Z) */> {
+  const [, , ...size] = images.shape;
+  const out = torch.zeros([subsets.length, model.config.classes, ...size], { device: images.device });
+  try {
+    await streamAnywhere(model, images, subsets, options, copyInto(out), what);
+  } catch (error) {
+    out.dispose();
+    throw error;
+  }
+  return out;
+}
+
+/** `subsetLabels`, split between `options.processes` when given; `what` names the volume in errors. */
+export async function wholeVolumeLabels(
+  model: SegmentationModel,
+  images: Tensor /* (1, K, X, Y, Z) */,
+  subsets: readonly ModalityMask[],
+  options: WholeVolumeOptions & ProcessOptions,
+  what: string,
+): Promise<Uint8Array[]> {
+  const [, , X, Y, Z] = images.shape;
+  const labels = subsets.map(() => new Uint8Array(X * Y * Z));
+  await streamAnywhere(model, images, subsets, options, labelsInto(labels, images.shape), what);
   return labels;
 }
 
@@ -252,7 +333,7 @@ function networkInput(
   return { images, shape: networkShape };
 }
 
-export interface PredictOptions extends WholeVolumeOptions {
+export interface PredictOptions extends WholeVolumeOptions, ProcessOptions {
   /** Sequence whose grid the others are resampled onto when their grids differ; default the finest. */
   reference?: Modality;
   /** Device of the model and of the images; default 'cpu'. */
@@ -323,23 +404,35 @@ function uncropProbabilities(probabilities: Float32Array /* (C, X, Y, Z) */, box
   return out;
 }
 
-/** Segments one case from the given modality files (at least one; see `prepareModalities`). */
-export function predictCase(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictOptions = {}): CasePrediction {
+/**
+ * Segments one case from the given modality files (at least one; see `prepareModalities`), in this process or split
+ * between `options.processes`.
+ */
+export async function predictCase(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictOptions = {}): Promise<CasePrediction> {
   checkInferenceModel(inference);
   const { model, labelValues } = inference;
   const input = prepareModalities(files, { reference: options.reference, spacing: inference.spacing });
   const network = input.network ?? { images: input.images, shape: input.shape };
+  const images = torch.tensor(network.images, [1, MODALITIES.length, ...network.shape], { device: options.device ?? 'cpu' });
+  let onNetworkGrid: Tensor;
+  try {
+    onNetworkGrid = await wholeVolumeProbabilities(model, images, [input.present], options, Object.values(files).join(', '));
+  } finally {
+    images.dispose();
+  }
   let classes: Uint8Array = new Uint8Array(0);
   let probabilities: Float32Array | undefined;
   // Results leave the scope through assignments: tidy would walk every element of returned typed arrays.
-  torch.tidy(() => {
-    const images = torch.tensor(network.images, [1, MODALITIES.length, ...network.shape], { device: options.device ?? 'cpu' });
-    const onNetworkGrid = subsetProbabilities(model, images, [input.present], options);
-    // Probabilities, not labels, go back to the input grid (nnU-Net's order): the arg-max then sees the blend.
-    const blended = input.network ? resizeVolume(onNetworkGrid, input.shape) : onNetworkGrid;
-    classes = clearOutsideBrain(argmaxLabels(blended)[0], input.images, input.present);
-    if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
-  });
+  try {
+    torch.tidy(() => {
+      // Probabilities, not labels, go back to the input grid (nnU-Net's order): the arg-max then sees the blend.
+      const blended = input.network ? resizeVolume(onNetworkGrid, input.shape) : onNetworkGrid;
+      classes = clearOutsideBrain(argmaxLabels(blended)[0], input.images, input.present);
+      if (options.probabilities) probabilities = blended.to('cpu').toTypedArray() as Float32Array;
+    });
+  } finally {
+    onNetworkGrid.dispose();
+  }
   const threshold = minEnhancingVoxels(voxelSpacing(input.reference.affine), options.minEnhancingVolume);
   const processed = suppressSmallEnhancingTumour(classes, model.config.classes, threshold);
   const prediction: CasePrediction = {
@@ -371,7 +464,7 @@ export interface PredictFilesOptions extends Omit<PredictOptions, 'probabilities
  * `predictCase` and writing its outputs with the input's geometry. Output paths are checked before
  * inference starts and every file is written atomically, so a failure leaves nothing half-written.
  */
-export function predictToFiles(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictFilesOptions): CasePrediction {
+export async function predictToFiles(inference: InferenceModel, files: Partial<Record<Modality, string>>, options: PredictFilesOptions): Promise<CasePrediction> {
   checkNiftiOutput(options.out, 'segmentation output');
   if (options.probabilities !== undefined) {
     checkNiftiOutput(options.probabilities, 'probability output');
@@ -379,7 +472,7 @@ export function predictToFiles(inference: InferenceModel, files: Partial<Record<
       throw new Error(`the probability maps and the segmentation would both be written to ${options.out}`);
     }
   }
-  const prediction = predictCase(inference, files, { ...options, probabilities: options.probabilities !== undefined });
+  const prediction = await predictCase(inference, files, { ...options, probabilities: options.probabilities !== undefined });
   if (options.probabilities !== undefined && prediction.probabilities) {
     writeVolume(options.probabilities, prediction.probabilities, [...prediction.shape, inference.model.config.classes], prediction.reference);
   }

@@ -2,6 +2,7 @@
 import { torch, type Tensor } from '../engine/index.ts';
 
 export type Shape3 = [number, number, number];
+type Shape5 = [number, number, ...Shape3];
 
 export interface SlidingWindowOptions {
   /** Fraction of the patch shared by neighbouring windows (docs/method.md §7: 0.5). */
@@ -54,10 +55,9 @@ export function slidingWindowInference(
 ): Tensor {
   return torch.noGrad(() =>
     torch.tidy(() => {
-      const [, , ...size] = volume.shape as [number, number, number, number, number];
-      const padded = size.map((s, i) => Math.max(s, patch[i])) as Shape3;
-      const pads = [padded[2] - size[2], padded[1] - size[1], padded[0] - size[0]].flatMap((p) => [0, p]);
-      const input = pads.some((p) => p > 0) ? torch.pad(volume, pads) : volume;
+      const [, , ...size] = volume.shape as Shape5;
+      const padded = paddedShape(size, patch);
+      const input = padToPatch(volume, size, patch);
       const weights = importanceMap(patch, opts.weighting ?? 'uniform', opts.sigmaScale).to(volume.device);
       const starts = padded.map((s, i) => windowStarts(s, patch[i], opts.overlap ?? 0.5));
       const total = starts[0].length * starts[1].length * starts[2].length;
@@ -99,6 +99,186 @@ export function defaultWindowBatch(patch: Shape3): number {
   return Math.max(1, Math.floor((2 * 32 ** 3) / (patch[0] * patch[1] * patch[2])));
 }
 
+/** Spatial shape a volume is predicted at: every axis at least one patch long (shorter ones are zero-padded at the end). */
+function paddedShape(size: Shape3, patch: Shape3): Shape3 {
+  return size.map((s, i) => Math.max(s, patch[i])) as Shape3;
+}
+
+/** A volume (1, K, X, Y, Z) zero-padded at the end to `paddedShape`. */
+function padToPatch(volume: Tensor, size: Shape3, patch: Shape3): Tensor {
+  const padded = paddedShape(size, patch);
+  const pads = [padded[2] - size[2], padded[1] - size[1], padded[0] - size[0]].flatMap((p) => [0, p]);
+  return pads.some((p) => p > 0) ? torch.pad(volume, pads) : volume;
+}
+
+/** Which of the outputs read a channel that is non-zero in the window at (x, y, z) of `input` (1, K, X, Y, Z). */
+function outputsNeeded(input: Tensor, patch: Shape3, x: number, y: number, z: number, outputChannels: readonly (readonly boolean[])[]): boolean[] {
+  const nonZero = torch.tidy(() => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]).abs().flatten(2).amax(2).toArray());
+  return outputChannels.map((channels) => channels.some((reads, k) => reads && nonZero[k] > 0));
+}
+
+function checkStreamInput(volume: Tensor, outputChannels: readonly (readonly boolean[])[], what: string): void {
+  if (volume.ndim !== 5 || volume.size(0) !== 1) throw new Error(`${what}: expected a volume (1, K, X, Y, Z), got [${volume.shape.join(', ')}]`);
+  if (outputChannels.some((channels) => channels.length !== volume.size(1))) throw new Error(`${what}: every output needs one flag per channel (${volume.size(1)})`);
+}
+
+/**
+ * The window start offsets along x of `volume` (1, K, X, Y, Z) and the work of each window, in the order
+ * `accumulateWindows` runs them (x, then y, then z): 1 + the number of outputs predicted there (a batch is encoded
+ * once, then fused per output), 0 for a window no output reads. What `splitWindows` balances.
+ */
+export function windowWork(
+  volume: Tensor /* (1, K, X, Y, Z) */,
+  patch: Shape3,
+  outputChannels: readonly (readonly boolean[])[],
+  overlap = 0.5,
+): { xStarts: number[]; work: number[] } {
+  checkStreamInput(volume, outputChannels, 'windowWork');
+  return torch.noGrad(() =>
+    torch.tidy(() => {
+      const [, , ...size] = volume.shape as Shape5;
+      const input = padToPatch(volume, size, patch);
+      const starts = paddedShape(size, patch).map((s, i) => windowStarts(s, patch[i], overlap));
+      const work: number[] = [];
+      for (const x of starts[0])
+        for (const y of starts[1])
+          for (const z of starts[2]) {
+            const used = outputsNeeded(input, patch, x, y, z, outputChannels).filter(Boolean).length;
+            work.push(used > 0 ? 1 + used : 0);
+          }
+      return { xStarts: starts[0], work };
+    }),
+  );
+}
+
+/**
+ * Splits consecutive items of the given work into at most `parts` non-empty contiguous runs of about equal work
+ * (each run ends where the running total first reaches its share); returns the runs' [first, end) item indices.
+ * Without any work the items are split by count.
+ */
+export function splitWindows(work: readonly number[], parts: number): [number, number][] {
+  const count = Math.min(parts, work.length);
+  const weights = work.some((w) => w > 0) ? work : work.map(() => 1);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const runs: [number, number][] = [];
+  let first = 0;
+  let done = 0;
+  for (let part = 1; part <= count; part++) {
+    // Leave at least one item for each later part.
+    const last = work.length - (count - part);
+    let end = first + 1;
+    done += weights[first];
+    while (end < last && (part === count || done + weights[end] / 2 <= (total * part) / count)) done += weights[end++];
+    runs.push([first, end]);
+    first = end;
+  }
+  return runs;
+}
+
+/** Blending sums turned into probabilities: sum / weight, and background (class 0) where no window was predicted. */
+export function blendSums(sum: Tensor /* (S, C, n, Y, Z) */, weight: Tensor /* (S, 1, n, Y, Z) */): Tensor /* (S, C, n, Y, Z) */ {
+  return torch.tidy(() => {
+    const empty = weight.eq(0).to(weight.dtype);
+    const blended = sum.div(weight.add(empty));
+    blended.narrow(1, 0, 1).add_(empty);
+    return blended;
+  });
+}
+
+export interface WindowSumOptions extends StreamedWindowOptions {
+  /** Window start offsets along x (`windowStarts` along x, or a part of them); default all of them. */
+  xStarts?: readonly number[];
+  /** The windows to run, [first, end) in the order x (over `xStarts`), then y, then z; default all. */
+  windows?: readonly [number, number];
+}
+
+/**
+ * The blending sums of `streamWindows` before they are divided: for the windows `opts.windows` at `opts.xStarts`
+ * (default all), the weighted sum of the predictions (S, C, n, Y, Z) and of the weights (S, 1, n, Y, Z) of the voxels
+ * x in [xStart, xStart + n), handed to `onSums` in x order once no later window adds to them; together the calls cover
+ * x from the x start of the first window to the end of the last one. The tensors are valid during the call only.
+ */
+export function accumulateWindows(
+  volume: Tensor /* (1, K, X, Y, Z) */,
+  patch: Shape3,
+  classes: number,
+  outputChannels: readonly (readonly boolean[])[],
+  predict: (windows: Tensor /* (B, K, px, py, pz) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, px, py, pz) */,
+  onSums: (xStart: number, sum: Tensor /* (S, C, n, Y, Z) */, weight: Tensor /* (S, 1, n, Y, Z) */) => void,
+  opts: WindowSumOptions = {},
+): void {
+  const outputs = outputChannels.length;
+  checkStreamInput(volume, outputChannels, 'streamWindows');
+  const batchSize = opts.batchSize ?? defaultWindowBatch(patch);
+  torch.noGrad(() =>
+    torch.tidy(() => {
+      const [, , ...size] = volume.shape as Shape5;
+      const padded = paddedShape(size, patch);
+      const input = padToPatch(volume, size, patch);
+      const uniform = (opts.weighting ?? 'uniform') === 'uniform';
+      const weights = importanceMap(patch, opts.weighting ?? 'uniform', opts.sigmaScale).to(volume.device);
+      const starts = padded.map((s, i) => windowStarts(s, patch[i], opts.overlap ?? 0.5));
+      const xStarts = opts.xStarts ?? starts[0];
+      const perX = starts[1].length * starts[2].length;
+      const [firstWindow, endWindow] = opts.windows ?? [0, xStarts.length * perX];
+      if (firstWindow < 0 || endWindow > xStarts.length * perX) throw new Error(`streamWindows: windows ${firstWindow}–${endWindow} of ${xStarts.length * perX}`);
+      if (endWindow <= firstWindow) return;
+      const total = endWindow - firstWindow;
+      const span: Shape3 = [patch[0], padded[1], padded[2]];
+      const weightSum = torch.zeros([outputs, 1, ...span], { device: volume.device });
+      const sum = torch.zeros([outputs, classes, ...span], { device: volume.device });
+      let low = xStarts[Math.floor(firstWindow / perX)];
+      let done = 0;
+      const region = (t: Tensor, x: number, y: number, z: number) => t.narrow(2, x - low, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]);
+      // Hands out x in [low, until) and moves the sums so that they start at `until`.
+      const emit = (until: number) => {
+        const count = Math.min(until, size[0]) - low;
+        if (count > 0) {
+          torch.tidy(() => {
+            const part = (t: Tensor) => t.narrow(2, 0, count).narrow(3, 0, size[1]).narrow(4, 0, size[2]);
+            onSums(low, part(sum), part(weightSum));
+          });
+        }
+        const shift = until - low;
+        for (const accumulator of [sum, weightSum]) {
+          const kept = patch[0] - shift;
+          if (kept > 0) accumulator.narrow(2, 0, kept).copy_(accumulator.narrow(2, shift, kept).clone());
+          accumulator.narrow(2, Math.max(kept, 0), Math.min(shift, patch[0])).zero_();
+        }
+        low = until;
+      };
+      for (let xIndex = Math.floor(firstWindow / perX); xIndex * perX < endWindow; xIndex++) {
+        const x = xStarts[xIndex];
+        if (x > low) emit(x);
+        const windows: { y: number; z: number; needed: boolean[] }[] = [];
+        for (let w = Math.max(firstWindow, xIndex * perX); w < Math.min(endWindow, (xIndex + 1) * perX); w++) {
+          const [y, z] = [starts[1][Math.floor((w % perX) / starts[2].length)], starts[2][w % starts[2].length]];
+          const needed = outputsNeeded(input, patch, x, y, z, outputChannels);
+          if (needed.some(Boolean)) windows.push({ y, z, needed });
+          else opts.onWindow?.(++done, total);
+        }
+        for (let first = 0; first < windows.length; first += batchSize) {
+          const batch = windows.slice(first, first + batchSize);
+          torch.tidy(() => {
+            const stacked = torch.cat(batch.map(({ y, z }) => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2])), 0);
+            const output = predict(stacked, outputChannels.map((_, s) => batch.map((window) => window.needed[s])));
+            batch.forEach(({ y, z, needed }, b) => {
+              needed.forEach((use, s) => {
+                if (!use) return;
+                const prediction = output.select(0, s).select(0, b);
+                region(sum.narrow(0, s, 1), x, y, z).add_(uniform ? prediction : prediction.mul(weights.squeeze(0)));
+                region(weightSum.narrow(0, s, 1), x, y, z).add_(weights.squeeze(0));
+              });
+            });
+          });
+          for (let i = 0; i < batch.length; i++) opts.onWindow?.(++done, total);
+        }
+      }
+      emit(low + patch[0]);
+    }),
+  );
+}
+
 /**
  * The windows of `slidingWindowInference`, for S outputs that each read some of the input channels, blended in a
  * bounded amount of memory and handed out slab by slab along x as they become final.
@@ -123,74 +303,5 @@ export function streamWindows(
   onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
   opts: StreamedWindowOptions = {},
 ): void {
-  const outputs = outputChannels.length;
-  if (volume.ndim !== 5 || volume.size(0) !== 1) throw new Error(`streamWindows: expected a volume (1, K, X, Y, Z), got [${volume.shape.join(', ')}]`);
-  if (outputChannels.some((channels) => channels.length !== volume.size(1))) throw new Error(`streamWindows: every output needs one flag per channel (${volume.size(1)})`);
-  const batchSize = opts.batchSize ?? defaultWindowBatch(patch);
-  torch.noGrad(() =>
-    torch.tidy(() => {
-      const [, , ...size] = volume.shape as [number, number, number, number, number];
-      const padded = size.map((s, i) => Math.max(s, patch[i])) as Shape3;
-      const pads = [padded[2] - size[2], padded[1] - size[1], padded[0] - size[0]].flatMap((p) => [0, p]);
-      const input = pads.some((p) => p > 0) ? torch.pad(volume, pads) : volume;
-      const uniform = (opts.weighting ?? 'uniform') === 'uniform';
-      const weights = importanceMap(patch, opts.weighting ?? 'uniform', opts.sigmaScale).to(volume.device);
-      const starts = padded.map((s, i) => windowStarts(s, patch[i], opts.overlap ?? 0.5));
-      const total = starts[0].length * starts[1].length * starts[2].length;
-      const span: Shape3 = [patch[0], padded[1], padded[2]];
-      const weightSum = torch.zeros([outputs, 1, ...span], { device: volume.device });
-      const sum = torch.zeros([outputs, classes, ...span], { device: volume.device });
-      let low = 0;
-      let done = 0;
-      const region = (t: Tensor, x: number, y: number, z: number) => t.narrow(2, x - low, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]);
-      // Hands out x in [low, until) and moves the sums so that they start at `until`.
-      const emit = (until: number) => {
-        const count = Math.min(until, size[0]) - low;
-        if (count > 0) {
-          torch.tidy(() => {
-            const weight = weightSum.narrow(2, 0, count).narrow(3, 0, size[1]).narrow(4, 0, size[2]);
-            const empty = weight.eq(0).to(weight.dtype);
-            const part = sum.narrow(2, 0, count).narrow(3, 0, size[1]).narrow(4, 0, size[2]).div(weight.add(empty));
-            part.narrow(1, 0, 1).add_(empty);
-            onSlab(low, part);
-          });
-        }
-        const shift = until - low;
-        for (const accumulator of [sum, weightSum]) {
-          const kept = patch[0] - shift;
-          if (kept > 0) accumulator.narrow(2, 0, kept).copy_(accumulator.narrow(2, shift, kept).clone());
-          accumulator.narrow(2, Math.max(kept, 0), Math.min(shift, patch[0])).zero_();
-        }
-        low = until;
-      };
-      for (const x of starts[0]) {
-        if (x > low) emit(x);
-        const windows: { y: number; z: number; needed: boolean[] }[] = [];
-        for (const y of starts[1])
-          for (const z of starts[2]) {
-            const nonZero = torch.tidy(() => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2]).abs().flatten(2).amax(2).toArray());
-            const needed = outputChannels.map((channels) => channels.some((reads, k) => reads && nonZero[k] > 0));
-            if (needed.some(Boolean)) windows.push({ y, z, needed });
-            else opts.onWindow?.(++done, total);
-          }
-        for (let first = 0; first < windows.length; first += batchSize) {
-          const batch = windows.slice(first, first + batchSize);
-          torch.tidy(() => {
-            const stacked = torch.cat(batch.map(({ y, z }) => input.narrow(2, x, patch[0]).narrow(3, y, patch[1]).narrow(4, z, patch[2])), 0);
-            const output = predict(stacked, outputChannels.map((_, s) => batch.map((window) => window.needed[s])));
-            batch.forEach(({ y, z, needed }, b) => {
-              needed.forEach((use, s) => {
-                if (!use) return;
-                const prediction = output.select(0, s).select(0, b);
-                region(sum.narrow(0, s, 1), x, y, z).add_(uniform ? prediction : prediction.mul(weights.squeeze(0)));
-                region(weightSum.narrow(0, s, 1), x, y, z).add_(weights.squeeze(0));
-              });
-            });
-          });
-          for (let i = 0; i < batch.length; i++) opts.onWindow?.(++done, total);
-        }
-      }
-      emit(low + patch[0]);
-    }),
-  );
+  accumulateWindows(volume, patch, classes, outputChannels, predict, (x, sum, weight) => onSlab(x, blendSums(sum, weight)), opts);
 }

@@ -76,7 +76,7 @@ test('smml predict --input --output: every case from its own sequences, failures
   assert.ok(first.errors.some((line) => line.includes(`predict 2/3 ${ids[1]}: from FLAIR+T1ce`)), first.errors.join(''));
   // The folder form writes what the single-case form computes.
   const inference = { model, labelValues: BRATS2018_VALUES };
-  const single = predictCase(inference, { flair: caseFiles(root, ids[1]).flair, t1ce: caseFiles(root, ids[1]).t1ce });
+  const single = await predictCase(inference, { flair: caseFiles(root, ids[1]).flair, t1ce: caseFiles(root, ids[1]).t1ce });
   assert.deepEqual(labelsOf(path.join(output, `${ids[1]}.nii.gz`)), Array.from(single.labels));
 
   const written = fs.statSync(path.join(output, `${ids[0]}.nii.gz`)).mtimeMs;
@@ -91,7 +91,7 @@ test('smml predict --input --output: every case from its own sequences, failures
 
 test('nnU-Net channel files give the same segmentation as the BraTS folder, in either channel order', async () => {
   const files = caseFiles(root, ids[0]);
-  const reference = predictCase({ model, labelValues: BRATS2018_VALUES }, files);
+  const reference = await predictCase({ model, labelValues: BRATS2018_VALUES }, files);
   for (const order of ['flair,t1ce,t1,t2', 't1,t1ce,t2,flair']) {
     const flat = path.join(dir, `nnunet-${order.replaceAll(',', '-')}`);
     fs.mkdirSync(flat);

@@ -3,9 +3,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { torch } from '../../src/engine/index.ts';
+import { torch, type Tensor } from '../../src/engine/index.ts';
 import { synthesizeDataset, syntheticCaseId } from '../../src/data/synthetic.ts';
-import type { Modality } from '../../src/data/modalities.ts';
+import type { Modality, ModalityMask } from '../../src/data/modalities.ts';
 import { createModel, type SmmlModel } from '../../src/models/index.ts';
 import { parseTrainingConfig } from '../../src/training/config.ts';
 import { encodeModelMetadata, MODEL_FORMAT, RUN_FORMAT, RUN_FORMAT_VERSION, runPaths, writeRunConfig } from '../../src/training/run-dir.ts';
@@ -73,4 +73,32 @@ export function writeRunFolder(runDir: string, model: SmmlModel, data: { root: s
       validation: null,
     }),
   );
+}
+
+/** Spatial shape of `phantomImages`. */
+export const PHANTOM_SHAPE = [72, 40, 20] as const;
+
+/**
+ * Random sequences inside a brain box x 4–29, y 4–35, z 2–17 and zero around it, T1 (channel 2) non-zero in x 4–11 only;
+ * with windows of 32 every 16 voxels, the windows at x 32 and 40 hold no brain, and T1 alone reaches only those at x 0.
+ */
+export function phantomImages(): Tensor /* (1, 4, 72, 40, 20) */ {
+  const [X, Y, Z] = PHANTOM_SHAPE;
+  torch.manualSeed(21);
+  const values = torch.randn([1, 4, X, Y, Z]).add(3).toTypedArray() as Float32Array;
+  const at = (k: number, x: number, y: number, z: number) => (((k * X + x) * Y + y) * Z + z);
+  for (let k = 0; k < 4; k++)
+    for (let x = 0; x < X; x++)
+      for (let y = 0; y < Y; y++)
+        for (let z = 0; z < Z; z++) {
+          const inBrain = x >= 4 && x < 30 && y >= 4 && y < 36 && z >= 2 && z < 18 && (k !== 2 || x < 12);
+          if (!inBrain) values[at(k, x, y, z)] = 0;
+        }
+  return torch.tensor(values, [1, 4, X, Y, Z]);
+}
+
+/** Voxels of `phantomImages` where some sequence of the subset is non-zero, (X, Y, Z) flags. */
+export function brainOf(images: Float32Array, subset: ModalityMask): Uint8Array {
+  const voxels = PHANTOM_SHAPE[0] * PHANTOM_SHAPE[1] * PHANTOM_SHAPE[2];
+  return Uint8Array.from({ length: voxels }, (_, v) => (subset.some((present, k) => present && images[k * voxels + v] !== 0) ? 1 : 0));
 }

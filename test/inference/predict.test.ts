@@ -39,10 +39,10 @@ test('preprocessing of a subset: crop to the given modalities, z-score each, abs
   assert.equal(channel(0).filter((v) => v !== 0).length, flair.filter((v) => v !== 0).length);
 });
 
-test('predict writes labels with the input grid and geometry, matching the network run by hand', () => {
+test('predict writes labels with the input grid and geometry, matching the network run by hand', async () => {
   const out = path.join(dir, 'out', 'seg.nii.gz');
   const probabilitiesFile = path.join(dir, 'out', 'probabilities.nii.gz');
-  predictToFiles(inference, { flair: files.flair, t2: files.t2 }, { out, probabilities: probabilitiesFile, weighting: 'uniform' });
+  await predictToFiles(inference, { flair: files.flair, t2: files.t2 }, { out, probabilities: probabilitiesFile, weighting: 'uniform' });
   const source = readVolume(files.flair);
   const t2 = readVolume(files.t2);
   const seg = readVolume(out);
@@ -99,10 +99,10 @@ test('the probabilities sum to one at every voxel', () => {
   }
 });
 
-test('no modality given is an error', () => {
-  assert.throws(() => predictCase(inference, {}), /no input modality given/);
+test('no modality given is an error', async () => {
+  await assert.rejects(predictCase(inference, {}), /no input modality given/);
   const out = path.join(dir, 'none', 'seg.nii.gz');
-  assert.throws(() => predictToFiles(inference, {}, { out }), /no input modality given/);
+  await assert.rejects(predictToFiles(inference, {}, { out }), /no input modality given/);
   assert.equal(fs.existsSync(out), false);
 });
 
@@ -117,25 +117,25 @@ test('a sequence on another grid of the same head is resampled onto the first on
   assert.deepEqual(input.reference.affine, source.affine);
 });
 
-test('an output that cannot be written fails before inference and leaves nothing behind', () => {
+test('an output that cannot be written fails before inference and leaves nothing behind', async () => {
   const blocker = path.join(dir, 'blocker');
   fs.writeFileSync(blocker, 'a file where a folder is needed');
   const before = filesIn(dir);
-  assert.throws(() => predictToFiles(inference, { flair: files.flair }, { out: path.join(blocker, 'seg.nii.gz') }), /segmentation output .* cannot be written/);
-  assert.throws(() => predictToFiles(inference, { flair: files.flair }, { out: path.join(dir, 'seg.png') }), /must end in \.nii or \.nii\.gz/);
+  await assert.rejects(predictToFiles(inference, { flair: files.flair }, { out: path.join(blocker, 'seg.nii.gz') }), /segmentation output .* cannot be written/);
+  await assert.rejects(predictToFiles(inference, { flair: files.flair }, { out: path.join(dir, 'seg.png') }), /must end in \.nii or \.nii\.gz/);
   const out = path.join(dir, 'ok.nii.gz');
-  assert.throws(
-    () => predictToFiles(inference, { flair: files.flair }, { out, probabilities: path.join(blocker, 'p.nii.gz') }),
+  await assert.rejects(
+    predictToFiles(inference, { flair: files.flair }, { out, probabilities: path.join(blocker, 'p.nii.gz') }),
     /probability output .* cannot be written/,
   );
-  assert.throws(() => predictToFiles(inference, { flair: files.flair }, { out: dir }), /must end in/);
+  await assert.rejects(predictToFiles(inference, { flair: files.flair }, { out: dir }), /must end in/);
   fs.mkdirSync(path.join(dir, 'folder.nii.gz'));
-  assert.throws(() => predictToFiles(inference, { flair: files.flair }, { out: path.join(dir, 'folder.nii.gz') }), /it is a folder/);
+  await assert.rejects(predictToFiles(inference, { flair: files.flair }, { out: path.join(dir, 'folder.nii.gz') }), /it is a folder/);
   assert.deepEqual(filesIn(dir), [...before, 'folder.nii.gz'].sort());
 });
 
-test('a label convention that does not fit the model is an error', () => {
-  assert.throws(() => predictCase({ model, labelValues: [0, 1, 2] }, { flair: files.flair }), /predicts 4 classes but its label convention lists 3 values/);
+test('a label convention that does not fit the model is an error', async () => {
+  await assert.rejects(predictCase({ model, labelValues: [0, 1, 2] }, { flair: files.flair }), /predicts 4 classes but its label convention lists 3 values/);
 });
 
 test('smml predict: flags, run folder, output', async () => {
@@ -161,6 +161,6 @@ test('smml predict: flags, run folder, output', async () => {
   assert.match(lines[0], /segmented from T1ce\+T1 in/);
   const seg = readVolume(out);
   assert.deepEqual(seg.shape, [32, 32, 21]);
-  const direct = predictCase(inference, { t1ce: files.t1ce, t1: files.t1 }, { weighting: 'uniform' });
+  const direct = await predictCase(inference, { t1ce: files.t1ce, t1: files.t1 }, { weighting: 'uniform' });
   assert.deepEqual(Array.from(seg.data), Array.from(direct.labels));
 });

@@ -108,7 +108,7 @@ function wholeTumourDice(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return (2 * both) / sum;
 }
 
-test('a case at two slice thicknesses: resampled to the training voxel size, the two predictions agree', () => {
+test('a case at two slice thicknesses: resampled to the training voxel size, the two predictions agree', async () => {
   const spacing: [number, number, number] = [3.75, 3.75, 3.75];
   const thin = readVolume(fineFiles.flair);
   const [I, J, K] = thin.shape;
@@ -118,8 +118,8 @@ test('a case at two slice thicknesses: resampled to the training voxel size, the
   assert.equal(prepareModalities(fineFiles, { spacing }).network, undefined);
 
   const inference: InferenceModel = { model: flairThresholdModel(32), labelValues: BRATS2018_VALUES, spacing };
-  const onThin = predictCase(inference, fineFiles, { probabilities: true }).probabilities!;
-  const onThick = predictCase(inference, thickFiles);
+  const onThin = (await predictCase(inference, fineFiles, { probabilities: true })).probabilities!;
+  const onThick = await predictCase(inference, thickFiles);
   assert.deepEqual(onThick.shape, [I, J, Math.floor(K / 2)]);
   assert.deepEqual(onThick.reference.affine, readVolume(thickFiles.flair).affine);
   // The thin prediction on the thick grid: oedema where the mean of the two slices' oedema probabilities exceeds 0.5

@@ -9,27 +9,9 @@ import { argmaxLabels, subsetLabels, subsetProbabilities } from '../../src/infer
 import { clearOutsideBrain } from '../../src/inference/postprocess.ts';
 import { defaultWindowBatch, slidingWindowInference, streamWindows } from '../../src/inference/sliding-window.ts';
 import { createModel, modalityMask, type SegmentationModel } from '../../src/models/index.ts';
-import { tinyModel } from './helpers.ts';
+import { brainOf, PHANTOM_SHAPE, phantomImages, tinyModel } from './helpers.ts';
 
-const [X, Y, Z] = [72, 40, 20];
-
-/**
- * Random sequences inside a brain box x 4–29, y 4–35, z 2–17 and zero around it, T1 (channel 2) non-zero in x 4–11 only;
- * with windows of 32 every 16 voxels, the windows at x 32 and 40 hold no brain, and T1 alone reaches only those at x 0.
- */
-function phantomImages(): Tensor {
-  torch.manualSeed(21);
-  const values = torch.randn([1, 4, X, Y, Z]).add(3).toTypedArray() as Float32Array;
-  const at = (k: number, x: number, y: number, z: number) => (((k * X + x) * Y + y) * Z + z);
-  for (let k = 0; k < 4; k++)
-    for (let x = 0; x < X; x++)
-      for (let y = 0; y < Y; y++)
-        for (let z = 0; z < Z; z++) {
-          const inBrain = x >= 4 && x < 30 && y >= 4 && y < 36 && z >= 2 && z < 18 && (k !== 2 || x < 12);
-          if (!inBrain) values[at(k, x, y, z)] = 0;
-        }
-  return torch.tensor(values, [1, 4, X, Y, Z]);
-}
+const [X, Y, Z] = PHANTOM_SHAPE;
 
 /** Every window through the model on its own, blended over the whole volume, one subset at a time. */
 function straightforward(model: SegmentationModel, images: Tensor, subsets: readonly ModalityMask[], weighting: 'uniform' | 'gaussian'): Tensor {
@@ -41,12 +23,6 @@ function straightforward(model: SegmentationModel, images: Tensor, subsets: read
     }),
     0,
   );
-}
-
-/** Voxels where some sequence of the subset is non-zero, (X, Y, Z) flags. */
-function brainOf(images: Float32Array, subset: ModalityMask): Uint8Array {
-  const voxels = X * Y * Z;
-  return Uint8Array.from({ length: voxels }, (_, v) => (subset.some((present, k) => present && images[k * voxels + v] !== 0) ? 1 : 0));
 }
 
 function compare(model: SegmentationModel, subsets: readonly ModalityMask[], weighting: 'uniform' | 'gaussian', batchSize: number): void {
