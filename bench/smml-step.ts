@@ -183,5 +183,11 @@ export const smmlStepSection: Section = {
 };
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2]) {
-  console.log(JSON.stringify(await runWorker(JSON.parse(process.argv[2]) as WorkerRequest)));
+  runWorker(JSON.parse(process.argv[2]) as WorkerRequest).then(
+    (result) => console.log(JSON.stringify(result)),
+    (error: unknown) => {
+      console.error(error instanceof Error ? (error.stack ?? error.message) : error);
+      process.exit(1);
+    },
+  );
 }
