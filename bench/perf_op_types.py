@@ -3,19 +3,26 @@
 Record with DWARF call chains, one libtorch thread (so every sample's chain reaches the operation that asked for the
 work; with more threads the OpenMP workers' chains stop at the parallel region), then read the samples:
 
-    perf record -F 250 --call-graph dwarf,16384 -o step.data -- \
-        npx tsx bench/profile-step.ts --preset paper --patch 32 --threads 1
-    perf script -i step.data -F tid,ip,sym | python3 bench/perf_op_types.py
+    mkfifo perf.ctl
+    perf record -F 500 --call-graph dwarf,12288 -k CLOCK_MONOTONIC -D -1 --control fifo:perf.ctl -o step.data -- \
+        node --perf-basic-prof --import tsx bench/profile-step.ts --preset paper --patch 32 --threads 1 --perf-control perf.ctl
+    perf script --no-inline -i step.data -F tid,time,ip,sym,dso | python3 bench/perf_op_types.py perf.ctl.phases
 
-A sample belongs to the backward when its chain passes through the autograd engine; its operation is then the
+profile-step.ts switches the recording on for its timed steps only and writes when each phase began (forward,
+objective, backward, optimiser) to perf.ctl.phases: a sample's phase is the one running at its time.
+
+Only the busiest thread counts (the main thread: at one libtorch thread it does all the tensor work; the others are
+Node's and esbuild's). A sample belongs to the backward when its chain passes through the autograd engine; its operation is then the
 autograd node nearest the leaf (ConvolutionBackward0, CppNode<ThinConvolutionFunction>, …). Otherwise it is the
 outermost ATen operation or addon function under the JavaScript call. The optimiser's fused Adam step runs in-place
-operations of the addon's InitInPlaceOps group; that group's samples outside the backward count as the optimiser.
-Warm-up and the convolutions that profile-step.ts times on their own are in the recording too: compare shares, not
-counts, and read them with profile-step.ts's phase table.
+operations of the addon's InitInPlaceOps group. oneDNN's convolution kernels (more than 16 channels; the engine's
+direct kernels take the thinner ones) are generated at run time: perf cannot unwind them, so their samples count as
+one type. Node's --perf-basic-prof names V8's generated code, which would otherwise look the same.
 """
 
+import bisect
 import collections
+import json
 import re
 import sys
 
@@ -42,6 +49,7 @@ CATEGORIES = [
 ]
 CATEGORY_OF = {name.lower(): category for category, names in CATEGORIES for name in names}
 ELEMENTWISE = "elementwise (add, mul, div, clamp, log, …)"
+GENERATED = "oneDNN convolution kernels (generated code)"
 
 
 def node_op(name):
@@ -63,58 +71,79 @@ def category(op):
 
 
 def classify(frames):
-    """(phase, category, operation) of one sample; frames run from the leaf to the root."""
+    """(operation type, operation or autograd node) of one sample; frames run from the leaf to the root."""
+    if len(frames) == 1 and "[unknown] (/tmp/perf-" in frames[0]:
+        return GENERATED, None
     if any("torch::autograd::Engine::" in f for f in frames):
         for f in frames:
             match = NODE.search(f)
             if match:
                 name = next(g for g in match.groups() if g)
                 op = node_op(name)
-                return "backward", category(op), name
-        return "backward", "autograd engine", None
+                return category(op), name
+        return "autograd engine", None
     if any("InitInPlaceOps" in f for f in frames):
-        return "optimiser", "optimiser step (fused Adam)", None
+        return "optimiser step (fused Adam)", None
     for f in reversed(frames):
         match = ADDON_OP.search(f) or ATEN_OP.search(f)
         if match:
             op = next(g for g in match.groups() if g)
-            return "forward and objective", category(op), op
-    if any("node::" in f or "v8::" in f or "Builtins_" in f for f in frames):
-        return "outside libtorch", "JavaScript, V8 and Node", None
-    return "outside libtorch", "other (kernel, libraries)", None
+            return category(op), op
+    if any("node::" in f or "v8::" in f or "Builtins_" in f or "/tmp/perf-" in f or "(/usr/bin/node)" in f for f in frames):
+        return "JavaScript, V8 and Node", None
+    return "other (kernel, libraries)", None
 
 
 def samples(lines):
-    frames = []
+    """(thread id, time in seconds, frames from the leaf to the root) per sample."""
+    header, frames = None, []
     for line in lines:
         line = line.rstrip("\n")
         if not line.strip():
             if frames:
-                yield frames
-            frames = []
-        elif line.startswith((" ", "\t")):
+                yield header[0], float(header[1].rstrip(":")), frames
+            header, frames = None, []
+        elif header is None:
+            header = line.split()
+        else:
             frames.append(line.strip())
     if frames:
-        yield frames
+        yield header[0], float(header[1].rstrip(":")), frames
+
+
+def phase_at(starts, times, time):
+    """The phase that began last before `time`."""
+    index = bisect.bisect_right(times, time) - 1
+    return starts[index][0] if index >= 0 else starts[0][0]
 
 
 def main():
     by_category = collections.Counter()
     by_operation = collections.Counter()
     total = 0
-    for frames in samples(sys.stdin):
-        phase, cat, op = classify(frames)
+    if len(sys.argv) != 2:
+        sys.exit("usage: perf script --no-inline -F tid,time,ip,sym,dso | python3 bench/perf_op_types.py PHASES_JSON")
+    with open(sys.argv[1]) as file:
+        starts = json.load(file)
+    times = [start for _, start in starts]
+    recorded = list(samples(sys.stdin))
+    main_thread = collections.Counter(tid for tid, _, _ in recorded).most_common(1)[0][0] if recorded else None
+    for tid, time, frames in recorded:
+        if tid != main_thread:
+            continue
+        cat, op = classify(frames)
+        phase = phase_at(starts, times, time)
         by_category[(cat, phase)] += 1
         if op:
             by_operation[(phase, op)] += 1
         total += 1
     if total == 0:
-        sys.exit("no samples on stdin (expected `perf script -F tid,ip,sym` output with call chains)")
-    phases = ["forward and objective", "backward", "optimiser", "outside libtorch"]
+        sys.exit("no samples on stdin (expected `perf script -F tid,time,ip,sym,dso` output with call chains)")
+    phases = ["forward", "objective", "backward", "optimiser"]
     rows = collections.defaultdict(collections.Counter)
     for (cat, phase), n in by_category.items():
         rows[cat][phase] += n
-    print(f"{total} samples\n")
+    print(f"{total} samples of thread {main_thread}\n")
     print("| operation type | " + " | ".join(phases) + " | all |")
     print("|---|" + "---:|" * (len(phases) + 1))
     for cat, counts in sorted(rows.items(), key=lambda item: -sum(item[1].values())):

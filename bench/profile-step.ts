@@ -6,7 +6,9 @@
 //     on its own (forward + backward minus forward, same shapes, padding and stride, repeated as often as the step has it).
 // The backward as a whole is one addon call; bench/perf_op_types.py splits it by autograd node from a `perf` recording.
 //
-//   npx tsx bench/profile-step.ts [--preset paper] [--patch 32] [--batch 2] [--steps 2] [--threads N]
+//   npx tsx bench/profile-step.ts [--preset paper] [--patch 32] [--batch 2] [--steps 2] [--threads N] [--perf-control FIFO]
+// (see bench/perf_op_types.py for the perf recording)
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { torch, type Tensor } from '../src/engine/index.ts';
 import { native, type NativeHandle } from '../src/engine/native.ts';
@@ -106,10 +108,16 @@ function outputSize(c: ConvCall): number {
   return c.transposed ? size * c.stride[0] : Math.floor((size + 2 * c.padding[0] - kernel) / c.stride[0]) + 1;
 }
 
+/** Input and output channels of a convolution call. */
+function channelsOf(c: ConvCall): { inC: number; outC: number } {
+  return c.transposed ? { inC: c.weight[0], outC: c.weight[1] } : { inC: c.weight[1], outC: c.weight[0] };
+}
+
+/** Kernel, stride, output size and output width: the level a convolution works at. */
 function convLabel(c: ConvCall): string {
   const kernel = c.weight[2];
   const what = c.transposed ? `transposed ${kernel}³ stride ${c.stride[0]}` : `${kernel}³${c.stride[0] > 1 ? ` stride ${c.stride[0]}` : ''}`;
-  return `${what} @${outputSize(c)}³`;
+  return `${what} → ${channelsOf(c).outC} @${outputSize(c)}³`;
 }
 
 /** Forward and forward + backward of one convolution call on its own, with random data of its shapes; medians in ms. */
@@ -152,6 +160,9 @@ function main(): void {
       batch: { type: 'string', default: '2' },
       steps: { type: 'string', default: '2' },
       threads: { type: 'string' },
+      // Under `perf record -k CLOCK_MONOTONIC --control fifo:FIFO -D -1`: recording is switched on for the timed steps
+      // only, and each phase's start (CLOCK_MONOTONIC, seconds) is written to FIFO.phases for bench/perf_op_types.py.
+      'perf-control': { type: 'string' },
     },
   });
   if (values.threads) torch.setNumThreads(Number(values.threads));
@@ -166,8 +177,10 @@ function main(): void {
   // Phase marks: the model's forward, then the objective until the backward call, then the optimiser.
   const forward = model.forward.bind(model);
   let mark = 0;
+  const phaseStarts: [Phase, number][] = [];
   const enter = (phase: Phase) => {
     const now = performance.now();
+    if (profiler.recording) phaseStarts.push([phase, Number(process.hrtime.bigint()) / 1e9]);
     if (profiler.recording) profiler.addPhase(profiler.phase, now - mark);
     profiler.phase = phase;
     mark = now;
@@ -186,8 +199,10 @@ function main(): void {
     return result;
   };
 
+  const perfControl = values['perf-control'];
   const stepMs: number[] = [];
   workload.step(); // warm-up: oneDNN and the direct kernels prepare themselves on the first call of each shape
+  if (perfControl) writeFileSync(perfControl, 'enable\n');
   for (let s = 0; s < steps; s++) {
     profiler.recording = true;
     profiler.phase = 'forward';
@@ -197,6 +212,10 @@ function main(): void {
     enter('forward');
     stepMs.push(performance.now() - start);
     profiler.recording = false;
+  }
+  if (perfControl) {
+    writeFileSync(perfControl, 'disable\n');
+    writeFileSync(`${perfControl}.phases`, JSON.stringify(phaseStarts));
   }
   // Means: the phase and operation times are sums over the steps.
   const step = stepMs.reduce((a, b) => a + b, 0) / steps;
@@ -211,6 +230,7 @@ function main(): void {
   const ops = [...profiler.opMs].sort((a, b) => b[1] - a[1]).map(([op, ms]) => [op, formatMs(perStep(ms)), percent(perStep(ms))]);
   console.log(formatMarkdownTable(['forward and objective, by operation type', 'time per step', 'share of step'], ops), '\n');
 
+  if (perfControl) return;
   // Convolutions: counts and forward times from the step, backward measured on its own; grouped by kernel and level.
   const groups = new Map<string, { channels: Set<string>; calls: number; forwardMs: number; backwardMs: number; flops: number }>();
   for (const { call, count, forwardMs } of profiler.convs.values()) {
@@ -218,8 +238,8 @@ function main(): void {
     const { backwardMs } = isolatedConv(call, 2);
     const label = convLabel(call);
     const group = groups.get(label) ?? { channels: new Set<string>(), calls: 0, forwardMs: 0, backwardMs: 0, flops: 0 };
-    const [outC, inC] = call.transposed ? [call.weight[1], call.weight[0]] : [call.weight[0], call.weight[1]];
-    group.channels.add(`${inC}→${outC}`);
+    const { inC, outC } = channelsOf(call);
+    group.channels.add(String(inC));
     group.calls += calls;
     group.forwardMs += perStep(forwardMs);
     group.backwardMs += calls * backwardMs;
@@ -237,7 +257,7 @@ function main(): void {
       formatMs(g.backwardMs),
       percent(g.forwardMs + g.backwardMs),
     ]);
-  console.log(formatMarkdownTable(['convolution', 'channels', 'calls per step', 'forward in the step', 'backward on its own', 'share of step'], convRows));
+  console.log(formatMarkdownTable(['convolution → output channels', 'input channels', 'calls per step', 'forward in the step', 'backward on its own', 'share of step'], convRows));
 }
 
 main();
