@@ -41,7 +41,7 @@ CATEGORIES = [
     ("dropout", {"dropout", "native_dropout", "bernoulli", "bernoulli_", "fused_dropout"}),
     ("copies (cat, stack, index, one-hot, layout)", {"cat", "stack", "contiguous", "clone", "copy_", "to", "_to_copy", "index_select", "one_hot", "reshape",
                                                       "view", "permute", "transpose", "unbind", "narrow", "slice", "select", "expand", "pad",
-                                                      "reflection_pad3d", "_pad", "unsqueeze", "squeeze", "flatten", "unsafe_view", "_unsafe_view", "alias",
+                                                      "reflection_pad3d", "reflection_pad3_d", "_pad", "unsqueeze", "squeeze", "flatten", "unsafe_view", "_unsafe_view", "alias",
                                                       "index", "gather", "_reshape_alias"}),
     ("fills and random draws (zeros, ones, randn)", {"randn", "rand", "randint", "zeros", "ones", "full", "zero_", "fill_", "empty", "empty_like", "zeros_like", "ones_like", "new_zeros"}),
     ("reductions (sum, mean)", {"sum", "mean", "amax", "amin"}),
