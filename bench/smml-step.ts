@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../src/engine/index.ts';
 import { branchObjectives, DEFAULT_OBJECTIVE_CONFIG } from '../src/losses/index.ts';
-import { createModel, modalityMask, modelConfig, modelParameterCount, trainingStepFlops, type SmmlModel, type SmmlModelConfig, type SmmlPresetName } from '../src/models/index.ts';
+import { branchLayerCosts, createModel, modalityMask, modelConfig, modelParameterCount, trainingStepFlops, type SmmlModel, type SmmlModelConfig, type SmmlPresetName } from '../src/models/index.ts';
 import { parseTrainingConfig } from '../src/training/config.ts';
 import { predictionsOf } from '../src/training/trainer.ts';
 import { describeTiming, formatMs, MIB, PythonReference, summarise, timeAlternating, type BenchContext, type PythonTorch, type Section, type Timing } from './harness.ts';
@@ -81,6 +81,8 @@ interface WorkerResult {
   referenceLosses: unknown[];
   ourParameters: number;
   referenceParameters: number | null;
+  /** The reference's forward FLOPs of both branches, counted layer by layer as it ran. */
+  referenceForwardFlops: number | null;
   ourPeakRssMiB: number;
   referencePeakRssMiB: number | null;
 }
@@ -91,7 +93,7 @@ async function runWorker(request: WorkerRequest): Promise<WorkerResult> {
   const reference = request.python ? PythonReference.start(request.python, REFERENCE_SCRIPT) : undefined;
   try {
     const setup = reference
-      ? await reference.request<{ parameters: number }>({ op: 'setup', workload: 'smml_step', threads: request.threads, config, batch: request.batch, optimizer: optimiserSettings(), tau: DEFAULT_OBJECTIVE_CONFIG.tau })
+      ? await reference.request<{ parameters: number; forwardFlops: number }>({ op: 'setup', workload: 'smml_step', threads: request.threads, config, batch: request.batch, optimizer: optimiserSettings(), tau: DEFAULT_OBJECTIVE_CONFIG.tau })
       : undefined;
     const workload = smmlStepWorkload(config, request.batch);
     const timed = await timeAlternating(workload.step, reference, request.warmup, request.runs);
@@ -103,6 +105,7 @@ async function runWorker(request: WorkerRequest): Promise<WorkerResult> {
       referenceLosses: timed.referenceValues,
       ourParameters: workload.model.parameters().reduce((n, p) => n + p.numel, 0),
       referenceParameters: setup?.parameters ?? null,
+      referenceForwardFlops: setup?.forwardFlops ?? null,
       ourPeakRssMiB: (process.resourceUsage().maxRSS * 1024) / MIB,
       referencePeakRssMiB: referencePeak,
     };
@@ -140,11 +143,19 @@ const WORKLOADS: Workload[] = [
   { preset: 'paper', patch: 64, warmup: 1, runs: 2, quickRuns: 1 },
 ];
 
-/** Throws unless our model, the analytic count and the Python model agree on the number of parameters. */
-function checkParameterParity(label: string, analytic: number, result: WorkerResult): void {
+/**
+ * Throws unless our model, the analytic count and the Python model agree on the number of parameters, and the
+ * FLOPs the Python model counted in its forward equal the analytic forward FLOPs (src/models/cost.ts).
+ */
+function checkParity(label: string, config: SmmlModelConfig, result: WorkerResult): void {
+  const analytic = modelParameterCount(config);
   const counts = [`analytic ${analytic}`, `ours ${result.ourParameters}`, `PyTorch ${result.referenceParameters ?? '—'}`].join(', ');
   if (result.ourParameters !== analytic || (result.referenceParameters !== null && result.referenceParameters !== analytic)) {
     throw new Error(`${label}: the parameter counts differ (${counts}): the Python model no longer mirrors src/models`);
+  }
+  const forwardFlops = config.branches * BATCH * branchLayerCosts(config).reduce((n, l) => n + l.forwardFlops, 0);
+  if (result.referenceForwardFlops !== null && result.referenceForwardFlops !== forwardFlops) {
+    throw new Error(`${label}: the Python model's forward counted ${result.referenceForwardFlops} FLOPs, src/models/cost.ts says ${forwardFlops}`);
   }
 }
 
@@ -158,10 +169,10 @@ export async function smmlStepBenchmarks(ctx: BenchContext): Promise<BenchRow[]>
     const runs = ctx.quick ? w.quickRuns : w.runs;
     ctx.log(`smml-step: ${label}, batch ${BATCH}, ${w.warmup} warm-up and ${runs} timed step(s) per side, alternating`);
     const result = spawnWorker({ preset: w.preset, patch: w.patch, batch: BATCH, warmup: w.warmup, runs, threads: ctx.threads, python: ctx.python });
-    checkParameterParity(label, parameters, result);
+    checkParity(label, config, result);
     const ours = summarise(result.ourMs);
     const reference = result.referenceMs ? summarise(result.referenceMs) : undefined;
-    ctx.log(`smml-step: ${label}: parameters ours ${result.ourParameters}, PyTorch ${result.referenceParameters ?? '—'} (analytic ${parameters})`);
+    ctx.log(`smml-step: ${label}: parameters ours ${result.ourParameters}, PyTorch ${result.referenceParameters ?? '—'} (analytic ${parameters}); forward FLOPs counted by PyTorch ${result.referenceForwardFlops ?? '—'}, as cost.ts`);
     ctx.log(`smml-step: ${label}: first losses ours ${result.ourLosses[0]?.toFixed(4)}, PyTorch ${String(result.referenceLosses[0] ?? '—')}`);
     ctx.log(`smml-step: ${label}: ours ${describeTiming(ours)}, peak RSS ${result.ourPeakRssMiB.toFixed(0)} MiB`);
     if (reference) ctx.log(`smml-step: ${label}: PyTorch ${describeTiming(reference)}, peak RSS ${result.referencePeakRssMiB?.toFixed(0)} MiB`);

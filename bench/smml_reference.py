@@ -7,7 +7,9 @@ AMSGrad Adam step of each branch.
 
 Protocol (bench/harness.ts, PythonReference): one JSON request per line on stdin, one JSON line back.
 {"op": "setup", "workload": "smml_step", "threads": N, "config": SmmlModelConfig, "batch": B, "optimizer": {...}}
-builds the model and the random batch and answers {"parameters": trainable scalars}; {"op": "run"} runs one step and
+builds the model and the random batch and answers {"parameters": trainable scalars, "forwardFlops": the multiply-adds
+x2 of the convolutions, linear layers and attention products in one forward of every branch, counted while running
+it}; {"op": "run"} runs one step and
 answers {"ms": wall-clock milliseconds, "value": the loss}; {"op": "peak"} answers {"peakRssMiB": this process's peak
 resident memory}. Errors answer {"error": message}.
 """
@@ -29,6 +31,29 @@ NORM_FLOOR = 1e-8
 
 
 # -- the network (src/models) ------------------------------------------------------------------------------------
+
+
+class FlopCount:
+    """Multiply-adds x2 of the layers that src/models/cost.ts counts, summed while `counting`."""
+
+    def __init__(self):
+        self.counting = False
+        self.total = 0
+
+    def add(self, flops):
+        if self.counting:
+            self.total += flops
+
+    def hook(self, module, inputs, output):
+        if isinstance(module, nn.Conv3d):
+            self.add(2 * module.in_channels // module.groups * math.prod(module.kernel_size) * output.numel())
+        elif isinstance(module, nn.ConvTranspose3d):
+            self.add(2 * inputs[0].numel() * module.out_channels // module.groups * math.prod(module.kernel_size))
+        elif isinstance(module, nn.Linear):
+            self.add(2 * module.in_features * output.numel())
+
+
+FLOP_COUNT = FlopCount()
 
 
 def kaiming_conv3d(in_channels, out_channels, kernel, stride=1, bias=True, padding_mode="zeros"):
@@ -121,6 +146,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         weights = (q * (1 / math.sqrt(head_dim))).matmul(k.transpose(-2, -1)).softmax(-1)
         attended = F.dropout(weights, self.dropout, self.training).matmul(v)
+        FLOP_COUNT.add(2 * 2 * batch * tokens * tokens * self.dim)  # q·kᵀ and weights·v
         return self.proj(attended.transpose(1, 2).reshape(batch, tokens, self.dim))
 
 
@@ -471,7 +497,25 @@ def smml_step(request):
         return loss
 
     run.parameters = sum(p.numel() for b in branches for p in b.parameters())
+    run.forward_flops = count_forward_flops(branches, masks, images, priors, labels)
     return run
+
+
+def count_forward_flops(branches, masks, images, priors, labels):
+    """One forward of every branch in eval mode (no dropout draws, so the steps' random stream is untouched)."""
+    handles = [m.register_forward_hook(FLOP_COUNT.hook) for b in branches for m in b.modules()]
+    FLOP_COUNT.counting, FLOP_COUNT.total = True, 0
+    try:
+        with torch.no_grad():
+            for branch, mask in zip(branches, masks):
+                branch.eval()
+                branch(images, mask, priors, labels)
+                branch.train()
+    finally:
+        FLOP_COUNT.counting = False
+        for handle in handles:
+            handle.remove()
+    return FLOP_COUNT.total
 
 
 def answer(request, state):
@@ -482,7 +526,8 @@ def answer(request, state):
         torch.set_num_threads(request["threads"])
         state["run"] = None  # frees the previous workload before allocating the next
         state["run"] = smml_step(request)
-        return {"parameters": state["run"].parameters, "torch_version": torch.__version__, "threads": torch.get_num_threads()}
+        run = state["run"]
+        return {"parameters": run.parameters, "forwardFlops": run.forward_flops, "torch_version": torch.__version__, "threads": torch.get_num_threads()}
     if op == "run":
         if state.get("run") is None:
             raise ValueError("run before setup")
