@@ -10,10 +10,11 @@ import { findPythonTorch, type BenchContext, type Section } from './harness.ts';
 import { inferenceSection } from './inference.ts';
 import { modelSections } from './models.ts';
 import { samMed3dSection } from './sam-med3d.ts';
+import { smmlStepSection } from './smml-step.ts';
 import { wholeVolumeSection } from './whole-volume.ts';
 import { formatBenchTable, type BenchRow } from './table.ts';
 
-const SECTIONS: Section[] = [...engineSections, ...modelSections, inferenceSection, wholeVolumeSection, samMed3dSection];
+const SECTIONS: Section[] = [...engineSections, ...modelSections, smmlStepSection, inferenceSection, wholeVolumeSection, samMed3dSection];
 
 function usage(): string {
   const names = SECTIONS.map((s) => `  ${s.name.padEnd(10)} ${s.description}`).join('\n');

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what smml needs and skips what is already there: libtorch (Debian's libtorch-dev, or the
-# installation named by LIBTORCH), the npm packages, and the native addon.
+# installation named by LIBTORCH), the npm packages, and the native addon. With --bench (npm run bench), also
+# Debian's PyTorch for Python (python3-torch), the benchmarks' reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench=
+[ "${1:-}" = "--bench" ] && bench=1
 
 say() { echo "[setup] $*" >&2; }
 
@@ -33,6 +36,10 @@ fi
 # Debian's chromium (they are skipped, saying so, without it).
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || want_apt+=(fonts-dejavu-core)
 command -v chromium >/dev/null 2>&1 || want_apt+=(chromium)
+# The same libtorch 1.13 as libtorch-dev, driven from Python: bench/*_reference.py compare against it.
+if [ -n "$bench" ] && [ ! -f /usr/lib/python3/dist-packages/torch/__init__.py ]; then
+  want_apt+=(python3-torch)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -45,7 +52,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
     say "  sudo apt-get install -y ${need_apt[*]} ${want_apt[*]}"
     exit 1
   else
-    say "optional packages missing (OpenBLAS: fast matrix products; fonts-dejavu-core: text in PNG charts; chromium: browser tests); install them once with: sudo apt-get install -y ${want_apt[*]}"
+    say "optional packages missing (OpenBLAS: fast matrix products; fonts-dejavu-core: text in PNG charts; chromium: browser tests; python3-torch: the benchmarks' PyTorch reference); install them once with: sudo apt-get install -y ${want_apt[*]}"
   fi
 fi
 

@@ -108,7 +108,8 @@ export function drawSubsets(rng: Rng, batchSize: number, branches: number): numb
   return drawn;
 }
 
-function predictionsOf(output: SegmentationOutput): BranchPredictions {
+/** What the objective reads from one branch's outputs. */
+export function predictionsOf(output: SegmentationOutput): BranchPredictions {
   return {
     logits: output.logits,
     deepSupervisionProbs: output.deepSupervision ?? [],
