@@ -31,6 +31,7 @@ describe('training configuration', () => {
       seed: 1024,
       threads: null,
       parallel: 'data',
+      checkpointSeconds: 0,
       device: 'cpu',
       precision: 'fp32',
     });

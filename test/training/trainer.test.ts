@@ -378,13 +378,15 @@ describe('one separate-decoder modality per sample', () => {
   it('draws the same subsets and the same first-step task loss as decoding every modality', async () => {
     const runs = ['all', 'one'].map((mode) => path.join(root, `separate-${mode}`));
     for (const [i, mode] of ['all', 'one'].entries()) {
-      const config = tinyConfig('training.epochs=1', 'validation.every=0', `losses.separateModalities="${mode}"`);
+      // Without dropout: decoding one modality runs the encoders on fewer samples, which draws fewer dropout masks.
+      const config = tinyConfig('training.epochs=1', 'validation.every=0', 'model.dropout=0', `losses.separateModalities="${mode}"`);
       assert.equal((await train(runs[i], { config })).status, 'finished');
     }
     const [all, one] = runs.map((dir) => stepRecords(readRunLog(runPaths(dir).log)));
     assert.deepEqual(one.map((r) => r.subsets), all.map((r) => r.subsets));
     const firstTerms = (records: LogRecord[]) => (records[0].branches as Record<string, number>[])[0];
-    assert.equal(firstTerms(one).task, firstTerms(all).task);
+    // Equal up to float rounding: the encoders see batches of one or two samples (src/models/branch.ts).
+    assert.ok(Math.abs(firstTerms(one).task - firstTerms(all).task) < 1e-5 * firstTerms(all).task);
     assert.notEqual(firstTerms(one).separate, firstTerms(all).separate);
   });
 });
