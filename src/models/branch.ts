@@ -62,18 +62,19 @@ export class Branch extends torch.nn.Module {
     super();
     this.config = parseModelConfigOf('smml', config);
     const { modalities, classes, embedDim, heads, ffnHidden, dropout } = this.config;
+    const recompute = new Set(this.config.recompute);
     const channels = levelChannels(this.config);
     const top = channels[channels.length - 1];
     const tokens = tokenGrid(this.config) ** 3;
-    this.encoders = Array.from({ length: modalities }, (_, k) => this.registerModule(`encoder${k}`, new ModalityEncoder(channels)));
+    this.encoders = Array.from({ length: modalities }, (_, k) => this.registerModule(`encoder${k}`, new ModalityEncoder(channels, recompute.has('encoders'))));
     this.intraModal = Array.from({ length: modalities }, (_, k) =>
-      this.registerModule(`intraModal${k}`, new IntraModalTransformer(top, embedDim, tokens, heads, ffnHidden, dropout)),
+      this.registerModule(`intraModal${k}`, new IntraModalTransformer(top, embedDim, tokens, heads, ffnHidden, dropout, recompute.has('transformers'))),
     );
-    this.interModal = this.registerModule('interModal', new InterModalTransformer(modalities, embedDim, modalities * top, heads, ffnHidden, dropout));
-    this.fusionDecoder = this.registerModule('fusionDecoder', new FusionDecoder(modalities, channels, classes));
-    this.separateDecoder = this.registerModule('separateDecoder', new SeparateDecoder(channels, classes));
+    this.interModal = this.registerModule('interModal', new InterModalTransformer(modalities, embedDim, modalities * top, heads, ffnHidden, dropout, recompute.has('transformers')));
+    this.fusionDecoder = this.registerModule('fusionDecoder', new FusionDecoder(modalities, channels, classes, recompute.has('fusionDecoder')));
+    this.separateDecoder = this.registerModule('separateDecoder', new SeparateDecoder(channels, classes, recompute.has('separateDecoder')));
     const { enabled, filters, reweightHidden } = this.config.refinement;
-    this.refinement = enabled ? this.registerModule('refinement', new RefinementNetwork(modalities, classes, filters, reweightHidden)) : null;
+    this.refinement = enabled ? this.registerModule('refinement', new RefinementNetwork(modalities, classes, filters, reweightHidden, recompute.has('refinement'))) : null;
   }
 
   private checkImages(images: Tensor): void {
@@ -121,10 +122,9 @@ export class Branch extends torch.nn.Module {
   private decode(encoding: BranchEncoding, mask: Tensor, deepSupervision: boolean): { logits: Tensor; deepSupervision: Tensor[]; bottleneck: Tensor } {
     this.checkMask(mask, encoding.tokens.size(0));
     return torch.tidy(() => {
-      const masked = encoding.levels.slice(0, -1).map((level) => maskModalities(level, mask).flatten(1, 2));
       const positions = this.intraModal.map((t) => t.position);
       const bottleneck = this.interModal.forward(maskModalities(encoding.tokens, mask), positions);
-      const decoded = this.fusionDecoder.forward([...masked, bottleneck], { deepSupervision });
+      const decoded = this.fusionDecoder.forward(encoding.levels.slice(0, -1), bottleneck, mask, { deepSupervision });
       return { ...decoded, bottleneck };
     });
   }

@@ -5,7 +5,7 @@
 // Prior channel order (as the prior store keeps them): class-major, then modality — channel c·K + k
 // holds class c's prior from modality k.
 import { torch, type Tensor } from '../engine/index.ts';
-import { ConvNormAct, kaimingConv3d } from './blocks.ts';
+import { ConvNormAct, kaimingConv3d, recomputable } from './blocks.ts';
 
 const LEAKY_SLOPE = 0.2;
 
@@ -84,7 +84,13 @@ export class RefinementUNet extends torch.nn.Module {
   readonly merge: ConvNormAct[][];
   readonly classifier: torch.nn.Conv3d;
 
-  constructor(inChannels: number, filters: readonly number[], classes: number) {
+  /** `recompute`: each conv–BN–ReLU (with the concatenation before the first of a level going up) is recomputed during backward. */
+  constructor(
+    inChannels: number,
+    filters: readonly number[],
+    classes: number,
+    readonly recompute = false,
+  ) {
     super();
     this.down = filters.map((f, l) => {
       const first = l === 0 ? convBnRelu(inChannels, f) : convBnRelu(filters[l - 1], f, 2);
@@ -102,15 +108,17 @@ export class RefinementUNet extends torch.nn.Module {
 
   forward(x: Tensor /* (B, in, H, W, D) */): Tensor /* (B, C, H, W, D) logits */ {
     return torch.tidy(() => {
+      const block = (layer: ConvNormAct, input: Tensor) => recomputable(this.recompute, layer, (h) => layer.forward(h), [input]);
       const skips: Tensor[] = [];
       let h = x;
       for (const [a, b] of this.down) {
-        h = b.forward(a.forward(h));
+        h = block(b, block(a, h));
         skips.push(h);
       }
       for (let l = this.up.length - 1; l >= 0; l--) {
         const [a, b] = this.merge[l];
-        h = b.forward(a.forward(torch.cat([skips[l], this.up[l].forward(h)], 1)));
+        const merged = recomputable(this.recompute, a, (skip, up) => a.forward(torch.cat([skip, up], 1)), [skips[l], this.up[l].forward(h)]);
+        h = block(b, merged);
       }
       return this.classifier.forward(h);
     });
@@ -126,10 +134,12 @@ export class RefinementNetwork extends torch.nn.Module {
     readonly classes: number,
     filters: readonly number[],
     reweightHidden: readonly number[],
+    /** The re-weighting and every U-Net block are recomputed during backward. */
+    readonly recompute = false,
   ) {
     super();
     this.reweighting = this.registerModule('reweighting', new ModalityReweighting(modalities, reweightHidden));
-    this.unet = this.registerModule('unet', new RefinementUNet(classes * modalities + classes, filters, classes));
+    this.unet = this.registerModule('unet', new RefinementUNet(classes * modalities + classes, filters, classes, recompute));
   }
 
   /**
@@ -145,10 +155,17 @@ export class RefinementNetwork extends torch.nn.Module {
     return torch.tidy(() => {
       const batch = priors.size(0);
       const present = mask.to({ dtype: priors.dtype, device: priors.device }).reshape(batch, 1, this.modalities, 1);
-      const masked = priors.reshape(batch, this.classes, this.modalities, -1).mul(present).reshape(priors.shape);
-      const reweighted = this.reweighting.forward(masked, onehot);
       const initial = initialLogits.detach().softmax(1);
-      return this.unet.forward(torch.cat([reweighted, initial], 1));
+      const input = recomputable(
+        this.recompute,
+        this.reweighting,
+        (maps) => {
+          const masked = maps.reshape(batch, this.classes, this.modalities, -1).mul(present).reshape(maps.shape);
+          return torch.cat([this.reweighting.forward(masked, onehot), initial], 1);
+        },
+        [priors],
+      );
+      return this.unet.forward(input);
     });
   }
 }

@@ -13,10 +13,16 @@ namespace smml {
 // The tensors of a JavaScript array of tensor handles (a TypeError for anything else or a disposed tensor).
 std::vector<at::Tensor> TensorListArgument(const Napi::Value& v);
 
+// A JavaScript array of new tensor handles on `list`.
+Napi::Array TensorListValue(Napi::Env env, const std::vector<at::Tensor>& list);
+
 // Adds `name` to `exports`; errors thrown by `f` reach JavaScript as Errors prefixed with `name`.
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f);
 
 // The process-group functions of distributed.cc.
 void InitDistributed(Napi::Env env, Napi::Object exports);
+
+// The activation recomputation of checkpoint.cc.
+void InitCheckpoint(Napi::Env env, Napi::Object exports);
 
 }  // namespace smml

@@ -1067,6 +1067,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitInPlaceOps(env, exports);
   InitRuntime(env, exports);
   smml::InitDistributed(env, exports);
+  smml::InitCheckpoint(env, exports);
   return exports;
 }
 
@@ -1075,6 +1076,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 namespace smml {
 
 std::vector<at::Tensor> TensorListArgument(const Napi::Value& v) { return TList(v); }
+
+Napi::Array TensorListValue(Napi::Env env, const std::vector<at::Tensor>& list) { return WrapList(env, list); }
 
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f) {
   Def(env, exports, name, std::move(f));
