@@ -340,9 +340,10 @@ export function isRecomputing(): boolean {
  * Activation recomputation (gradient checkpointing): `block(...inputs)` runs without recording its
  * intermediates; backward runs it again with gradients on and differentiates it (native/checkpoint.cc).
  * The result and the gradients are those of `block(...inputs)` itself; dropout inside draws the same masks
- * both times (the CPU generator's state is replayed). `block` must read tensors that require grad only
- * through `inputs` and `parameters` (a module's `parameters()`), or backward throws; it runs once more during
- * backward, so an error it throws then surfaces from `backward()`. Without gradient recording, or with tensors
+ * both times (the CPU generator's state is replayed). `block` must read tensors only through `inputs` and
+ * `parameters` (a module's `parameters()`): backward throws for a tensor requiring grad read otherwise, and a
+ * captured tensor may be disposed by then. It runs once more during backward, so an error it throws then
+ * surfaces from `backward()`. Without gradient recording, or with tensors
  * off the CPU (libtorch differentiates those on its device threads, which cannot call JavaScript), `block`
  * simply runs.
  */
@@ -356,7 +357,7 @@ export function checkpoint<T extends Tensor | Tensor[]>(block: (...inputs: Tenso
     if (again) recomputing++;
     try {
       return tidy(() => {
-        const result = block(...wrapList(inputHandles));
+        const result: Tensor | Tensor[] = block(...wrapList(inputHandles));
         single = result instanceof Tensor;
         return result instanceof Tensor ? [result] : result;
       });

@@ -27,7 +27,8 @@ export function kaimingConv3d(
 /**
  * `block(...inputs)`; with `recompute` its intermediates are not kept for backward but recomputed there
  * (`torch.nn.checkpoint`: the same values and gradients, dropout replayed, for one more forward of the block).
- * `block` may read `module`'s parameters and tensors that need no gradient besides its inputs.
+ * `block` reads tensors only through `inputs` and `module`'s parameters: backward runs it again, after the
+ * caller's scopes have freed what they made.
  */
 export function recomputable<T extends Tensor | Tensor[]>(recompute: boolean, module: torch.nn.Module, block: (...inputs: Tensor[]) => T, inputs: Tensor[]): T {
   return recompute ? torch.nn.checkpoint(module, block, inputs) : block(...inputs);

@@ -65,7 +65,7 @@ export class FusionDecoder extends torch.nn.Module {
         deepSupervision.push(upsample(probabilities, 2 ** level));
       };
       const fuse = (level: number) =>
-        recomputable(this.recompute, this.fusion[level], (maps) => this.fusion[level].forward(maskModalities(maps, mask).flatten(1, 2)), [encoderLevels[level]]);
+        recomputable(this.recompute, this.fusion[level], (maps, present) => this.fusion[level].forward(maskModalities(maps, present).flatten(1, 2)), [encoderLevels[level], mask]);
       let decoded = this.fusion[top].forward(bottleneck);
       supervise(decoded, top);
       for (let level = top - 1; level >= 0; level--) {

@@ -159,11 +159,11 @@ export class RefinementNetwork extends torch.nn.Module {
       const input = recomputable(
         this.recompute,
         this.reweighting,
-        (maps) => {
-          const masked = maps.reshape(batch, this.classes, this.modalities, -1).mul(present).reshape(maps.shape);
-          return torch.cat([this.reweighting.forward(masked, onehot), initial], 1);
+        (maps, presence, truth, probabilities) => {
+          const masked = maps.reshape(batch, this.classes, this.modalities, -1).mul(presence).reshape(maps.shape);
+          return torch.cat([this.reweighting.forward(masked, truth), probabilities], 1);
         },
-        [priors],
+        [priors, present, onehot, initial],
       );
       return this.unet.forward(input);
     });
