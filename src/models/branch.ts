@@ -96,25 +96,26 @@ export class Branch extends torch.nn.Module {
    */
   encode(images: Tensor /* (B, K, H, W, D) */, present?: readonly boolean[]): BranchEncoding {
     this.checkImages(images);
+    const computed = this.encoders.map((_, k) => !present || present[k]);
+    const first = computed.indexOf(true);
+    if (first < 0) throw new Error('encode: no modality is present');
     return torch.tidy(() => {
-      const perModality = this.encoders.map((encoder, k) => {
-        if (present && !present[k]) return null;
-        const levels = encoder.forward(images.narrow(1, k, 1));
-        const tokens = this.intraModal[k].forward(levels[levels.length - 1]);
-        return { levels, tokens };
-      });
-      const computed = perModality.find((m) => m !== null);
-      if (!computed) throw new Error('encode: no modality is present');
-      // Stacks one output of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
-      const gather = (pick: (m: { levels: Tensor[]; tokens: Tensor }) => Tensor) => {
-        const parts = perModality.map((m) => (m ? pick(m) : null));
-        const like = pick(computed);
+      // Stacks one map of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
+      const gather = (parts: (Tensor | null)[]) => {
+        const like = parts[first]!;
         const stacked = torch.stack(parts.map((p) => p ?? torch.zeros(like.shape, { dtype: like.dtype, device: like.device })), 1);
         for (const p of parts) p?.dispose();
         return stacked;
       };
-      const levels = computed.levels.map((_, l) => gather((m) => m.levels[l]));
-      return { levels, tokens: gather((m) => m.tokens) };
+      // Level by level, every modality at once: the next level reads its input from the stacked maps, so that no
+      // map is held twice (once on its own and once in the stack) until backward.
+      const levels: Tensor[] = [];
+      let inputs = images.unbind(1).map((image) => image.unsqueeze(1));
+      for (let l = 0; l < levelChannels(this.config).length; l++) {
+        levels.push(gather(this.encoders.map((encoder, k) => (computed[k] ? encoder.level(l, inputs[k]) : null))));
+        inputs = levels[l].unbind(1);
+      }
+      return { levels, tokens: gather(this.intraModal.map((transformer, k) => (computed[k] ? transformer.forward(inputs[k]) : null))) };
     });
   }
 

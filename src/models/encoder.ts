@@ -24,11 +24,14 @@ export class ModalityEncoder extends torch.nn.Module {
 
   forward(image: Tensor /* (B, 1, H, W, D) */): Tensor[] /* level l: (B, b·2^(l−1), H/2^(l−1), …) */ {
     return torch.tidy(() => {
-      const level = (l: number, input: Tensor) =>
-        recomputable(this.recompute, this, (x) => this.pairs[l].forward(l === 0 ? this.stem.forward(x) : this.downs[l - 1].forward(x)), [input]);
-      const levels = [level(0, image)];
-      for (let l = 1; l < this.channels.length; l++) levels.push(level(l, levels[l - 1]));
+      const levels = [this.level(0, image)];
+      for (let l = 1; l < this.channels.length; l++) levels.push(this.level(l, levels[l - 1]));
       return levels;
     });
+  }
+
+  /** Level l ∈ 0..4 (index) from the image (l = 0) or from level l − 1's map. */
+  level(l: number, input: Tensor /* (B, 1 or c_(l−1), …) */): Tensor /* (B, c_l, …) */ {
+    return recomputable(this.recompute, this, (x) => this.pairs[l].forward(l === 0 ? this.stem.forward(x) : this.downs[l - 1].forward(x)), [input]);
   }
 }

@@ -38,7 +38,7 @@ export class FusionDecoder extends torch.nn.Module {
     modalities: number,
     readonly channels: readonly number[] /* per level, finest first */,
     classes: number,
-    /** Each fusion unit (masking included) and each up-step is recomputed during backward. */
+    /** The decoder is recomputed during backward, and within that each fusion unit (masking included) and up-step. */
     readonly recompute = false,
   ) {
     super();
@@ -56,6 +56,17 @@ export class FusionDecoder extends torch.nn.Module {
    * auxiliary heads are not evaluated.
    */
   forward(encoderLevels: Tensor[], bottleneck: Tensor, mask: Tensor, opts: { deepSupervision: boolean }): FusionDecoderOutput {
+    // Recomputed as a whole (its inputs are kept anyway), and unit by unit inside: the units' outputs exist during
+    // this decoder's own backward only.
+    const run = (...inputs: Tensor[]) => {
+      const { logits, deepSupervision } = this.decode(inputs.slice(0, -2), inputs.at(-2)!, inputs.at(-1)!, opts);
+      return [logits, ...deepSupervision];
+    };
+    const [logits, ...deepSupervision] = recomputable(this.recompute, this, run, [...encoderLevels, bottleneck, mask]);
+    return { logits, deepSupervision };
+  }
+
+  private decode(encoderLevels: Tensor[], bottleneck: Tensor, mask: Tensor, opts: { deepSupervision: boolean }): FusionDecoderOutput {
     return torch.tidy(() => {
       const top = encoderLevels.length;
       const deepSupervision: Tensor[] = [];

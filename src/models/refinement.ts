@@ -134,7 +134,7 @@ export class RefinementNetwork extends torch.nn.Module {
     readonly classes: number,
     filters: readonly number[],
     reweightHidden: readonly number[],
-    /** The re-weighting and every U-Net block are recomputed during backward. */
+    /** The network is recomputed during backward, and within that its re-weighting and every U-Net block. */
     readonly recompute = false,
   ) {
     super();
@@ -156,16 +156,19 @@ export class RefinementNetwork extends torch.nn.Module {
       const batch = priors.size(0);
       const present = mask.to({ dtype: priors.dtype, device: priors.device }).reshape(batch, 1, this.modalities, 1);
       const initial = initialLogits.detach().softmax(1);
-      const input = recomputable(
-        this.recompute,
-        this.reweighting,
-        (maps, presence, truth, probabilities) => {
-          const masked = maps.reshape(batch, this.classes, this.modalities, -1).mul(presence).reshape(maps.shape);
-          return torch.cat([this.reweighting.forward(masked, truth), probabilities], 1);
-        },
-        [priors, present, onehot, initial],
-      );
-      return this.unet.forward(input);
+      // Recomputed as a whole, and block by block inside: during forward only the input and the logits are kept, and
+      // the U-Net's block outputs exist during this network's own backward only.
+      const run = (maps: Tensor, presence: Tensor, truth: Tensor, probabilities: Tensor) =>
+        torch.tidy(() => {
+          const input = recomputable(
+            this.recompute,
+            this.reweighting,
+            (m, p, t, i) => torch.cat([this.reweighting.forward(m.reshape(batch, this.classes, this.modalities, -1).mul(p).reshape(m.shape), t), i], 1),
+            [maps, presence, truth, probabilities],
+          );
+          return this.unet.forward(input);
+        });
+      return recomputable(this.recompute, this, run, [priors, present, onehot, initial]);
     });
   }
 }

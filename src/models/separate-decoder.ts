@@ -7,7 +7,7 @@ export class SeparateDecoder extends torch.nn.Module {
   readonly ups: UpStep[];
   readonly classifier: torch.nn.Conv3d;
 
-  /** `recompute`: each modality's pass through the decoder is recomputed during backward (see `forward`). */
+  /** `recompute`: each modality's pass through the decoder is recomputed during backward (see `forward`), and within that each up-step. */
   constructor(
     channels: readonly number[] /* per level, finest first */,
     classes: number,
@@ -43,7 +43,10 @@ export class SeparateDecoder extends torch.nn.Module {
   private decode(levels: Tensor[]): Tensor {
     return torch.tidy(() => {
       let decoded = levels[levels.length - 1];
-      for (let level = levels.length - 2; level >= 0; level--) decoded = this.ups[level].forward(decoded, levels[level]);
+      for (let level = levels.length - 2; level >= 0; level--) {
+        const up = this.ups[level];
+        decoded = recomputable(this.recompute, up, (below, skip) => up.forward(below, skip), [decoded, levels[level]]);
+      }
       return this.classifier.forward(decoded).softmax(1);
     });
   }
