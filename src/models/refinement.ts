@@ -109,16 +109,24 @@ export class RefinementUNet extends torch.nn.Module {
   forward(x: Tensor /* (B, in, H, W, D) */): Tensor /* (B, C, H, W, D) logits */ {
     return torch.tidy(() => {
       const block = (layer: ConvNormAct, input: Tensor) => recomputable(this.recompute, layer, (h) => layer.forward(h), [input]);
+      // Maps are freed as soon as nothing reads them: without gradients (a recomputed forward) that is all that
+      // holds them, and the full-resolution maps here are the widest of the branch.
       const skips: Tensor[] = [];
       let h = x;
       for (const [a, b] of this.down) {
-        h = block(b, block(a, h));
+        const input = h;
+        h = torch.tidy(() => block(b, block(a, input)));
         skips.push(h);
       }
       for (let l = this.up.length - 1; l >= 0; l--) {
         const [a, b] = this.merge[l];
-        const merged = recomputable(this.recompute, a, (skip, up) => a.forward(torch.cat([skip, up], 1)), [skips[l], this.up[l].forward(h)]);
-        h = block(b, merged);
+        const below = h;
+        h = torch.tidy(() => {
+          const merged = recomputable(this.recompute, a, (skip, up) => a.forward(torch.cat([skip, up], 1)), [skips[l], this.up[l].forward(below)]);
+          return block(b, merged);
+        });
+        below.dispose();
+        skips[l].dispose();
       }
       return this.classifier.forward(h);
     });
