@@ -343,9 +343,8 @@ export function isRecomputing(): boolean {
  * both times (the CPU generator's state is replayed). `block` must read tensors only through `inputs` and
  * `parameters` (a module's `parameters()`): backward throws for a tensor requiring grad read otherwise, and a
  * captured tensor may be disposed by then. It runs once more during backward, so an error it throws then
- * surfaces from `backward()`. Without gradient recording, or with tensors
- * off the CPU (libtorch differentiates those on its device threads, which cannot call JavaScript), `block`
- * simply runs.
+ * surfaces from `backward()`. Without gradient recording, or with tensors off the CPU (libtorch differentiates
+ * those on its device threads, which cannot call JavaScript), `block` simply runs.
  */
 export function checkpoint<T extends Tensor | Tensor[]>(block: (...inputs: Tensor[]) => T, inputs: Tensor[], parameters: Tensor[]): T {
   const onCpu = (t: Tensor) => t.device === 'cpu';
