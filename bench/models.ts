@@ -1,26 +1,30 @@
-// Benchmark section `models`: one training step (forward + backward) of the SMML model per
-// configuration and precision (fp32, and bf16 mixed precision: the forward under autocast), with peak
-// resident memory and the GFLOP/s achieved on the analytic convolution and matrix FLOPs. Each configuration runs in its own child process, so that its peak memory is its own.
+// Benchmark section `models`: one training step of the SMML model per configuration and precision (fp32, and
+// bf16 mixed precision: the forward under autocast) — forward, every
+// loss of the method with the KL terms on, one backward, Adam with amsgrad on both branches — with peak
+// resident memory and the GFLOP/s achieved on the analytic convolution and matrix FLOPs. Each
+// configuration runs in its own child process, so that its peak memory is its own.
 //
 // Run as a child: `tsx bench/models.ts '<WorkerRequest JSON>'` prints one WorkerResult JSON line.
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../src/engine/index.ts';
+import { branchObjectives, DEFAULT_OBJECTIVE_CONFIG } from '../src/losses/index.ts';
 import {
   createModel,
   modalityMask,
   modelConfig,
+  trainingStepFlops,
   modelParameterCount,
   PRECISIONS,
   trainingForward,
-  trainingStepFlops,
   type Precision,
   type SmmlModel,
   type SmmlModelConfigOverrides,
   type SmmlPresetName,
 } from '../src/models/index.ts';
 import { describeTiming, formatMs, MIB, summarise, type BenchContext, type Section } from './harness.ts';
+import { predictionsOf } from '../src/training/trainer.ts';
 import type { BenchRow } from './table.ts';
 
 interface WorkerRequest {
@@ -41,24 +45,26 @@ interface WorkerResult {
   peakRssMiB: number;
 }
 
-/** What one step computes: every output of both branches feeds a cheap surrogate of the SMML loss. */
+/** One optimisation step as the trainer takes it, past the warm-up (so PBC and the refinement KL count). */
 function trainingStep(
   model: SmmlModel,
+  optimizers: torch.optim.Adam[],
   batch: { images: Tensor; masks: Tensor[]; priors: Tensor; labels: Tensor; onehot: Tensor },
   precision: Precision,
 ): number {
   return torch.tidy(() => {
     const start = performance.now();
-    const outputs = trainingForward(precision, 'cpu', () => model.forward(batch.images, batch.masks, { priors: batch.priors, labels: batch.labels }));
+    const [first, second] = trainingForward(precision, 'cpu', () => model.forward(batch.images, batch.masks, { priors: batch.priors, labels: batch.labels }));
     const forwardMs = performance.now() - start;
-    let loss = torch.zeros([]);
-    for (const out of outputs) {
-      const probabilities = [out.logits.softmax(1), ...(out.deepSupervision ?? []), ...(out.separate ?? []), ...(out.refined ? [out.refined.softmax(1)] : [])];
-      for (const p of probabilities) loss = loss.sub(p.mul(batch.onehot).mean());
-      if (out.bottleneck) loss = loss.add(out.bottleneck.square().mean());
+    const objective = branchObjectives(
+      { branch1: predictionsOf(first), branch2: predictionsOf(second), onehot: batch.onehot, labels: batch.labels, epoch: DEFAULT_OBJECTIVE_CONFIG.warmupEpochs },
+      DEFAULT_OBJECTIVE_CONFIG,
+    );
+    objective.total.backward();
+    for (const optimizer of optimizers) {
+      optimizer.step();
+      optimizer.zeroGrad();
     }
-    loss.backward();
-    model.zeroGrad();
     return forwardMs;
   });
 }
@@ -67,6 +73,7 @@ function runWorker(request: WorkerRequest): WorkerResult {
   torch.setNumThreads(request.threads);
   torch.manualSeed(1024);
   const model = createModel(request.preset, request.overrides);
+  const optimizers = model.branches.map((branch) => new torch.optim.Adam({ params: branch.parameters(), lr: 2e-4, weightDecay: 1e-4, amsgrad: true }));
   const { modalities: K, classes: C, patch } = model.config;
   const BATCH = request.batch;
   const masks = model.branches.map((_, i) =>
@@ -78,7 +85,7 @@ function runWorker(request: WorkerRequest): WorkerResult {
     masks,
     priors: torch.rand([BATCH, C * K, patch, patch, patch]),
     labels,
-    onehot: torch.oneHot(labels, C).permute(0, 4, 1, 2, 3).to('float32'),
+    onehot: torch.oneHot(labels, C).permute(0, 4, 1, 2, 3).to('float32').contiguous(),
   };
   const samplesMs: number[] = [];
   const forwardMs: number[] = [];
@@ -86,7 +93,7 @@ function runWorker(request: WorkerRequest): WorkerResult {
   for (let i = 0; i < request.warmup + request.runs; i++) {
     const start = performance.now();
     const cpuStart = process.cpuUsage();
-    const forward = trainingStep(model, batch, request.precision);
+    const forward = trainingStep(model, optimizers, batch, request.precision);
     if (i >= request.warmup) {
       samplesMs.push(performance.now() - start);
       const cpu = process.cpuUsage(cpuStart);
@@ -119,36 +126,44 @@ interface Workload {
   warmup: number;
   runs: number;
   quickRuns: number;
+  /** Run only when BENCH_PAPER=1 (it takes many minutes). */
+  slow?: boolean;
 }
 
-// One step of `paper` at 64^3 already takes minutes on 2 cores, hence no warm-up there. Activations grow
-// with batch × voxels, so the peak memory of `paper` at 128^3 is estimated from the largest `paper` run
-// before it is tried: on a machine without that much memory the row says so instead of being killed.
+// One step of `paper` at 64^3 already takes minutes on 2 cores, hence no warm-up there. `paper` recomputes every
+// part during backward by default (src/models/config.ts); `recompute: []` measures it without. Activations grow
+// with batch × voxels, so the peak memory of a larger `paper` run is estimated from the largest one of the same
+// recomputation before it is tried: on a machine without that much memory the row says so instead of being killed.
 const WORKLOADS: Workload[] = [
   { preset: 'cpu-small', overrides: {}, batch: 2, warmup: 1, runs: 5, quickRuns: 2 },
   { preset: 'cpu-medium', overrides: {}, batch: 2, warmup: 1, runs: 3, quickRuns: 1 },
-  { preset: 'paper', overrides: { patch: 32 }, batch: 2, warmup: 1, runs: 2, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 32, recompute: [] }, batch: 2, warmup: 1, runs: 2, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 64, recompute: [] }, batch: 2, warmup: 0, runs: 1, quickRuns: 1 },
   { preset: 'paper', overrides: { patch: 64 }, batch: 2, warmup: 0, runs: 1, quickRuns: 1 },
-  { preset: 'paper', overrides: { patch: 128 }, batch: 1, warmup: 0, runs: 1, quickRuns: 1 },
+  { preset: 'paper', overrides: { patch: 128 }, batch: 2, warmup: 0, runs: 1, quickRuns: 1, slow: true },
 ];
 
-/** Peak memory expected for `w` from a measured run of the same preset, scaling with batch × voxels. */
+const recomputation = (w: Workload) => modelConfig(w.preset, w.overrides).recompute.join(',');
+
+/** Peak memory expected for `w` from a measured run of the same preset and recomputation, scaling with batch × voxels. */
 function estimatedPeakMiB(w: Workload, measured: { workload: Workload; peakRssMiB: number } | undefined): number | undefined {
-  if (!measured || measured.workload.preset !== w.preset) return undefined;
+  if (!measured || measured.workload.preset !== w.preset || recomputation(measured.workload) !== recomputation(w)) return undefined;
   const size = (x: Workload) => x.batch * modelConfig(x.preset, x.overrides).patch ** 3;
   return (measured.peakRssMiB * size(w)) / size(measured.workload);
 }
 
 /** One row per workload and precision: step time, forward time, GFLOP/s, peak RSS and parameter count. */
 export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
-  let largest: { workload: Workload; peakRssMiB: number } | undefined;
-  return WORKLOADS.flatMap((w) => PRECISIONS.map((precision) => ({ ...w, precision }))).map((w) => {
+  const largest = new Map<string, { workload: Workload; peakRssMiB: number }>();
+  const workloads = WORKLOADS.filter((w) => !w.slow || process.env.BENCH_PAPER === '1');
+  return workloads.flatMap((w) => PRECISIONS.map((precision) => ({ ...w, precision }))).map((w) => {
     const config = modelConfig(w.preset, w.overrides);
-    const label = `${w.preset} @${config.patch}³ ${w.precision}`;
+    const label = `${w.preset} @${config.patch}³${config.recompute.length ? ' recomputed' : ''} ${w.precision}`;
+    const group = `${w.preset} ${recomputation(w)} ${w.precision}`;
     const params = (modelParameterCount(config) / 1e6).toFixed(2);
     const flops = trainingStepFlops(config, w.batch);
     const benchmark = `SMML ${label} dual-branch training step, batch ${w.batch} (${params} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`;
-    const estimate = estimatedPeakMiB(w, largest);
+    const estimate = estimatedPeakMiB(w, largest.get(group));
     const availableMiB = os.totalmem() / MIB;
     if (estimate !== undefined && estimate > 0.9 * availableMiB) {
       ctx.log(`models: ${label} skipped: about ${(estimate / 1024).toFixed(0)} GiB needed, ${(availableMiB / 1024).toFixed(0)} GiB in the machine`);
@@ -157,7 +172,7 @@ export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
     const request: WorkerRequest = { preset: w.preset, overrides: w.overrides, batch: w.batch, precision: w.precision, warmup: w.warmup, runs: ctx.quick ? w.quickRuns : w.runs, threads: ctx.threads };
     ctx.log(`models: ${label}, batch ${w.batch}, ${request.runs} timed step(s)`);
     const result = spawnWorker(request);
-    if (!largest || largest.workload.preset !== w.preset || result.peakRssMiB > largest.peakRssMiB) largest = { workload: w, peakRssMiB: result.peakRssMiB };
+    if (result.peakRssMiB > (largest.get(group)?.peakRssMiB ?? 0)) largest.set(group, { workload: w, peakRssMiB: result.peakRssMiB });
     const step = summarise(result.samplesMs);
     const forward = summarise(result.forwardMs);
     const gflops = flops / 1e9 / (step.medianMs / 1000);
@@ -173,7 +188,11 @@ export function modelBenchmarks(ctx: BenchContext): BenchRow[] {
 }
 
 export const modelSections: Section[] = [
-  { name: 'models', description: 'SMML dual-branch training step per model preset, fp32 and bf16 (time, GFLOP/s, peak memory)', run: modelBenchmarks },
+  {
+    name: 'models',
+    description: 'SMML dual-branch training step per model preset, fp32 and bf16, with and without recomputation (time, GFLOP/s, peak memory; paper at 128³ with BENCH_PAPER=1)',
+    run: modelBenchmarks,
+  },
 ];
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv[2]) {

@@ -1,7 +1,7 @@
 // Functions over tensors: joining, neural-network operations and losses (the engine's torch.nn.functional).
 import { withAutocastOperands } from './autocast.ts';
 import { native } from './native.ts';
-import { Tensor, wrap, type NativeHandle, type TensorOrScalar } from './tensor.ts';
+import { isGradEnabled, Tensor, tidy, wrap, wrapList, type NativeHandle, type TensorOrScalar } from './tensor.ts';
 
 // Anything that is not a list of tensors goes to the addon as it is, which rejects it with the call's name.
 const handles = (list: Tensor[]): unknown => (Array.isArray(list) ? list.map((t) => (t instanceof Tensor ? t.handle : t)) : list);
@@ -330,4 +330,47 @@ export function grad(
 /** Samples 0/1 with the probabilities in `p`. */
 export function bernoulli(p: Tensor): Tensor {
   return wrap(native.bernoulli(p.handle));
+}
+
+// Blocks being run again by a backward (they nest when a recomputed block holds recomputed blocks).
+let recomputing = 0;
+
+/**
+ * True while a backward runs a `checkpoint` block again: layers with side effects in training (batch norm's
+ * running statistics) must not apply them a second time.
+ */
+export function isRecomputing(): boolean {
+  return recomputing > 0;
+}
+
+/**
+ * Activation recomputation (gradient checkpointing): `block(...inputs)` runs without recording its
+ * intermediates; backward runs it again with gradients on and differentiates it (native/checkpoint.cc).
+ * The result and the gradients are those of `block(...inputs)` itself; dropout inside draws the same masks
+ * both times (the CPU generator's state is replayed). `block` must read tensors only through `inputs` and
+ * `parameters` (a module's `parameters()`): backward throws for a tensor requiring grad read otherwise, and a
+ * captured tensor may be disposed by then. It runs once more during backward, so an error it throws then
+ * surfaces from `backward()`. Without gradient recording, or with tensors off the CPU (libtorch differentiates
+ * those on its device threads, which cannot call JavaScript), `block` simply runs.
+ */
+export function checkpoint<T extends Tensor | Tensor[]>(block: (...inputs: Tensor[]) => T, inputs: Tensor[], parameters: Tensor[]): T {
+  const onCpu = (t: Tensor) => t.device === 'cpu';
+  if (!isGradEnabled() || !inputs.every(onCpu) || !parameters.every(onCpu)) return block(...inputs);
+  let single = false;
+  let calls = 0;
+  const run = (inputHandles: NativeHandle[]): Tensor[] => {
+    const again = calls++ > 0;
+    if (again) recomputing++;
+    try {
+      return tidy(() => {
+        const result: Tensor | Tensor[] = block(...wrapList(inputHandles));
+        single = result instanceof Tensor;
+        return result instanceof Tensor ? [result] : result;
+      });
+    } finally {
+      if (again) recomputing--;
+    }
+  };
+  const outputs = wrapList(native.checkpoint(handles(inputs), handles(parameters), run));
+  return (single ? outputs[0] : outputs) as T;
 }

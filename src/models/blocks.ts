@@ -24,6 +24,16 @@ export function kaimingConv3d(
   return conv;
 }
 
+/**
+ * `block(...inputs)`; with `recompute` its intermediates are not kept for backward but recomputed there
+ * (`torch.nn.checkpoint`: the same values and gradients, dropout replayed, for one more forward of the block).
+ * `block` reads tensors only through `inputs` and `module`'s parameters: backward runs it again, after the
+ * caller's scopes have freed what they made.
+ */
+export function recomputable<T extends Tensor | Tensor[]>(recompute: boolean, module: torch.nn.Module, block: (...inputs: Tensor[]) => T, inputs: Tensor[]): T {
+  return recompute ? torch.nn.checkpoint(module, block, inputs) : block(...inputs);
+}
+
 /** Trilinear resize by an integer factor with align_corners = true (as the authors' nn.Upsample). */
 export function upsample(x: Tensor /* (B, C, H, W, D) */, factor: number): Tensor {
   if (factor === 1) return x;

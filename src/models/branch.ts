@@ -62,18 +62,19 @@ export class Branch extends torch.nn.Module {
     super();
     this.config = parseModelConfigOf('smml', config);
     const { modalities, classes, embedDim, heads, ffnHidden, dropout } = this.config;
+    const recompute = new Set(this.config.recompute);
     const channels = levelChannels(this.config);
     const top = channels[channels.length - 1];
     const tokens = tokenGrid(this.config) ** 3;
-    this.encoders = Array.from({ length: modalities }, (_, k) => this.registerModule(`encoder${k}`, new ModalityEncoder(channels)));
+    this.encoders = Array.from({ length: modalities }, (_, k) => this.registerModule(`encoder${k}`, new ModalityEncoder(channels, recompute.has('encoders'))));
     this.intraModal = Array.from({ length: modalities }, (_, k) =>
-      this.registerModule(`intraModal${k}`, new IntraModalTransformer(top, embedDim, tokens, heads, ffnHidden, dropout)),
+      this.registerModule(`intraModal${k}`, new IntraModalTransformer(top, embedDim, tokens, heads, ffnHidden, dropout, recompute.has('transformers'))),
     );
-    this.interModal = this.registerModule('interModal', new InterModalTransformer(modalities, embedDim, modalities * top, heads, ffnHidden, dropout));
-    this.fusionDecoder = this.registerModule('fusionDecoder', new FusionDecoder(modalities, channels, classes));
-    this.separateDecoder = this.registerModule('separateDecoder', new SeparateDecoder(channels, classes));
+    this.interModal = this.registerModule('interModal', new InterModalTransformer(modalities, embedDim, modalities * top, heads, ffnHidden, dropout, recompute.has('transformers')));
+    this.fusionDecoder = this.registerModule('fusionDecoder', new FusionDecoder(modalities, channels, classes, recompute.has('fusionDecoder')));
+    this.separateDecoder = this.registerModule('separateDecoder', new SeparateDecoder(channels, classes, recompute.has('separateDecoder')));
     const { enabled, filters, reweightHidden } = this.config.refinement;
-    this.refinement = enabled ? this.registerModule('refinement', new RefinementNetwork(modalities, classes, filters, reweightHidden)) : null;
+    this.refinement = enabled ? this.registerModule('refinement', new RefinementNetwork(modalities, classes, filters, reweightHidden, recompute.has('refinement'))) : null;
   }
 
   private checkImages(images: Tensor): void {
@@ -101,34 +102,45 @@ export class Branch extends torch.nn.Module {
     if (needed && (needed.length !== batch || needed.some((row) => row.length !== this.config.modalities))) {
       throw new Error(`encode: expected which modalities to compute as ${batch} rows of ${this.config.modalities} flags`);
     }
+    // The samples each modality is computed for; null: every sample.
+    const samplesOf = this.encoders.map((_, k) => {
+      const samples = needed?.flatMap((row, b) => (row[k] ? [b] : []));
+      return samples && samples.length < batch ? samples : null;
+    });
+    const computed = samplesOf.map((samples) => samples === null || samples.length > 0);
+    const first = computed.indexOf(true);
+    if (first < 0) throw new Error('encode: no modality is present');
     return torch.tidy(() => {
-      const perModality = this.encoders.map((encoder, k) => {
-        const samples = needed ? needed.flatMap((row, b) => (row[k] ? [b] : [])) : null;
-        if (samples?.length === 0) return null;
-        const image = images.narrow(1, k, 1);
-        const input = samples && samples.length < batch ? image.indexSelect(0, torch.tensor(samples, [samples.length], { dtype: 'int64', device: images.device })) : image;
-        const levels = encoder.forward(input);
-        const tokens = this.intraModal[k].forward(levels[levels.length - 1]);
-        return { samples, levels, tokens };
-      });
-      const computed = perModality.find((m) => m !== null);
-      if (!computed) throw new Error('encode: no modality is present');
-      // The full batch of one output: the computed samples' rows, zeros for the others.
-      const fullBatch = (output: Tensor, samples: number[] | null) => {
-        if (!samples || samples.length === batch) return output;
-        const zeroRow = torch.zeros([1, ...output.shape.slice(1)], { dtype: output.dtype, device: output.device });
-        return torch.cat(Array.from({ length: batch }, (_, b) => (samples.includes(b) ? output.narrow(0, samples.indexOf(b), 1) : zeroRow)), 0);
+      const indices = samplesOf.map((samples) => samples && torch.tensor(samples, [samples.length], { dtype: 'int64', device: images.device }));
+      // Modality k's input: the rows of its samples.
+      const ownRows = (map: Tensor, k: number) => (indices[k] ? map.indexSelect(0, indices[k]) : map);
+      // A map computed for modality k's samples, as the whole batch: zeros in the other rows.
+      const wholeBatch = (map: Tensor, k: number): Tensor => {
+        const samples = samplesOf[k];
+        if (!samples) return map;
+        const whole = torch.tidy(() => {
+          const zeroRow = torch.zeros([1, ...map.shape.slice(1)], { dtype: map.dtype, device: map.device });
+          return torch.cat(Array.from({ length: batch }, (_, b) => (samples.includes(b) ? map.narrow(0, samples.indexOf(b), 1) : zeroRow)), 0);
+        });
+        map.dispose();
+        return whole;
       };
-      // Stacks one output of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
-      const gather = (pick: (m: { levels: Tensor[]; tokens: Tensor }) => Tensor) => {
-        const parts = perModality.map((m) => (m ? fullBatch(pick(m), m.samples) : null));
-        const like = parts.find((p) => p !== null)!;
+      // Stacks one map of every modality along dim 1 (zeros for the skipped ones) and frees the parts.
+      const gather = (parts: (Tensor | null)[]) => {
+        const like = parts[first]!;
         const stacked = torch.stack(parts.map((p) => p ?? torch.zeros(like.shape, { dtype: like.dtype, device: like.device })), 1);
         for (const p of parts) p?.dispose();
         return stacked;
       };
-      const levels = computed.levels.map((_, l) => gather((m) => m.levels[l]));
-      return { levels, tokens: gather((m) => m.tokens) };
+      // Level by level, every modality at once: the next level reads its input from the stacked maps, so that no
+      // map is held twice (once on its own and once in the stack) until backward.
+      const levels: Tensor[] = [];
+      let inputs = images.unbind(1).map((image) => image.unsqueeze(1));
+      for (let l = 0; l < levelChannels(this.config).length; l++) {
+        levels.push(gather(this.encoders.map((encoder, k) => (computed[k] ? wholeBatch(encoder.level(l, ownRows(inputs[k], k)), k) : null))));
+        inputs = levels[l].unbind(1);
+      }
+      return { levels, tokens: gather(this.intraModal.map((transformer, k) => (computed[k] ? wholeBatch(transformer.forward(ownRows(inputs[k], k)), k) : null))) };
     });
   }
 
@@ -136,10 +148,9 @@ export class Branch extends torch.nn.Module {
   private decode(encoding: BranchEncoding, mask: Tensor, deepSupervision: boolean): { logits: Tensor; deepSupervision: Tensor[]; bottleneck: Tensor } {
     this.checkMask(mask, encoding.tokens.size(0));
     return torch.tidy(() => {
-      const masked = encoding.levels.slice(0, -1).map((level) => maskModalities(level, mask).flatten(1, 2));
       const positions = this.intraModal.map((t) => t.position);
       const bottleneck = this.interModal.forward(maskModalities(encoding.tokens, mask), positions);
-      const decoded = this.fusionDecoder.forward([...masked, bottleneck], { deepSupervision });
+      const decoded = this.fusionDecoder.forward(encoding.levels.slice(0, -1), bottleneck, mask, { deepSupervision });
       return { ...decoded, bottleneck };
     });
   }

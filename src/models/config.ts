@@ -20,6 +20,13 @@ const refinementSchema = z.strictObject({
   reweightHidden: z.array(positiveInt).min(1),
 });
 
+/**
+ * The parts of a branch whose activations are recomputed during backward instead of kept (activation
+ * recomputation, see `recomputable` in blocks.ts): same values and gradients, less memory, more time.
+ */
+export const RECOMPUTE_PARTS = ['encoders', 'transformers', 'fusionDecoder', 'separateDecoder', 'refinement'] as const;
+export type RecomputePart = (typeof RECOMPUTE_PARTS)[number];
+
 const smmlModelSchema = z
   .strictObject({
     /** The SMML network (mmFormer-style branches, see branch.ts). */
@@ -42,6 +49,8 @@ const smmlModelSchema = z
     /** 2: the SMML dual-branch model; 1: the single-branch (mmFormer-style) baseline. */
     branches: z.union([z.literal(1), z.literal(2)]),
     refinement: refinementSchema,
+    /** Parts recomputed during backward (training on the CPU only; inference never keeps activations). */
+    recompute: z.array(z.enum(RECOMPUTE_PARTS)).default([]),
   })
   .superRefine((c, ctx) => {
     const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -109,7 +118,8 @@ type OverridesOf<C extends ModelConfig> = C extends SmmlModelConfig ? SmmlModelC
 const PAPER_REFINEMENT = { enabled: true, filters: [32, 64, 128, 256], reweightHidden: [64, 128, 64] };
 
 /**
- * `paper`: the published sizes (b = 8, E = 512, FFN 4096, 8 heads, 128^3 patches).
+ * `paper`: the published sizes (b = 8, E = 512, FFN 4096, 8 heads, 128^3 patches), every part recomputed during
+ *   backward: a dual-branch step at batch 2 would otherwise need far more memory than a CPU machine has.
  * `cpu-small`: the CPU demo: the paper's widths (b = 8) with a narrower transformer on the smallest valid patch
  *   (32^3; about 1 s per dual-branch training step at batch 2 on 2 cores). b = 4 learnt about 10 Dice points less
  *   in the same number of steps (docs/learning.md).
@@ -129,6 +139,7 @@ export const SMML_PRESETS = {
     patch: 128,
     branches: 2,
     refinement: PAPER_REFINEMENT,
+    recompute: [...RECOMPUTE_PARTS],
   },
   'cpu-small': {
     family: 'smml',
@@ -142,6 +153,7 @@ export const SMML_PRESETS = {
     patch: 32,
     branches: 2,
     refinement: { enabled: true, filters: [8, 16, 32, 64], reweightHidden: [64, 128, 64] },
+    recompute: [],
   },
   'cpu-medium': {
     family: 'smml',
@@ -155,6 +167,7 @@ export const SMML_PRESETS = {
     patch: 48,
     branches: 2,
     refinement: { enabled: true, filters: [8, 16, 32, 64], reweightHidden: [64, 128, 64] },
+    recompute: [],
   },
   tiny: {
     family: 'smml',
@@ -168,6 +181,7 @@ export const SMML_PRESETS = {
     patch: 32,
     branches: 2,
     refinement: { enabled: true, filters: [4, 8], reweightHidden: [8] },
+    recompute: [],
   },
 } satisfies Record<string, SmmlModelConfig>;
 

@@ -1,7 +1,7 @@
 // The fusion decoder (RFNet-style, docs/method.md §3): merges the K masked encoder maps level by level and
 // decodes them into the branch's initial prediction, with deep-supervision heads at levels 5..2.
 import { torch, type Tensor } from '../engine/index.ts';
-import { kaimingConv3d, PreNormConv, UpStep, upsample } from './blocks.ts';
+import { kaimingConv3d, maskModalities, PreNormConv, recomputable, UpStep, upsample } from './blocks.ts';
 
 /** Pre-norm 1x1x1 conv K·c→c, pre-norm 3x3x3 conv, pre-norm 1x1x1 conv. */
 export class FusionUnit extends torch.nn.Module {
@@ -38,6 +38,8 @@ export class FusionDecoder extends torch.nn.Module {
     modalities: number,
     readonly channels: readonly number[] /* per level, finest first */,
     classes: number,
+    /** The decoder is recomputed during backward, and within that each fusion unit (masking included) and up-step. */
+    readonly recompute = false,
   ) {
     super();
     const levels = channels.length;
@@ -49,22 +51,36 @@ export class FusionDecoder extends torch.nn.Module {
   }
 
   /**
-   * `levels[l]` is (B, K·c_l, …): the masked encoder maps of levels 1–4 and the inter-modal output at
-   * level 5. Without `deepSupervision` the auxiliary heads are not evaluated.
+   * `encoderLevels[l]` is (B, K, c_l, …): every modality's encoder maps of levels 1–4, masked here with `mask`
+   * (B, K); `bottleneck` (B, K·c_5, …) is the inter-modal output at level 5. Without `deepSupervision` the
+   * auxiliary heads are not evaluated.
    */
-  forward(levels: Tensor[], opts: { deepSupervision: boolean }): FusionDecoderOutput {
+  forward(encoderLevels: Tensor[], bottleneck: Tensor, mask: Tensor, opts: { deepSupervision: boolean }): FusionDecoderOutput {
+    // Recomputed as a whole (its inputs are kept anyway), and unit by unit inside: the units' outputs exist during
+    // this decoder's own backward only.
+    const run = (...inputs: Tensor[]) => {
+      const { logits, deepSupervision } = this.decode(inputs.slice(0, -2), inputs.at(-2)!, inputs.at(-1)!, opts);
+      return [logits, ...deepSupervision];
+    };
+    const [logits, ...deepSupervision] = recomputable(this.recompute, this, run, [...encoderLevels, bottleneck, mask]);
+    return { logits, deepSupervision };
+  }
+
+  private decode(encoderLevels: Tensor[], bottleneck: Tensor, mask: Tensor, opts: { deepSupervision: boolean }): FusionDecoderOutput {
     return torch.tidy(() => {
-      const top = levels.length - 1;
+      const top = encoderLevels.length;
       const deepSupervision: Tensor[] = [];
       const supervise = (decoded: Tensor, level: number) => {
         if (!opts.deepSupervision) return;
         const probabilities = this.heads[top - level].forward(decoded).softmax(1);
         deepSupervision.push(upsample(probabilities, 2 ** level));
       };
-      let decoded = this.fusion[top].forward(levels[top]);
+      const fuse = (level: number) =>
+        recomputable(this.recompute, this.fusion[level], (maps, present) => this.fusion[level].forward(maskModalities(maps, present).flatten(1, 2)), [encoderLevels[level], mask]);
+      let decoded = this.fusion[top].forward(bottleneck);
       supervise(decoded, top);
       for (let level = top - 1; level >= 0; level--) {
-        decoded = this.ups[level].forward(decoded, this.fusion[level].forward(levels[level]));
+        decoded = recomputable(this.recompute, this.ups[level], (below, skip) => this.ups[level].forward(below, skip), [decoded, fuse(level)]);
         if (level > 0) supervise(decoded, level);
       }
       return { logits: this.classifier.forward(decoded), deepSupervision };

@@ -5,7 +5,7 @@
 // Prior channel order (as the prior store keeps them): class-major, then modality — channel c·K + k
 // holds class c's prior from modality k.
 import { torch, type Tensor } from '../engine/index.ts';
-import { ConvNormAct, kaimingConv3d } from './blocks.ts';
+import { ConvNormAct, kaimingConv3d, recomputable } from './blocks.ts';
 
 const LEAKY_SLOPE = 0.2;
 
@@ -84,7 +84,13 @@ export class RefinementUNet extends torch.nn.Module {
   readonly merge: ConvNormAct[][];
   readonly classifier: torch.nn.Conv3d;
 
-  constructor(inChannels: number, filters: readonly number[], classes: number) {
+  /** `recompute`: each conv–BN–ReLU (with the concatenation before the first of a level going up) is recomputed during backward. */
+  constructor(
+    inChannels: number,
+    filters: readonly number[],
+    classes: number,
+    readonly recompute = false,
+  ) {
     super();
     this.down = filters.map((f, l) => {
       const first = l === 0 ? convBnRelu(inChannels, f) : convBnRelu(filters[l - 1], f, 2);
@@ -102,15 +108,25 @@ export class RefinementUNet extends torch.nn.Module {
 
   forward(x: Tensor /* (B, in, H, W, D) */): Tensor /* (B, C, H, W, D) logits */ {
     return torch.tidy(() => {
+      const block = (layer: ConvNormAct, input: Tensor) => recomputable(this.recompute, layer, (h) => layer.forward(h), [input]);
+      // Maps are freed as soon as nothing reads them: without gradients (a recomputed forward) that is all that
+      // holds them, and the full-resolution maps here are the widest of the branch.
       const skips: Tensor[] = [];
       let h = x;
       for (const [a, b] of this.down) {
-        h = b.forward(a.forward(h));
+        const input = h;
+        h = torch.tidy(() => block(b, block(a, input)));
         skips.push(h);
       }
       for (let l = this.up.length - 1; l >= 0; l--) {
         const [a, b] = this.merge[l];
-        h = b.forward(a.forward(torch.cat([skips[l], this.up[l].forward(h)], 1)));
+        const below = h;
+        h = torch.tidy(() => {
+          const merged = recomputable(this.recompute, a, (skip, up) => a.forward(torch.cat([skip, up], 1)), [skips[l], this.up[l].forward(below)]);
+          return block(b, merged);
+        });
+        below.dispose();
+        skips[l].dispose();
       }
       return this.classifier.forward(h);
     });
@@ -126,10 +142,12 @@ export class RefinementNetwork extends torch.nn.Module {
     readonly classes: number,
     filters: readonly number[],
     reweightHidden: readonly number[],
+    /** The network is recomputed during backward, and within that its re-weighting and every U-Net block. */
+    readonly recompute = false,
   ) {
     super();
     this.reweighting = this.registerModule('reweighting', new ModalityReweighting(modalities, reweightHidden));
-    this.unet = this.registerModule('unet', new RefinementUNet(classes * modalities + classes, filters, classes));
+    this.unet = this.registerModule('unet', new RefinementUNet(classes * modalities + classes, filters, classes, recompute));
   }
 
   /**
@@ -145,10 +163,20 @@ export class RefinementNetwork extends torch.nn.Module {
     return torch.tidy(() => {
       const batch = priors.size(0);
       const present = mask.to({ dtype: priors.dtype, device: priors.device }).reshape(batch, 1, this.modalities, 1);
-      const masked = priors.reshape(batch, this.classes, this.modalities, -1).mul(present).reshape(priors.shape);
-      const reweighted = this.reweighting.forward(masked, onehot);
       const initial = initialLogits.detach().softmax(1);
-      return this.unet.forward(torch.cat([reweighted, initial], 1));
+      // Recomputed as a whole, and block by block inside: during forward only the input and the logits are kept, and
+      // the U-Net's block outputs exist during this network's own backward only.
+      const run = (maps: Tensor, presence: Tensor, truth: Tensor, probabilities: Tensor) =>
+        torch.tidy(() => {
+          const input = recomputable(
+            this.recompute,
+            this.reweighting,
+            (m, p, t, i) => torch.cat([this.reweighting.forward(m.reshape(batch, this.classes, this.modalities, -1).mul(p).reshape(m.shape), t), i], 1),
+            [maps, presence, truth, probabilities],
+          );
+          return this.unet.forward(input);
+        });
+      return recomputable(this.recompute, this, run, [priors, present, onehot, initial]);
     });
   }
 }

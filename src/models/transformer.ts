@@ -1,7 +1,7 @@
 // The transformers of mmFormer (docs/method.md §3): one pre-LN block type, used per modality (intra-modal)
 // and over all modalities' tokens together (inter-modal).
 import { torch, type Tensor } from '../engine/index.ts';
-import { kaimingConv3d } from './blocks.ts';
+import { kaimingConv3d, recomputable } from './blocks.ts';
 
 /** Multi-head self-attention: qkv projection without bias, attention-weight dropout, output projection. */
 export class SelfAttention extends torch.nn.Module {
@@ -81,7 +81,8 @@ export class IntraModalTransformer extends torch.nn.Module {
   readonly position: Tensor;
   readonly block: TransformerBlock;
 
-  constructor(inChannels: number, dim: number, tokens: number, heads: number, ffnHidden: number, dropout: number) {
+  /** `recompute`: the whole transformer is recomputed during backward. */
+  constructor(inChannels: number, dim: number, tokens: number, heads: number, ffnHidden: number, dropout: number, readonly recompute = false) {
     super();
     this.embed = this.registerModule('embed', kaimingConv3d(inChannels, dim, 1));
     this.position = this.registerParameter('position', torch.zeros([1, tokens, dim]));
@@ -89,7 +90,7 @@ export class IntraModalTransformer extends torch.nn.Module {
   }
 
   forward(level5: Tensor /* (B, 16b, P, P, P) */): Tensor /* (B, P^3, E) */ {
-    return torch.tidy(() => this.block.forward(mapToTokens(this.embed.forward(level5)), this.position));
+    return recomputable(this.recompute, this, (x) => torch.tidy(() => this.block.forward(mapToTokens(this.embed.forward(x)), this.position)), [level5]);
   }
 }
 
@@ -109,6 +110,8 @@ export class InterModalTransformer extends torch.nn.Module {
     heads: number,
     ffnHidden: number,
     dropout: number,
+    /** The whole transformer is recomputed during backward. */
+    readonly recompute = false,
   ) {
     super();
     this.block = this.registerModule('block', new TransformerBlock(dim, heads, ffnHidden, dropout));
@@ -116,12 +119,14 @@ export class InterModalTransformer extends torch.nn.Module {
   }
 
   forward(tokens: Tensor /* (B, K, P^3, E), masked */, positions: Tensor[] /* K × (1, P^3, E) */): Tensor /* (B, K·16b, P, P, P) */ {
-    return torch.tidy(() => {
-      const [batch, modalities, count, dim] = tokens.shape;
-      const grid = Math.round(Math.cbrt(count));
-      const mixed = this.block.forward(tokens.reshape(batch, modalities * count, dim), torch.cat(positions, 1));
-      const map = mixed.reshape(batch, modalities, count, dim).transpose(2, 3).reshape(batch, modalities * dim, grid, grid, grid);
-      return this.project.forward(map);
-    });
+    const run = (input: Tensor, ...embeddings: Tensor[]) =>
+      torch.tidy(() => {
+        const [batch, modalities, count, dim] = input.shape;
+        const grid = Math.round(Math.cbrt(count));
+        const mixed = this.block.forward(input.reshape(batch, modalities * count, dim), torch.cat(embeddings, 1));
+        const map = mixed.reshape(batch, modalities, count, dim).transpose(2, 3).reshape(batch, modalities * dim, grid, grid, grid);
+        return this.project.forward(map);
+      });
+    return recomputable(this.recompute, this, run, [tokens, ...positions]);
   }
 }

@@ -46,6 +46,14 @@ test('unknown keys and impossible sizes are errors that name the field', () => {
   assert.throws(() => modelConfig('huge' as 'tiny'), /unknown model preset 'huge'/);
 });
 
+test('recomputation: every part for the paper preset, none for the others and for configurations without the field', () => {
+  assert.deepEqual(modelConfig('paper').recompute, ['encoders', 'transformers', 'fusionDecoder', 'separateDecoder', 'refinement']);
+  for (const name of ['cpu-small', 'cpu-medium', 'tiny'] as const) assert.deepEqual(modelConfig(name).recompute, []);
+  const { recompute: _, ...written } = tiny();
+  assert.deepEqual((parseModelConfig(written) as SmmlModelConfig).recompute, []);
+  assert.throws(() => parseModelConfig({ ...tiny(), recompute: ['decoder'] }), /recompute\.0/);
+});
+
 test('overrides replace fields and merge the refinement settings one level deep', () => {
   const config = modelConfig('paper', { patch: 64, refinement: { enabled: false } });
   assert.equal(config.patch, 64);

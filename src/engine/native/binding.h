@@ -18,6 +18,8 @@ const at::Tensor& TensorArgument(const Napi::Value& v);
 
 // A new JavaScript tensor handle owning `t`.
 Napi::Value TensorValue(Napi::Env env, at::Tensor t);
+// A JavaScript array of new tensor handles on `list`.
+Napi::Array TensorListValue(Napi::Env env, const std::vector<at::Tensor>& list);
 
 // Adds `name` to `exports`; errors thrown by `f` reach JavaScript as Errors prefixed with `name`.
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f);
@@ -27,5 +29,7 @@ void InitDistributed(Napi::Env env, Napi::Object exports);
 
 // The autocast functions of autocast.cc.
 void InitAutocast(Napi::Env env, Napi::Object exports);
+// The activation recomputation of checkpoint.cc.
+void InitCheckpoint(Napi::Env env, Napi::Object exports);
 
 }  // namespace smml

@@ -1091,6 +1091,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRuntime(env, exports);
   smml::InitDistributed(env, exports);
   smml::InitAutocast(env, exports);
+  smml::InitCheckpoint(env, exports);
   return exports;
 }
 
@@ -1103,6 +1104,7 @@ std::vector<at::Tensor> TensorListArgument(const Napi::Value& v) { return TList(
 const at::Tensor& TensorArgument(const Napi::Value& v) { return T(v); }
 
 Napi::Value TensorValue(Napi::Env env, at::Tensor t) { return Wrap(env, std::move(t)); }
+Napi::Array TensorListValue(Napi::Env env, const std::vector<at::Tensor>& list) { return WrapList(env, list); }
 
 void DefineFunction(Napi::Env env, Napi::Object exports, const char* name, std::function<Napi::Value(const Napi::CallbackInfo&)> f) {
   Def(env, exports, name, std::move(f));

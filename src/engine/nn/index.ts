@@ -6,4 +6,5 @@ export { Linear, Dropout } from './linear.ts';
 export { ReLU, LeakyReLU, GELU } from './activation.ts';
 export { Sequential, ModuleList, type TensorModule } from './container.ts';
 export { MultiheadAttention, type MultiheadAttentionOptions, type AttentionCallOptions } from './attention.ts';
+export { checkpoint } from './checkpoint.ts';
 export * as init from './init.ts';

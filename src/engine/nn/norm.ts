@@ -1,6 +1,6 @@
 // Normalisation layers with PyTorch's parameter and buffer names, defaults and train/eval behaviour.
 import { ones, zeros } from '../creation.ts';
-import { batchNorm, instanceNorm, layerNorm } from '../functional.ts';
+import { batchNorm, instanceNorm, isRecomputing, layerNorm } from '../functional.ts';
 import { type Tensor } from '../tensor.ts';
 import { Module } from './module.ts';
 
@@ -98,12 +98,14 @@ export class BatchNorm3d extends ChannelNorm {
     if (useBatchStats && x.numel / this.numFeatures <= 1) {
       throw new Error(`BatchNorm3d: batch statistics need more than one value per channel, got input [${x.shape.join(', ')}]`);
     }
-    const factor = this.training && this.numBatchesTracked ? this.countBatch(this.numBatchesTracked) : 0;
+    // A recomputation (checkpoint) repeats a training forward whose statistics were already counted.
+    const tracking = !(this.training && isRecomputing());
+    const factor = this.training && tracking && this.numBatchesTracked ? this.countBatch(this.numBatchesTracked) : 0;
     return batchNorm(x, {
       weight: this.weight,
       bias: this.bias,
-      runningMean: this.runningMean,
-      runningVar: this.runningVar,
+      runningMean: tracking ? this.runningMean : null,
+      runningVar: tracking ? this.runningVar : null,
       training: useBatchStats,
       momentum: factor,
       eps: this.eps,
