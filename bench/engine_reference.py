@@ -7,13 +7,12 @@ milliseconds, "value": the loss or null}. Errors answer {"error": message}. The 
 engine.ts layer for layer so that the two sides do the same work.
 """
 
-import json
-import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reference_protocol import run_once, serve
 
 
 def conv3d_tensors(spec):
@@ -106,23 +105,9 @@ def answer(request, state):
         state["run"] = WORKLOADS[request["workload"]](request)
         return {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
     if op == "run":
-        if state.get("run") is None:
-            raise ValueError("run before setup")
-        start = time.perf_counter()
-        value = state["run"]()
-        return {"ms": (time.perf_counter() - start) * 1000, "value": value}
+        return run_once(state)
     raise ValueError(f"unknown op {op!r}")
 
 
-def main():
-    state = {}
-    for line in sys.stdin:
-        try:
-            reply = answer(json.loads(line), state)
-        except Exception as error:  # reported to the caller, which fails the benchmark section
-            reply = {"error": f"{type(error).__name__}: {error}"}
-        print(json.dumps(reply), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    serve(answer)

@@ -14,15 +14,14 @@ answers {"ms": wall-clock milliseconds, "value": the loss}; {"op": "peak"} answe
 resident memory}. Errors answer {"error": message}.
 """
 
-import json
 import math
 import resource
-import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from reference_protocol import run_once, serve
 
 LEAKY_SLOPE = 0.2
 PROBABILITY_FLOOR = 0.005
@@ -529,25 +528,11 @@ def answer(request, state):
         run = state["run"]
         return {"parameters": run.parameters, "forwardFlops": run.forward_flops, "torch_version": torch.__version__, "threads": torch.get_num_threads()}
     if op == "run":
-        if state.get("run") is None:
-            raise ValueError("run before setup")
-        start = time.perf_counter()
-        value = state["run"]()
-        return {"ms": (time.perf_counter() - start) * 1000, "value": value}
+        return run_once(state)
     if op == "peak":
         return {"peakRssMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     raise ValueError(f"unknown op {op!r}")
 
 
-def main():
-    state = {}
-    for line in sys.stdin:
-        try:
-            reply = answer(json.loads(line), state)
-        except Exception as error:  # reported to the caller, which fails the benchmark section
-            reply = {"error": f"{type(error).__name__}: {error}"}
-        print(json.dumps(reply), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    serve(answer)
