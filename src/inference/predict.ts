@@ -23,7 +23,7 @@ import { checkWritableFile } from './output.ts';
 import { clearOutsideBrain, minEnhancingVoxels, suppressSmallEnhancingTumour } from './postprocess.ts';
 import { needsResampling, resampledShape, resampleOntoGrid, resizeVolume, worldBox, worldBoxesOverlap } from './resample.ts';
 import type { InferenceProcesses } from './processes.ts';
-import { streamWindows } from './sliding-window.ts';
+import { streamWindows, type WindowPredictor } from './sliding-window.ts';
 
 /** A trained network ready for inference and how its classes are written to label files. */
 export interface InferenceModel {
@@ -65,7 +65,7 @@ export function subsetPredictor(
   model: SegmentationModel,
   subsets: readonly ModalityMask[],
   device: string,
-): { predict: (windows: Tensor /* (B, K, p, p, p) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, p, p, p) */; dispose: () => void } {
+): { predict: WindowPredictor; dispose: () => void } {
   const { patch, classes } = model.config;
   const masks = new Map<string, Tensor>();
   // One (B, K) mask per subset and batch size, made once.

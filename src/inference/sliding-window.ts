@@ -85,6 +85,12 @@ export function slidingWindowInference(
   );
 }
 
+/**
+ * The network on a batch of windows for S outputs (modality subsets): (S, B, C, px, py, pz) probabilities, where
+ * `needed[s][b]` says whether output s of window b will be used (the others may be anything, e.g. zeros).
+ */
+export type WindowPredictor = (windows: Tensor /* (B, K, px, py, pz) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, px, py, pz) */;
+
 export interface StreamedWindowOptions extends SlidingWindowOptions {
   /** Windows per call of `predict`; default `defaultWindowBatch(patch)`. */
   batchSize?: number;
@@ -203,7 +209,7 @@ export function accumulateWindows(
   patch: Shape3,
   classes: number,
   outputChannels: readonly (readonly boolean[])[],
-  predict: (windows: Tensor /* (B, K, px, py, pz) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, px, py, pz) */,
+  predict: WindowPredictor,
   onSums: (xStart: number, sum: Tensor /* (S, C, n, Y, Z) */, weight: Tensor /* (S, 1, n, Y, Z) */) => void,
   opts: WindowSumOptions = {},
 ): void {
@@ -299,7 +305,7 @@ export function streamWindows(
   patch: Shape3,
   classes: number,
   outputChannels: readonly (readonly boolean[])[],
-  predict: (windows: Tensor /* (B, K, px, py, pz) */, needed: readonly (readonly boolean[])[] /* [s][b] */) => Tensor /* (S, B, C, px, py, pz) */,
+  predict: WindowPredictor,
   onSlab: (xStart: number, blended: Tensor /* (S, C, n, Y, Z) */) => void,
   opts: StreamedWindowOptions = {},
 ): void {

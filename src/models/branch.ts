@@ -120,7 +120,13 @@ export class Branch extends torch.nn.Module {
         if (!samples) return map;
         const whole = torch.tidy(() => {
           const zeroRow = torch.zeros([1, ...map.shape.slice(1)], { dtype: map.dtype, device: map.device });
-          return torch.cat(Array.from({ length: batch }, (_, b) => (samples.includes(b) ? map.narrow(0, samples.indexOf(b), 1) : zeroRow)), 0);
+          return torch.cat(
+            Array.from({ length: batch }, (_, b) => {
+              const row = samples.indexOf(b);
+              return row >= 0 ? map.narrow(0, row, 1) : zeroRow;
+            }),
+            0,
+          );
         });
         map.dispose();
         return whole;
