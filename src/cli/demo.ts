@@ -22,9 +22,9 @@ import { figureMarkdown, REPORT_PAGE, writeReport } from '../report/report.ts';
 import { evaluationSection, joinSections, textSection, trainingSection, type ReportSection } from '../report/sections.ts';
 import { subsetSlug, VIEWER_DATA_DIR, viewerRecorder } from '../report/viewer-data.ts';
 import type { ViewerLabel } from '../report/viewer/manifest.ts';
-import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfigInput } from '../training/config.ts';
+import { applyOverrides, parseTrainingConfig, readConfigFile, type TrainingConfig, type TrainingConfigInput } from '../training/config.ts';
 import type { BestModel } from '../training/checkpoint.ts';
-import { loadTrainedModel, runPaths, type ValidationScores } from '../training/run-dir.ts';
+import { loadTrainedModel, readRunConfig, runPaths, type ValidationScores } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer, type TrainResult } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber, precisionOption } from './arguments.ts';
@@ -36,7 +36,10 @@ export interface DemoOptions {
   out: string;
   cases: number;
   size: number;
+  /** Seed of the synthetic data, its split and (without `trainingSeed`) training. */
   seed: number;
+  /** Seed of training alone (initial weights, patches, modality masks): another run on the same data; unset: `seed`. */
+  trainingSeed?: number;
   /** Unset: the recipe's (configs/demo.json). */
   epochs?: number;
   stepsPerEpoch?: number;
@@ -63,9 +66,9 @@ const OVERLAY_SUBSETS: readonly ModalityMask[] = [
 export const DEMO_RECIPE_FILE = fileURLToPath(new URL('../../configs/demo.json', import.meta.url));
 
 /** The data paths and the command line's choices as `field=value` overrides of the recipe; `--epochs` also rescales the KL warm-up and validation. */
-function demoAssignments(options: DemoOptions, dataRoot: string, cacheDir: string): string[] {
+export function demoAssignments(options: DemoOptions, dataRoot: string, cacheDir: string): string[] {
   const assignments = [`data.root=${JSON.stringify(dataRoot)}`, `data.cacheDir=${JSON.stringify(cacheDir)}`];
-  assignments.push(`data.split.seed=${options.seed}`, `training.seed=${options.seed}`);
+  assignments.push(`data.split.seed=${options.seed}`, `training.seed=${options.trainingSeed ?? options.seed}`);
   if (options.epochs !== undefined) {
     // The paper switches the KL terms on after 10 % of training (epoch 100 of 1000); validation runs five times.
     assignments.push(`training.epochs=${options.epochs}`, `losses.warmupEpochs=${Math.max(1, Math.round(options.epochs / 10))}`);
@@ -116,15 +119,24 @@ async function prepareData(options: DemoOptions, dataRoot: string): Promise<void
   });
 }
 
+/** The recipe fields a run in `runDir` was started with, when they differ from `config`'s: the command line asked for another run. */
+function recipeDifferences(runDir: string, config: TrainingConfig): string[] {
+  const stored = readRunConfig(runDir).config.training;
+  const fields = ['seed', 'epochs', 'stepsPerEpoch', 'lr', 'precision'] as const;
+  return fields.filter((field) => stored[field] !== config.training[field]).map((field) => `training.${field} ${stored[field]} (asked: ${config.training[field]})`);
+}
+
 async function train(options: DemoOptions, runDir: string, dataRoot: string, cacheDir: string): Promise<void> {
   const paths = runPaths(runDir);
+  const config = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration');
+  const resume = fs.existsSync(paths.config);
+  const differences = resume ? recipeDifferences(runDir, config) : [];
+  if (differences.length > 0) throw new Error(`${runDir} holds a run started with ${differences.join(', ')}; use --fresh or another --out`);
   const finished = readRunLog(paths.log).some((r) => r.type === 'finished');
   if (finished) {
     console.log(`training: finished earlier in ${runDir}`);
     return;
   }
-  const resume = fs.existsSync(paths.config);
-  const config = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration');
   if (!resume) {
     const providers = await ensurePriors(config);
     console.log(`training: SMML, the full method (two branches, PBC, FRC, refinement network on priors by ${providers.join(', ')}) into ${runDir}`);
@@ -260,6 +272,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--cases <n>', 'synthetic cases', positiveInteger, 30)
     .option('--size <voxels>', 'synthetic volume edge length', positiveInteger, 64)
     .option('--seed <n>', 'seed of data, split and training', nonNegativeInteger, 1)
+    .option('--training-seed <n>', 'seed of training alone (weights, patches, modality masks), to repeat training on the same data and split (default: --seed)', nonNegativeInteger)
     .option('--epochs <n>', 'training epochs (default: configs/demo.json)', positiveInteger)
     .option('--steps-per-epoch <n>', 'training steps per epoch (default: configs/demo.json)', positiveInteger)
     .option('--lr <lr>', 'initial learning rate (default: configs/demo.json; the paper uses 2e-4 over 1000 epochs, the short demo needs a larger one)', positiveNumber)

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DEMO_RECIPE_FILE, runDemo } from '../../src/cli/demo.ts';
+import { DEMO_RECIPE_FILE, demoAssignments, runDemo } from '../../src/cli/demo.ts';
 import { readCaseManifest } from '../../src/data/cache.ts';
 import { PRIORS_ARRAY } from '../../src/priors/provider.ts';
 import { storedPriorRecord } from '../../src/priors/store.ts';
@@ -15,6 +15,15 @@ const out = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-demo-'));
 after(() => fs.rmSync(out, { recursive: true, force: true }));
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47];
+
+describe('demoAssignments', () => {
+  it('seeds data, split and training with --seed, and training alone with --training-seed', () => {
+    const seeds = (options: { seed: number; trainingSeed?: number }) =>
+      demoAssignments({ out, cases: 5, size: 24, ...options }, 'data', 'cache').filter((a) => a.includes('seed='));
+    assert.deepEqual(seeds({ seed: 3 }), ['data.split.seed=3', 'training.seed=3']);
+    assert.deepEqual(seeds({ seed: 3, trainingSeed: 7 }), ['data.split.seed=3', 'training.seed=7']);
+  });
+});
 
 describe('runDemo', () => {
   it('synthesises, makes priors, trains the full method, evaluates 15 subsets and writes the report', async () => {
@@ -57,5 +66,7 @@ describe('runDemo', () => {
     const records = readRunLog(path.join(out, 'run', 'log.jsonl')).length;
     await runDemo(options);
     assert.equal(readRunLog(path.join(out, 'run', 'log.jsonl')).length, records, 'the finished training is reused');
+    // Another training seed on the same folder is another run: refused rather than resumed or reported as this one.
+    await assert.rejects(runDemo({ ...options, trainingSeed: 4 }), /holds a run started with training\.seed 3 \(asked: 4\); use --fresh/);
   });
 });

@@ -84,6 +84,32 @@ describe('Adam', () => {
     assert.deepEqual([...adam.stateDict().tensors.keys()], ['0.exp_avg', '0.exp_avg_sq', '0.max_exp_avg_sq']);
   });
 
+  test('float32 parameters larger than one thread\'s share, and a non-contiguous one, follow the closed form', () => {
+    // 70,001 elements: the one-pass kernel splits them between threads; the transposed parameter takes the
+    // composed-operations path. Every combination of weight decay and amsgrad, three steps each.
+    const n = 70001;
+    const values = (seed: number) => Array.from({ length: n }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 2);
+    const p0 = values(1);
+    const grads = [values(2), values(3).map((g) => g * 0.1), values(4).map((g) => g * 0.01)];
+    for (const wd of [0, 0.1]) {
+      for (const amsgrad of [false, true]) {
+        const h = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, wd, amsgrad };
+        const expected = adamReference(p0, grads, h);
+        const contiguous = torch.tensor(p0).requiresGrad_(true);
+        const transposed = torch.tensor(p0.slice(0, n - 1), [2, (n - 1) / 2]).transpose(0, 1).requiresGrad_(true);
+        const adam = new optim.Adam({ params: [contiguous, transposed], lr: h.lr, weightDecay: wd, amsgrad });
+        for (const g of grads) {
+          contiguous.grad = torch.tensor(g);
+          transposed.grad = torch.tensor(g.slice(0, n - 1), [2, (n - 1) / 2]).transpose(0, 1);
+          adam.step();
+        }
+        const label = `weight decay ${wd}, amsgrad ${amsgrad}`;
+        assertClose(contiguous.detach(), expected, { atol: 2e-6, rtol: 1e-5, message: `${label}, contiguous` });
+        assertClose(transposed.detach().transpose(0, 1).contiguous(), expected.slice(0, n - 1), { atol: 2e-6, rtol: 1e-5, message: `${label}, transposed` });
+      }
+    }
+  });
+
   test('parameters without a gradient are skipped and keep no state', () => {
     const [a, b] = [param([1, 2]), param([3])];
     const adam = new optim.Adam({ params: [a, b], lr: 0.1 });

@@ -432,6 +432,81 @@ at::Tensor Pad(Napi::Env env, const at::Tensor& t, std::vector<int64_t> pads, co
   return F::pad(t, opts);
 }
 
+// One Adam/AMSGrad update with L2 weight decay, as torch.optim.Adam's single-tensor path computes it:
+// g = grad + wd·param; m ← m + (1 − β₁)(g − m); v ← β₂v + (1 − β₂)g²; v̂ ← max(v̂, v) (AMSGrad, else v̂ = v);
+// param ← param − lr/(1 − β₁ᵗ) · m / (√v̂ / √(1 − β₂ᵗ) + eps).
+struct AdamHyperparameters {
+  double lr, beta1, beta2, eps, weightDecay, step;
+};
+
+// The update in one pass over contiguous CPU tensors of one floating type: each element's parameter, gradient and
+// moments are read once and written once, where the composed ATen operations make about 24 passes and 3 temporaries.
+template <typename S, bool kDecay, bool kAmsgrad>
+void FusedAdamStep(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& expAvg,
+                   const at::Tensor& expAvgSq, const at::Tensor& maxExpAvgSq, const AdamHyperparameters& h) {
+  S* p = param.data_ptr<S>();
+  const S* g = grad.data_ptr<S>();
+  S* m = expAvg.data_ptr<S>();
+  S* v = expAvgSq.data_ptr<S>();
+  S* vMax = kAmsgrad ? maxExpAvgSq.data_ptr<S>() : nullptr;
+  const S wd = static_cast<S>(h.weightDecay), oneMinusBeta1 = static_cast<S>(1 - h.beta1);
+  const S beta2 = static_cast<S>(h.beta2), oneMinusBeta2 = static_cast<S>(1 - h.beta2), eps = static_cast<S>(h.eps);
+  const S stepSize = static_cast<S>(h.lr / (1 - std::pow(h.beta1, h.step)));
+  const S bc2Sqrt = static_cast<S>(std::sqrt(1 - std::pow(h.beta2, h.step)));
+  // A few hundred kilobytes per task: small tensors stay on one thread.
+  at::parallel_for(0, param.numel(), 32768, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const S gi = kDecay ? g[i] + wd * p[i] : g[i];
+      const S mi = m[i] + oneMinusBeta1 * (gi - m[i]);
+      const S vi = v[i] * beta2 + oneMinusBeta2 * gi * gi;
+      S second = vi;
+      if constexpr (kAmsgrad) {
+        second = std::max(vMax[i], vi);
+        vMax[i] = second;
+      }
+      m[i] = mi;
+      v[i] = vi;
+      p[i] -= stepSize * mi / (std::sqrt(second) / bc2Sqrt + eps);
+    }
+  });
+}
+
+template <typename S>
+void FusedAdamStep(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& expAvg,
+                   const at::Tensor& expAvgSq, const at::Tensor& maxExpAvgSq, const AdamHyperparameters& h) {
+  const bool decay = h.weightDecay != 0, amsgrad = maxExpAvgSq.defined();
+  if (decay && amsgrad) FusedAdamStep<S, true, true>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+  else if (decay) FusedAdamStep<S, true, false>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+  else if (amsgrad) FusedAdamStep<S, false, true>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+  else FusedAdamStep<S, false, false>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+}
+
+void AdamStep(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& expAvg, const at::Tensor& expAvgSq,
+              const at::Tensor& maxExpAvgSq, const AdamHyperparameters& h) {
+  std::vector<at::Tensor> all{param, grad, expAvg, expAvgSq};
+  if (maxExpAvgSq.defined()) all.push_back(maxExpAvgSq);
+  const bool fusable = std::all_of(all.begin(), all.end(), [&](const at::Tensor& t) {
+    return t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == param.scalar_type() && t.numel() == param.numel();
+  });
+  if (fusable && param.scalar_type() == at::kFloat) return FusedAdamStep<float>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+  if (fusable && param.scalar_type() == at::kDouble) return FusedAdamStep<double>(param, grad, expAvg, expAvgSq, maxExpAvgSq, h);
+  // Other devices and types: the same update from ATen operations.
+  at::Tensor g = h.weightDecay != 0 ? grad.add(param, h.weightDecay) : grad;
+  at::Tensor m = expAvg, v = expAvgSq;
+  m.lerp_(g, 1 - h.beta1);
+  v.mul_(h.beta2).addcmul_(g, g, 1 - h.beta2);
+  at::Tensor second = v;
+  if (maxExpAvgSq.defined()) {
+    at::Tensor vMax = maxExpAvgSq;
+    at::maximum_out(vMax, vMax, v);
+    second = vMax;
+  }
+  at::Tensor denom = (second.sqrt() / std::sqrt(1 - std::pow(h.beta2, h.step))).add_(h.eps);
+  at::Tensor p = param;
+  p.addcdiv_(m, denom, -h.lr / (1 - std::pow(h.beta1, h.step)));
+}
+
 void InitTensorOps(Napi::Env env, Napi::Object e) {
   // -- creation --------------------------------------------------------------------------------
   Def(env, e, "fromBuffer", [](Info info) {
@@ -1005,30 +1080,10 @@ void InitInPlaceOps(Napi::Env env, Napi::Object e) {
 
   Def(env, e, "adamStep", [](Info info) {
     // (param, grad, expAvg, expAvgSq, maxExpAvgSq | null, lr, beta1, beta2, eps, weightDecay, step)
-    // One Adam/AMSGrad update with L2 weight decay, exactly as torch.optim.Adam (single-tensor path).
     at::NoGradGuard guard;
-    at::Tensor param = T(info[0]);
-    at::Tensor grad = T(info[1]);
-    at::Tensor expAvg = T(info[2]);
-    at::Tensor expAvgSq = T(info[3]);
     auto maxExpAvgSq = OptT(info[4]);
-    double lr = Num(info[5]), beta1 = Num(info[6]), beta2 = Num(info[7]), eps = Num(info[8]), wd = Num(info[9]);
-    double step = Num(info[10]);
-    if (wd != 0) grad = grad.add(param, wd);
-    expAvg.lerp_(grad, 1 - beta1);
-    expAvgSq.mul_(beta2).addcmul_(grad, grad.conj(), 1 - beta2);
-    double bc1 = 1 - std::pow(beta1, step);
-    double bc2 = 1 - std::pow(beta2, step);
-    double stepSize = lr / bc1;
-    double bc2Sqrt = std::sqrt(bc2);
-    at::Tensor denom;
-    if (maxExpAvgSq) {
-      at::maximum_out(*maxExpAvgSq, *maxExpAvgSq, expAvgSq);
-      denom = (maxExpAvgSq->sqrt() / bc2Sqrt).add_(eps);
-    } else {
-      denom = (expAvgSq.sqrt() / bc2Sqrt).add_(eps);
-    }
-    param.addcdiv_(expAvg, denom, -stepSize);
+    AdamHyperparameters h{Num(info[5]), Num(info[6]), Num(info[7]), Num(info[8]), Num(info[9]), Num(info[10])};
+    AdamStep(T(info[0]), T(info[1]), T(info[2]), T(info[3]), maxExpAvgSq ? *maxExpAvgSq : at::Tensor(), h);
     return info.Env().Undefined();
   });
 }
