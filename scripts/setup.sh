@@ -65,7 +65,7 @@ fi
 # Native addon: rebuild when missing, when its sources changed, or when another libtorch is selected.
 addon=src/engine/native/build/Release/smml_torch.node
 stamp=src/engine/native/build/libtorch.stamp
-wanted="libtorch=${LIBTORCH:-system} $(node src/engine/native/libtorch-paths.cjs defines)"
+wanted=$(bash scripts/build-native.sh --stamp)
 stale=
 for source in src/engine/native/*.cc src/engine/native/*.h src/engine/native/binding.gyp; do
   [ "$source" -nt "$addon" ] && stale=1
@@ -73,11 +73,10 @@ done
 if [ ! -f "$addon" ] || [ -n "$stale" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   say "building the libtorch addon (about a minute)"
   log=$(mktemp)
-  if ! npx --no-install node-gyp rebuild --directory src/engine/native >"$log" 2>&1; then
+  if ! bash scripts/build-native.sh >"$log" 2>&1; then
     cat "$log" >&2
     say "the native build failed; its log is above"
     exit 1
   fi
   rm -f "$log"
-  echo "$wanted" > "$stamp"
 fi
