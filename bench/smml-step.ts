@@ -87,9 +87,17 @@ interface WorkerResult {
   referencePeakRssMiB: number | null;
 }
 
+/**
+ * The preset at `patch` with every activation kept, as PyTorch's eager step keeps them: the same step on both sides
+ * (`paper` recomputes its blocks by default; the models section measures what that costs and saves).
+ */
+function stepConfig(preset: SmmlPresetName, patch: number): SmmlModelConfig {
+  return modelConfig(preset, { patch, recompute: [] });
+}
+
 async function runWorker(request: WorkerRequest): Promise<WorkerResult> {
   torch.setNumThreads(request.threads);
-  const config = modelConfig(request.preset, { patch: request.patch });
+  const config = stepConfig(request.preset, request.patch);
   const reference = request.python ? PythonReference.start(request.python, REFERENCE_SCRIPT) : undefined;
   try {
     const setup = reference
@@ -162,7 +170,7 @@ function checkParity(label: string, config: SmmlModelConfig, result: WorkerResul
 export async function smmlStepBenchmarks(ctx: BenchContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const w of WORKLOADS) {
-    const config = modelConfig(w.preset, { patch: w.patch });
+    const config = stepConfig(w.preset, w.patch);
     const label = `${w.preset} @${w.patch}³`;
     const flops = trainingStepFlops(config, BATCH);
     const parameters = modelParameterCount(config);

@@ -23,6 +23,13 @@ export function parseOverlap(text: string): number {
   return value;
 }
 
+/**
+ * Windows wider than this keep libtorch's threads busy within each convolution, so by default they run in this
+ * process: `paper`'s 128³ windows of a 240×240×155 case took 53.1 s in two single-threaded processes against 51.4 s in
+ * one with two threads, with more CPU time and a copy of the model per process (bench/README.md).
+ */
+const WIDEST_PATCH_FOR_PROCESSES = 64;
+
 /** The options `predict` and `evaluate` share: how windows are blended and where the model runs. */
 export function addInferenceOptions(command: Command): Command {
   return command
@@ -37,21 +44,22 @@ export function addInferenceOptions(command: Command): Command {
     .addOption(precisionOption('how the network computes').default('fp32'))
     .option(
       '--processes <n>',
-      `processes that share the windows of each volume, one libtorch thread each (default on the CPU: one per core, here ${defaultProcessCount()}; 1 runs the network in this process)`,
+      `processes that share the windows of each volume, one libtorch thread each (default on the CPU: one per core, here ${defaultProcessCount()}, for windows up to ${WIDEST_PATCH_FOR_PROCESSES}³, else 1; 1 runs the network in this process)`,
       positiveInteger,
     );
 }
 
 /**
- * The inference processes `--processes` asks for (default one per core on the CPU), or none where the network runs in
- * this process: with 1, or on a GPU. The caller closes them.
+ * The inference processes `--processes` asks for, or none where the network runs in this process: with 1, or on a
+ * GPU. The default on the CPU is one per core for windows up to WIDEST_PATCH_FOR_PROCESSES, else none. The caller
+ * closes them.
  */
 export function inferenceProcessesFor(model: SegmentationModel, options: { processes?: number; device: string }): InferenceProcesses | undefined {
   if (options.device !== 'cpu') {
     if ((options.processes ?? 1) > 1) throw new Error(`--processes ${options.processes} splits the windows between CPU processes: it needs --device cpu`);
     return undefined;
   }
-  const count = options.processes ?? defaultProcessCount();
+  const count = options.processes ?? (model.config.patch > WIDEST_PATCH_FOR_PROCESSES ? 1 : defaultProcessCount());
   return count > 1 ? new InferenceProcesses(model, count) : undefined;
 }
 

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { SUBSETS, type ModalityMask } from '../../src/data/modalities.ts';
 import { torch, type Tensor } from '../../src/engine/index.ts';
 import { argmaxLabels, subsetProbabilities } from '../../src/inference/predict.ts';
-import { InferenceProcesses } from '../../src/inference/processes.ts';
+import { defaultProcessCount, InferenceProcesses } from '../../src/inference/processes.ts';
+import { inferenceProcessesFor } from '../../src/cli/predict.ts';
+import { createModel, type SmmlModel } from '../../src/models/index.ts';
 import { splitWindows, windowWork } from '../../src/inference/sliding-window.ts';
 import { phantomImages, PHANTOM_SHAPE, tinyModel } from './helpers.ts';
 
@@ -120,4 +122,22 @@ test('a process that dies fails the volume, naming it; the next volume starts it
 
 test('inference processes need at least two', () => {
   assert.throws(() => new InferenceProcesses(tinyModel(), 1), /expected at least 2, got 1/);
+});
+
+test('inferenceProcessesFor: by default one per core for 32³ windows and none for 128³ ones; --processes decides', () => {
+  const small = tinyModel();
+  torch.manualSeed(3);
+  const wide = createModel('tiny', { patch: 128 });
+  const count = (model: SmmlModel, options: { processes?: number; device: string }) => {
+    const processes = inferenceProcessesFor(model, options);
+    processes?.close();
+    return processes?.count ?? 1;
+  };
+  assert.equal(count(small, { device: 'cpu' }), defaultProcessCount());
+  assert.equal(count(wide, { device: 'cpu' }), 1);
+  assert.equal(count(wide, { device: 'cpu', processes: 2 }), 2);
+  assert.equal(count(small, { device: 'cpu', processes: 1 }), 1);
+  assert.throws(() => inferenceProcessesFor(small, { device: 'cuda', processes: 2 }), /--processes 2 splits the windows between CPU processes: it needs --device cpu/);
+  small.dispose();
+  wide.dispose();
 });
