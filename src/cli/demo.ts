@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { discoverBrats } from '../data/brats.ts';
 import { SUBSETS, subsetName, type ModalityMask } from '../data/modalities.ts';
 import type { PreviewVolume } from '../data/preview.ts';
-import { SYNTHETIC_VERSION, synthesizeDataset } from '../data/synthetic.ts';
+import { SYNTHETIC_VERSION, synthesizeDataset, type SyntheticDatasetInfo } from '../data/synthetic.ts';
 import { readVolume } from '../data/volume.ts';
 import { evaluateDataset } from '../evaluation/evaluate.ts';
 import type { Precision } from '../models/index.ts';
@@ -202,7 +202,21 @@ function modelSelectionText(runDir: string): string {
   return `${selected} ${last.epoch === best.epoch ? 'They are also the last epoch’s.' : `The last epoch (${last.epoch + 1}) scored ${dice(last.validation)}.`}`;
 }
 
-function reportHeader(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; minutes: number }): string[] {
+const PART_NAMES = { train: 'training', val: 'validation', test: 'test' } as const;
+
+/**
+ * How many high- and low-grade tumours each part of the split holds: the generator draws grades at random, and a part
+ * without low-grade cases scores only high-grade ones (docs/learning.md, "The demo at 2400 steps").
+ */
+function gradeMixText(dataRoot: string, split: Record<'train' | 'val' | 'test', readonly string[]>): string {
+  const info = JSON.parse(fs.readFileSync(path.join(dataRoot, 'dataset.json'), 'utf8')) as SyntheticDatasetInfo;
+  const grades = new Map(info.cases.map((c) => [c.id, c.grade]));
+  const count = (ids: readonly string[], grade: string) => ids.filter((id) => grades.get(id) === grade).length;
+  const parts = (['train', 'val', 'test'] as const).map((part) => `${PART_NAMES[part]} ${count(split[part], 'high')} / ${count(split[part], 'low')}`);
+  return `Tumour grades (high / low): ${parts.join(', ')}.`;
+}
+
+function reportHeader(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; gradeMix: string; minutes: number }): string[] {
   const all = summary.subsets[summary.subsets.length - 1];
   const withT1ce = summary.subsets.filter((s) => s.subset[1]);
   const withoutT1ce = summary.subsets.filter((s) => !s.subset[1]);
@@ -211,6 +225,7 @@ function reportHeader(summary: EvaluationSummary, context: { cases: number; size
     '# smml demo report',
     '',
     `Synthetic BraTS-like data: ${context.cases} cases of ${context.size}^3 voxels; test cases: ${context.test.join(', ')}.`,
+    context.gradeMix,
     `Wall-clock time of the whole demo: ${context.minutes.toFixed(1)} minutes.`,
     `All four modalities: WT ${(100 * all.dice.WT).toFixed(1)} %. Mean ET Dice with T1ce ${(100 * meanEt(withT1ce)).toFixed(1)} %, without T1ce ${(100 * meanEt(withoutT1ce)).toFixed(1)} %.`,
     '',
@@ -255,10 +270,12 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     overlaySection(reportDir, test[0], manifest.labels),
   ]);
   const minutes = (performance.now() - started) / 60000;
-  const header = reportHeader(summary, { cases: options.cases, size: options.size, test, minutes });
+  const gradeMix = gradeMixText(dataRoot, trained.config.data.split);
+  const header = reportHeader(summary, { cases: options.cases, size: options.size, test, gradeMix, minutes });
   const files = await writeReport(reportDir, { title: 'smml demo report', markdown: [...header, body.markdown].join('\n'), figures: body.figures, viewer: manifest });
   console.log(`\n${priors}\n`);
   console.log(`${selection}\n`);
+  console.log(`${gradeMix}\n`);
   console.log(diceTableMarkdown(summary));
   console.log('');
   console.log(`report: ${path.join(reportDir, REPORT_PAGE)} and README.md (${files.length} files; \`smml view ${options.out}\` serves it with the 3D viewer); ${minutes.toFixed(1)} minutes in all`);

@@ -46,6 +46,11 @@ describe('runDemo', () => {
       assert.ok(report.includes(heading), `report lacks "${heading}"`);
     }
     assert.match(report, /priors by builtin-intensity/);
+    // The grade mix of each part of the split, counted from dataset.json.
+    const grades = new Map<string, string>(JSON.parse(fs.readFileSync(path.join(out, 'data', 'dataset.json'), 'utf8')).cases.map((c: { id: string; grade: string }) => [c.id, c.grade]));
+    const mix = (ids: string[]) => `${ids.filter((id) => grades.get(id) === 'high').length} / ${ids.filter((id) => grades.get(id) === 'low').length}`;
+    const { train, val, test } = run.data.split;
+    assert.ok(report.includes(`Tumour grades (high / low): training ${mix(train)}, validation ${mix(val)}, test ${mix(test)}.`), 'the report states the grade mix');
     // Five cases leave no validation case, so the report says the last weights are evaluated.
     assert.equal(run.data.split.val.length, 0);
     assert.ok(report.includes("No validation ran: the evaluated weights are the last epoch's."));
