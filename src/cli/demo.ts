@@ -126,7 +126,10 @@ function recipeDifferences(runDir: string, config: TrainingConfig): string[] {
   return fields.filter((field) => stored[field] !== config.training[field]).map((field) => `training.${field} ${stored[field]} (asked: ${config.training[field]})`);
 }
 
-async function train(options: DemoOptions, runDir: string, dataRoot: string, cacheDir: string): Promise<void> {
+/** Whether this invocation trained from the start, continued an earlier run, or found its training finished. */
+type TrainingOrigin = 'trained' | 'resumed' | 'reused';
+
+async function train(options: DemoOptions, runDir: string, dataRoot: string, cacheDir: string): Promise<TrainingOrigin> {
   const paths = runPaths(runDir);
   const config = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration');
   const resume = fs.existsSync(paths.config);
@@ -135,7 +138,7 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
   const finished = readRunLog(paths.log).some((r) => r.type === 'finished');
   if (finished) {
     console.log(`training: finished earlier in ${runDir}`);
-    return;
+    return 'reused';
   }
   if (!resume) {
     const providers = await ensurePriors(config);
@@ -151,7 +154,7 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
       process.exit(130);
     }
     if (status !== 0) throw new Error(`training in ${processes} processes failed (status ${status}); the messages above say why`);
-    return;
+    return resume ? 'resumed' : 'trained';
   }
   const progress = createProgress();
   const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
@@ -161,6 +164,15 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
     process.exit(130);
   }
   console.log(`training: ${formatDuration(result.secondsPerStep * result.position.step)} of steps, ${result.secondsPerStep.toFixed(2)} s per step`);
+  return resume ? 'resumed' : 'trained';
+}
+
+/** The report's time line: the whole demo's only when this invocation trained from the start. */
+function wallClockText(minutes: number, origin: TrainingOrigin): string {
+  const time = `${minutes.toFixed(1)} minutes`;
+  if (origin === 'trained') return `Wall-clock time of the whole demo: ${time}.`;
+  const why = origin === 'resumed' ? 'training continued an interrupted run' : 'training had finished in an earlier run and was reused';
+  return `Wall-clock time of this run of the demo: ${time} (${why}).`;
 }
 
 /** The labelled overlay figure of one case: FLAIR, T1ce, the ground truth and the predictions the viewer data hold. */
@@ -216,7 +228,7 @@ function gradeMixText(dataRoot: string, split: Record<'train' | 'val' | 'test', 
   return `Tumour grades (high / low): ${parts.join(', ')}.`;
 }
 
-function reportHeader(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; gradeMix: string; minutes: number }): string[] {
+function reportHeader(summary: EvaluationSummary, context: { cases: number; size: number; test: string[]; gradeMix: string; wallClock: string }): string[] {
   const all = summary.subsets[summary.subsets.length - 1];
   const withT1ce = summary.subsets.filter((s) => s.subset[1]);
   const withoutT1ce = summary.subsets.filter((s) => !s.subset[1]);
@@ -226,7 +238,7 @@ function reportHeader(summary: EvaluationSummary, context: { cases: number; size
     '',
     `Synthetic BraTS-like data: ${context.cases} cases of ${context.size}^3 voxels; test cases: ${context.test.join(', ')}.`,
     context.gradeMix,
-    `Wall-clock time of the whole demo: ${context.minutes.toFixed(1)} minutes.`,
+    context.wallClock,
     `All four modalities: WT ${(100 * all.dice.WT).toFixed(1)} %. Mean ET Dice with T1ce ${(100 * meanEt(withT1ce)).toFixed(1)} %, without T1ce ${(100 * meanEt(withoutT1ce)).toFixed(1)} %.`,
     '',
   ];
@@ -243,7 +255,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   fs.mkdirSync(reportDir, { recursive: true });
 
   await prepareData(options, dataRoot);
-  await train(options, runDir, dataRoot, cacheDir);
+  const origin = await train(options, runDir, dataRoot, cacheDir);
 
   const trained = loadTrainedModel(runDir);
   const test = trained.config.data.split.test;
@@ -271,7 +283,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   ]);
   const minutes = (performance.now() - started) / 60000;
   const gradeMix = gradeMixText(dataRoot, trained.config.data.split);
-  const header = reportHeader(summary, { cases: options.cases, size: options.size, test, gradeMix, minutes });
+  const header = reportHeader(summary, { cases: options.cases, size: options.size, test, gradeMix, wallClock: wallClockText(minutes, origin) });
   const files = await writeReport(reportDir, { title: 'smml demo report', markdown: [...header, body.markdown].join('\n'), figures: body.figures, viewer: manifest });
   console.log(`\n${priors}\n`);
   console.log(`${selection}\n`);

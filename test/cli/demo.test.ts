@@ -71,6 +71,10 @@ describe('runDemo', () => {
     const records = readRunLog(path.join(out, 'run', 'log.jsonl')).length;
     await runDemo(options);
     assert.equal(readRunLog(path.join(out, 'run', 'log.jsonl')).length, records, 'the finished training is reused');
+    // Only the first run's time is the whole demo's; the second says its training was reused.
+    assert.match(report, /Wall-clock time of the whole demo: \d+\.\d minutes\./);
+    const rerun = fs.readFileSync(path.join(out, 'report', 'README.md'), 'utf8');
+    assert.match(rerun, /Wall-clock time of this run of the demo: \d+\.\d minutes \(training had finished in an earlier run and was reused\)\./);
     // Another training seed on the same folder is another run: refused rather than resumed or reported as this one.
     await assert.rejects(runDemo({ ...options, trainingSeed: 4 }), /holds a run started with training\.seed 3 \(asked: 4\); use --fresh/);
   });
