@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { torch } from '../engine/index.ts';
+import { writeFileAtomically } from '../engine/atomic-file.ts';
 import { createModel, inPrecision, type SegmentationModel } from '../models/index.ts';
 import type { ProcessReply, ProcessRequest } from './processes.ts';
 import { subsetPredictor } from './predict.ts';
@@ -64,14 +65,8 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
         predictor.predict,
         (x, sum, weight) => {
           const file = path.join(request.folder, `${job}-${part}-${x}.bin`);
-          // Written whole, then named: the parent reads only files it was told about.
-          const fd = fs.openSync(`${file}.partial`, 'w');
-          try {
-            for (const values of [sum.toTypedArray(), weight.toTypedArray()]) fs.writeSync(fd, values);
-          } finally {
-            fs.closeSync(fd);
-          }
-          fs.renameSync(`${file}.partial`, file);
+          // Written whole, then named: the parent reads only files it was told about, and deletes them once read.
+          writeFileAtomically(file, (fd) => [sum.toTypedArray(), weight.toTypedArray()].forEach((values) => fs.writeSync(fd, values)), { flush: false });
           reply({ type: 'sums', job, x, n: sum.size(2), file });
         },
         {
