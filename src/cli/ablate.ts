@@ -6,7 +6,6 @@
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../data/files.ts';
@@ -21,7 +20,7 @@ import { runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
 import { createTrainer } from '../training/trainer.ts';
 import { nonNegativeIntegerList } from './arguments.ts';
-import { defaultTrainingProcesses, launchLocalWorkers } from './launch.ts';
+import { defaultTrainingProcesses, trainInLocalProcesses } from './launch.ts';
 import { evaluateRun, REPORT_DIR } from './evaluate.ts';
 import { ensurePriors } from './priors-for-training.ts';
 import { addTrainingOptions, bestValidationLine, resolveConfig, runWithSignals, type TrainOptions } from './train.ts';
@@ -48,28 +47,13 @@ async function trainVariant(runDir: string, config: TrainingConfig, variant: Abl
   const resume = fs.existsSync(runPaths(runDir).config);
   const processes = defaultTrainingProcesses(config);
   console.log(`${label}: ${resume ? 'resuming' : 'training'} ${variant.description} in ${runDir}${processes > 1 ? ` (${processes} processes, one branch each)` : ''}`);
-  if (processes > 1) return trainInProcesses(runDir, config, processes, resume, label);
+  if (processes > 1) return trainInLocalProcesses(processes, runDir, resume ? null : config, label);
   const progress = createProgress({ printEvery: config.log.printEvery });
   const trainer = await createTrainer({ runDir, config: resume ? undefined : config, resume, progress });
   const result = await runWithSignals(trainer, progress);
   if (result.status === 'interrupted') return false;
   console.log(`${label}: ${result.position.step} steps, ${result.secondsPerStep.toFixed(2)} s per step; ${bestValidationLine(result)}`);
   return true;
-}
-
-/** `smml train` of the variant's configuration in `processes` processes; false when interrupted. */
-async function trainInProcesses(runDir: string, config: TrainingConfig, processes: number, resume: boolean, label: string): Promise<boolean> {
-  const configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-ablate-'));
-  try {
-    const configFile = path.join(configDir, 'config.json');
-    if (!resume) fs.writeFileSync(configFile, JSON.stringify(config));
-    const status = await launchLocalWorkers(processes, ['train', '--out', runDir, ...(resume ? ['--resume'] : ['--config', configFile])]);
-    if (status === 130) return false;
-    if (status !== 0) throw new Error(`${label}: training in ${processes} processes failed (status ${status}); the messages above say why`);
-    return true;
-  } finally {
-    fs.rmSync(configDir, { recursive: true, force: true });
-  }
 }
 
 /** Mean Dice over the 15 subsets on the test split, evaluated once per trained model. */

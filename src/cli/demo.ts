@@ -29,7 +29,7 @@ import { readRunLog } from '../training/run-log.ts';
 import { createTrainer, type TrainResult } from '../training/trainer.ts';
 import { nonNegativeInteger, positiveInteger, positiveNumber, precisionOption } from './arguments.ts';
 import { ensurePriors } from './priors-for-training.ts';
-import { defaultTrainingProcesses, launchLocalWorkers } from './launch.ts';
+import { defaultTrainingProcesses, trainInLocalProcesses } from './launch.ts';
 import { runWithSignals } from './train.ts';
 
 export interface DemoOptions {
@@ -86,16 +86,15 @@ function demoConfig(options: DemoOptions, dataRoot: string, cacheDir: string): T
 }
 
 /**
- * Trains with `smml train --nproc-per-node` in `processes` processes on this machine: one branch each (the recipe's
+ * Trains with `smml train` in `processes` processes on this machine: one branch each (the recipe's
  * `training.parallel` 'branches'), or each with its share of the recipe's batch ('data'); either way the processes
- * together train on the same samples per step. Returns the launcher's status.
+ * together train on the same samples per step. False when interrupted.
  */
-async function trainInProcesses(options: DemoOptions, processes: number, runDir: string, dataRoot: string, cacheDir: string, resume: boolean): Promise<number> {
-  const { batchSize, parallel } = parseTrainingConfig(demoConfig(options, dataRoot, cacheDir), 'demo configuration').training;
+async function trainInProcesses(config: TrainingConfig, processes: number, runDir: string, resume: boolean): Promise<boolean> {
+  const { batchSize, parallel } = config.training;
   if (parallel === 'data' && batchSize % processes !== 0) throw new Error(`--nproc-per-node ${processes} does not divide the recipe's batch of ${batchSize}`);
   const perProcess = parallel === 'data' ? batchSize / processes : batchSize;
-  const recipe = ['--config', DEMO_RECIPE_FILE, ...[...demoAssignments(options, dataRoot, cacheDir), `training.batchSize=${perProcess}`].flatMap((a) => ['--set', a])];
-  return launchLocalWorkers(processes, ['train', '--out', runDir, ...(resume ? ['--resume'] : recipe)]);
+  return trainInLocalProcesses(processes, runDir, resume ? null : { ...config, training: { ...config.training, batchSize: perProcess } }, 'demo');
 }
 
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
@@ -148,12 +147,10 @@ async function train(options: DemoOptions, runDir: string, dataRoot: string, cac
   }
   const processes = options.nprocPerNode ?? defaultTrainingProcesses(config);
   if (processes > 1) {
-    const status = await trainInProcesses(options, processes, runDir, dataRoot, cacheDir, resume);
-    if (status === 130) {
+    if (!(await trainInProcesses(config, processes, runDir, resume))) {
       console.log('training interrupted; run `npm run demo` again to continue');
       process.exit(130);
     }
-    if (status !== 0) throw new Error(`training in ${processes} processes failed (status ${status}); the messages above say why`);
     return resume ? 'resumed' : 'trained';
   }
   const progress = createProgress();

@@ -3,8 +3,10 @@
 // for them. When one fails the others stop too: they notice the broken connection at their next gradient
 // exchange, and whatever is still running after a grace period is killed, so a failure never leaves a hang.
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { freeLocalPort } from '../engine/index.ts';
 import { SMML_PRESETS, type SmmlPresetName } from '../models/index.ts';
 import type { TrainingConfig } from '../training/config.ts';
@@ -105,4 +107,22 @@ export function defaultTrainingProcesses(config: TrainingConfig): number {
   const { model } = config;
   const branches = model.family === 'smml' ? (model.branches ?? SMML_PRESETS[model.preset as SmmlPresetName].branches) : 1;
   return branches === 2 && config.training.parallel === 'branches' && config.training.device === 'cpu' && availableParallelism() >= 2 ? 2 : 1;
+}
+
+/**
+ * `smml train` into `runDir` in `processes` processes of this machine: a new run of `config`, or with `config` null
+ * the run there resumed. False when interrupted (Ctrl-C); a failure is an error naming `what`.
+ */
+export async function trainInLocalProcesses(processes: number, runDir: string, config: TrainingConfig | null, what: string): Promise<boolean> {
+  const configDir = fs.mkdtempSync(path.join(tmpdir(), 'smml-train-'));
+  try {
+    const configFile = path.join(configDir, 'config.json');
+    if (config) fs.writeFileSync(configFile, JSON.stringify(config));
+    const status = await launchLocalWorkers(processes, ['train', '--out', runDir, ...(config ? ['--config', configFile] : ['--resume'])]);
+    if (status === 130) return false;
+    if (status !== 0) throw new Error(`${what}: training in ${processes} processes failed (status ${status}); the messages above say why`);
+    return true;
+  } finally {
+    fs.rmSync(configDir, { recursive: true, force: true });
+  }
 }
