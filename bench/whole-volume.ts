@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { torch, type Tensor } from '../src/engine/index.ts';
 import { ALL_MODALITIES, MODALITIES, SUBSETS, subsetName, type ModalityMask } from '../src/data/modalities.ts';
 import { cropAndNormalize, cropBoxShape, nonZeroBoundingBox, type Shape3 } from '../src/data/preprocess.ts';
-import { caseSeed, synthesizeCase } from '../src/data/synthetic.ts';
+import { synthesizeDatasetCase } from '../src/data/synthetic.ts';
 import { clearOutsideBrain } from '../src/inference/postprocess.ts';
 import { subsetLabels, subsetProbabilities, wholeVolumeLabels, wholeVolumeProbabilities } from '../src/inference/predict.ts';
 import { defaultProcessCount, InferenceProcesses } from '../src/inference/processes.ts';
@@ -21,7 +21,7 @@ const GRID: Shape3 = [240, 240, 155];
 
 /** A synthetic case of GRID (the generator's 156 slices less the top one), cropped and z-scored as prediction does: (1, 4, X, Y, Z). */
 function syntheticCase(): { images: Tensor; shape: Shape3 } {
-  const phantom = synthesizeCase(caseSeed(1, 0), GRID[0]);
+  const phantom = synthesizeDatasetCase(1, 0, GRID[0]);
   const voxels = GRID[0] * GRID[1] * GRID[2];
   const volumes = MODALITIES.map((modality) => phantom.images[modality].subarray(0, voxels));
   const box = nonZeroBoundingBox(volumes, GRID)!;

@@ -4,7 +4,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import * as path from 'node:path';
 import { writeSlicePreview } from '../data/preview.ts';
-import { caseSeed, synthesizeCase, synthesizeDataset, SYNTHETIC_MODALITIES } from '../data/synthetic.ts';
+import { synthesizeDataset, synthesizeDatasetCase, SYNTHETIC_MODALITIES } from '../data/synthetic.ts';
 
 function nonNegativeInteger(text: string): number {
   const value = Number(text);
@@ -43,7 +43,7 @@ export function registerSynthCommand(program: Command): Command {
       const seconds = (performance.now() - started) / 1000;
       console.log(`wrote ${info.cases.length} cases of ${info.shape.join('x')} voxels to ${path.resolve(options.out)} in ${seconds.toFixed(1)} s`);
       if (options.preview) {
-        const first = synthesizeCase(caseSeed(options.seed, 0), options.size);
+        const first = synthesizeDatasetCase(options.seed, 0, options.size);
         writeSlicePreview(options.preview, [
           ...SYNTHETIC_MODALITIES.map((modality) => ({ name: modality, data: first.images[modality], shape: first.shape })),
           { name: 'seg', data: first.labels, shape: first.shape, kind: 'label' as const },

@@ -424,19 +424,119 @@ export function splitSizes(total: number, proportions: readonly number[]): numbe
 }
 
 /**
+ * Part sizes of each stratum such that every stratum is split as nearly in `proportions` as whole cases allow and the
+ * parts keep the sizes of an unstratified split (`splitSizes` of all cases): each stratum gets the whole cases of its
+ * exact share, and the cases left over go to the (stratum, part) cells with the largest fractional shares (strata in
+ * the given order, then parts, breaking ties), moved between cells along augmenting paths where that greedy choice
+ * would leave a stratum's case without a part that still takes one.
+ */
+export function stratifiedSplitSizes(strataSizes: readonly number[], proportions: readonly number[]): number[][] {
+  const total = strataSizes.reduce((acc, value) => acc + value, 0);
+  const partSizes = splitSizes(total, proportions);
+  const sum = proportions.reduce((acc, value) => acc + value, 0);
+  const exact = strataSizes.map((size) => proportions.map((value) => (value * size) / sum));
+  const sizes = exact.map((row) => row.map(Math.floor));
+  const remainder = exact.map((row) => row.map((value) => value - Math.floor(value)));
+  const extra = exact.map((row) => row.map(() => false));
+  const stratumLeft = strataSizes.map((size, s) => size - sizes[s]!.reduce((acc, value) => acc + value, 0));
+  const partLeft = partSizes.map((size, p) => size - sizes.reduce((acc, row) => acc + row[p]!, 0));
+  const cells = remainder.flatMap((row, s) => row.map((value, p) => ({ s, p, value })));
+  cells.sort((a, b) => b.value - a.value || a.s - b.s || a.p - b.p);
+  for (const { s, p, value } of cells) {
+    if (value > 0 && stratumLeft[s]! > 0 && partLeft[p]! > 0) {
+      extra[s]![p] = true;
+      stratumLeft[s]!--;
+      partLeft[p]!--;
+    }
+  }
+  for (let s = 0; s < strataSizes.length; s++) {
+    // Prefer paths through cells with a fractional share (every cell stays at the floor or ceiling of its share);
+    // a cell without one takes a case only where no such path exists.
+    while (stratumLeft[s]! > 0) {
+      if (!augmentExtraCases(s, extra, remainder, partLeft, true) && !augmentExtraCases(s, extra, remainder, partLeft, false)) {
+        throw new Error(`stratifiedSplitSizes: cannot place the cases of stratum ${s} (sizes ${strataSizes.join(', ')})`);
+      }
+      stratumLeft[s]!--;
+    }
+  }
+  return sizes.map((row, s) => row.map((size, p) => size + (extra[s]![p] ? 1 : 0)));
+}
+
+/**
+ * One augmenting path of the (stratum, part) assignment of left-over cases, breadth first from stratum `from` to a
+ * part that still takes a case: it gives `from` an extra case in some part and moves extra cases between other strata
+ * along the way. Returns false if there is none.
+ */
+function augmentExtraCases(from: number, extra: boolean[][], remainder: number[][], partLeft: number[], fractionalOnly: boolean): boolean {
+  const usable = (s: number, p: number) => !fractionalOnly || remainder[s]![p]! > 0;
+  const reachedFrom = new Map<number, { stratum: number; part: number } | null>([[from, null]]);
+  const queue = [from];
+  while (queue.length > 0) {
+    const stratum = queue.shift()!;
+    for (let part = 0; part < partLeft.length; part++) {
+      if (extra[stratum]![part] || !usable(stratum, part)) continue;
+      if (partLeft[part]! > 0) {
+        partLeft[part]!--;
+        let step: { stratum: number; part: number } | null = { stratum, part };
+        while (step) {
+          extra[step.stratum]![step.part] = true;
+          const previous: { stratum: number; part: number } | null = reachedFrom.get(step.stratum)!;
+          // The stratum reached through `previous.part` gives that part's extra case back to the one before it.
+          if (previous) extra[step.stratum]![previous.part] = false;
+          step = previous;
+        }
+        return true;
+      }
+      for (let other = 0; other < extra.length; other++) {
+        if (extra[other]![part] && !reachedFrom.has(other)) {
+          reachedFrom.set(other, { stratum, part });
+          queue.push(other);
+        }
+      }
+    }
+  }
+  return false;
+}
+
+/**
  * Deterministic seeded train/val/test split. Ids are sorted first, so the
  * result depends only on the set of ids and the seed, not on listing order.
  * `proportions` is a preset name or [train, val, test] counts or fractions,
- * scaled to the number of ids.
+ * scaled to the number of ids. With `stratumOf`, each stratum (e.g. tumours
+ * with and without much enhancement) is shuffled and split on its own in the
+ * same proportions, so that a rare kind of case reaches every part it can.
  */
-export function makeSplit(ids: readonly string[], seed: number, proportions: SplitPreset | readonly [number, number, number]): Split {
+export function makeSplit(
+  ids: readonly string[],
+  seed: number,
+  proportions: SplitPreset | readonly [number, number, number],
+  stratumOf?: (id: string) => string,
+): Split {
   if (new Set(ids).size !== ids.length) throw new Error('makeSplit: case ids must be unique');
   const parts = typeof proportions === 'string' ? SPLIT_PRESETS[proportions] : proportions;
-  const [trainSize, valSize] = splitSizes(ids.length, parts) as [number, number, number];
-  const order = shuffle(createRng(seed), [...ids].sort(compareText));
-  return {
-    train: order.slice(0, trainSize),
-    val: order.slice(trainSize, trainSize + valSize),
-    test: order.slice(trainSize + valSize),
-  };
+  const rng = createRng(seed);
+  const sorted = [...ids].sort(compareText);
+  if (!stratumOf) {
+    const [trainSize, valSize] = splitSizes(ids.length, parts) as [number, number, number];
+    const order = shuffle(rng, sorted);
+    return { train: order.slice(0, trainSize), val: order.slice(trainSize, trainSize + valSize), test: order.slice(trainSize + valSize) };
+  }
+  const strata = new Map<string, string[]>();
+  for (const id of sorted) {
+    const stratum = stratumOf(id);
+    strata.set(stratum, [...(strata.get(stratum) ?? []), id]);
+  }
+  const members = [...strata.keys()].sort(compareText).map((stratum) => shuffle(rng, strata.get(stratum)!));
+  const sizes = stratifiedSplitSizes(
+    members.map((ids) => ids.length),
+    parts,
+  );
+  const split: Split = { train: [], val: [], test: [] };
+  members.forEach((ids, s) => {
+    const [trainSize, valSize] = sizes[s]! as [number, number, number];
+    split.train.push(...ids.slice(0, trainSize));
+    split.val.push(...ids.slice(trainSize, trainSize + valSize));
+    split.test.push(...ids.slice(trainSize + valSize));
+  });
+  return split;
 }

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from './files.ts';
 import type { NiftiHeader } from './nifti.ts';
 import { SYNTHETIC_MODALITIES } from './synthetic/contrast.ts';
-import { caseSeed, synthesizeCase, syntheticAffine, syntheticShape, type SyntheticCase } from './synthetic/phantom.ts';
+import { synthesizeDatasetCase, syntheticAffine, syntheticShape, type SyntheticCase } from './synthetic/phantom.ts';
 import type { TumourGrade } from './synthetic/tumour.ts';
 import { writeVolume, type Volume } from './volume.ts';
 
@@ -24,6 +24,7 @@ export {
 export {
   caseSeed,
   synthesizeCase,
+  synthesizeDatasetCase,
   syntheticAffine,
   syntheticShape,
   LABEL_BACKGROUND,
@@ -34,10 +35,10 @@ export {
   OUTSIDE_BRAIN,
   type SyntheticCase,
 } from './synthetic/phantom.ts';
-export { LOW_GRADE_SHARE, type TumourGrade } from './synthetic/tumour.ts';
+export { gradeOfCase, LOW_GRADE_SHARE, type TumourGrade } from './synthetic/tumour.ts';
 
 /** Bumped whenever the generator's output for a given seed changes (voxels or headers). */
-export const SYNTHETIC_VERSION = 3;
+export const SYNTHETIC_VERSION = 4;
 
 export interface SynthesizeOptions {
   /** Output folder (created if missing; existing case files are replaced). */
@@ -148,7 +149,7 @@ export function synthesizeDataset(options: SynthesizeOptions): SyntheticDatasetI
   for (let index = 0; index < cases; index++) {
     const started = performance.now();
     const id = syntheticCaseId(index);
-    const phantom = synthesizeCase(caseSeed(seed, index), size);
+    const phantom = synthesizeDatasetCase(seed, index, size);
     writeCase(out, id, phantom);
     written.push({ id, grade: phantom.grade });
     onProgress?.({ done: index + 1, total: cases, caseId: id, grade: phantom.grade, seconds: (performance.now() - started) / 1000 });

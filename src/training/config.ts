@@ -50,6 +50,11 @@ const splitSchema = z.strictObject({
   seed: nonNegativeInt.default(1024),
   /** A paper preset (brats2015/2018/2020 counts) or [train, val, test] counts or fractions. */
   proportions: z.union([z.enum(SPLIT_PRESET_NAMES), z.tuple([z.number().min(0), z.number().min(0), z.number().min(0)])]).default([0.7, 0.1, 0.2]),
+  /**
+   * 'enhancement': split the cases whose tumour core mostly enhances and those with little enhancement (most low-grade
+   * gliomas) each in the proportions, so that every part holds both kinds; 'none': one shuffle of all cases.
+   */
+  stratify: z.enum(['enhancement', 'none']).default('enhancement'),
   /** Split files (one id per line) replace the seeded split; without val/test files those parts are empty. */
   trainFile: z.string().min(1).optional(),
   valFile: z.string().min(1).optional(),

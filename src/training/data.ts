@@ -2,8 +2,9 @@
 // cases are skipped), split them, and check that the cache has what the configuration needs.
 import * as path from 'node:path';
 import { discoverBrats, makeSplit, readSplit, selectCases, type BratsDataset } from '../data/brats.ts';
-import { readCacheIndex, readCaseManifest } from '../data/cache.ts';
+import { loadCaseArray, readCacheIndex, readCaseManifest } from '../data/cache.ts';
 import { preprocessDataset, type PreprocessProgress } from '../data/preprocess.ts';
+import { enhancementStratum } from '../data/regions.ts';
 import { voxelSpacing } from '../data/volume.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
 import type { TrainingConfig } from './config.ts';
@@ -22,7 +23,16 @@ function labelledOnly(dataset: BratsDataset): BratsDataset {
   return { ...dataset, cases };
 }
 
-function splitOf(config: TrainingConfig, dataset: BratsDataset): RunData['split'] {
+/** A case's stratum for the split, from its cached label: whether its tumour core mostly enhances. */
+function enhancementStratumOf(cacheDir: string, numClasses: number): (id: string) => string {
+  return (id) => {
+    const label = loadCaseArray(cacheDir, readCaseManifest(cacheDir, id), 'label', 'size');
+    if (!(label instanceof Uint8Array)) throw new Error(`${path.join(cacheDir, id)}: label is not stored as uint8`);
+    return enhancementStratum(label, numClasses);
+  };
+}
+
+function splitOf(config: TrainingConfig, dataset: BratsDataset, cacheDir: string): RunData['split'] {
   const { split } = config.data;
   if (split.trainFile) {
     const read = (file: string | undefined) => {
@@ -42,6 +52,7 @@ function splitOf(config: TrainingConfig, dataset: BratsDataset): RunData['split'
     dataset.cases.map((entry) => entry.id),
     split.seed,
     split.proportions,
+    split.stratify === 'enhancement' ? enhancementStratumOf(cacheDir, dataset.numClasses) : undefined,
   );
 }
 
@@ -54,7 +65,7 @@ export async function prepareTrainingData(config: TrainingConfig, onProgress?: (
   const dataset = labelledOnly(discoverBrats(root, { layout: config.data.layout }));
   const cacheDir = cacheDirOf(config);
   await preprocessDataset({ dataset, cacheDir, imageDtype: config.data.imageDtype, onProgress });
-  const split = splitOf(config, dataset);
+  const split = splitOf(config, dataset, cacheDir);
   if (split.train.length === 0) throw new Error(`${root}: the split leaves no training case (${dataset.cases.length} labelled cases)`);
   return {
     root,

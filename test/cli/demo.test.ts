@@ -50,6 +50,10 @@ describe('runDemo', () => {
     const grades = new Map<string, string>(JSON.parse(fs.readFileSync(path.join(out, 'data', 'dataset.json'), 'utf8')).cases.map((c: { id: string; grade: string }) => [c.id, c.grade]));
     const mix = (ids: string[]) => `${ids.filter((id) => grades.get(id) === 'high').length} / ${ids.filter((id) => grades.get(id) === 'low').length}`;
     const { train, val, test } = run.data.split;
+    // Case 5 is the one low-grade case of five; the split, stratified by enhancement, gives that stratum's one case to
+    // training (share 0.7 against 0.2 for test), and the four high-grade ones 3 / 0 / 1.
+    assert.equal(grades.get('SMML_Synth_005'), 'low');
+    assert.deepEqual([mix(train), mix(val), mix(test)], ['3 / 1', '0 / 0', '1 / 0']);
     assert.ok(report.includes(`Tumour grades (high / low): training ${mix(train)}, validation ${mix(val)}, test ${mix(test)}.`), 'the report states the grade mix');
     // Five cases leave no validation case, so the report says the last weights are evaluated.
     assert.equal(run.data.split.val.length, 0);

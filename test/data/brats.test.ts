@@ -11,8 +11,10 @@ import {
   selectCases,
   splitSizes,
   SPLIT_PRESETS,
+  stratifiedSplitSizes,
   writeSplit,
 } from '../../src/data/brats.ts';
+import { createRng } from '../../src/data/random.ts';
 import { readVolume, writeVolume } from '../../src/data/volume.ts';
 
 const tempDir = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-'));
@@ -199,6 +201,56 @@ describe('splits', () => {
     const other = makeSplit(all, 1025, 'brats2018');
     assert.notDeepEqual(other.test, split.test);
     assert.throws(() => makeSplit(['a', 'a'], 1, [1, 0, 0]), /unique/);
+  });
+
+  test('stratifiedSplitSizes splits each stratum in the proportions and keeps the unstratified part sizes', () => {
+    // 24 and 6 cases at 0.7 / 0.1 / 0.2: shares (16.8, 2.4, 4.8) and (4.2, 0.6, 1.2), floors (16, 2, 4) and (4, 0, 1);
+    // the parts need (21, 3, 6) - (20, 2, 5) = one more each; the largest remainders are 0.8 (first stratum's train and
+    // test: it has two left) and then 0.6 (second stratum's val).
+    assert.deepEqual(stratifiedSplitSizes([24, 6], [0.7, 0.1, 0.2]), [
+      [17, 2, 5],
+      [4, 1, 1],
+    ]);
+    // BraTS 2018's 210 HGG and 75 LGG into the paper's 199 / 29 / 57: shares (146.63, 21.37, 42) and (52.37, 7.63, 15).
+    assert.deepEqual(stratifiedSplitSizes([210, 75], SPLIT_PRESETS.brats2018), [
+      [147, 21, 42],
+      [52, 8, 15],
+    ]);
+    // Any strata: every stratum's sizes add up to it, every part keeps its unstratified size, and every cell is the
+    // floor or the ceiling of its exact share (the greedy choice alone breaks this for about 2 % of such draws).
+    const rng = createRng(7);
+    for (let draw = 0; draw < 3000; draw++) {
+      const strata = Array.from({ length: 1 + Math.floor(rng() * 5) }, () => Math.floor(rng() * 40));
+      const total = strata.reduce((acc, value) => acc + value, 0);
+      if (total === 0) continue;
+      const proportions = [rng(), 0.3 * rng(), 0.5 * rng()];
+      const scale = proportions.reduce((acc, value) => acc + value, 0);
+      const sizes = stratifiedSplitSizes(strata, proportions);
+      const where = `strata ${strata.join(', ')}, proportions ${proportions.join(', ')}`;
+      assert.deepEqual(sizes.map((row) => row.reduce((acc, value) => acc + value, 0)), strata, where);
+      assert.deepEqual([0, 1, 2].map((part) => sizes.reduce((acc, row) => acc + row[part]!, 0)), splitSizes(total, proportions), where);
+      sizes.forEach((row, s) =>
+        row.forEach((size, part) => {
+          const share = (proportions[part]! * strata[s]!) / scale;
+          assert.ok(size >= Math.floor(share) && size <= Math.ceil(share), `${where}: stratum ${s} part ${part} gets ${size} for ${share}`);
+        }),
+      );
+    }
+  });
+
+  test('makeSplit with strata puts each kind of case into every part in proportion', () => {
+    const all = ids(30);
+    // Every fifth case is rare, as the synthetic data's low-grade tumours are.
+    const stratumOf = (id: string) => (all.indexOf(id) % 5 === 4 ? 'rare' : 'common');
+    const split = makeSplit(all, 1, [0.7, 0.1, 0.2], stratumOf);
+    const rare = (part: string[]) => part.filter((id) => stratumOf(id) === 'rare').length;
+    assert.deepEqual([split.train.length, split.val.length, split.test.length], [21, 3, 6]);
+    assert.deepEqual([rare(split.train), rare(split.val), rare(split.test)], [4, 1, 1]);
+    assert.deepEqual([...split.train, ...split.val, ...split.test].sort(), all);
+    assert.deepEqual(makeSplit([...all].reverse(), 1, [0.7, 0.1, 0.2], stratumOf), split);
+    assert.notDeepEqual(makeSplit(all, 2, [0.7, 0.1, 0.2], stratumOf).test, split.test);
+    // One stratum is the unstratified split.
+    assert.deepEqual(makeSplit(all, 1, [0.7, 0.1, 0.2], () => 'one'), makeSplit(all, 1, [0.7, 0.1, 0.2]));
   });
 
   test('selectCases keeps the given order and names unknown ids', () => {

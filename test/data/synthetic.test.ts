@@ -15,8 +15,11 @@ import {
   OUTSIDE_BRAIN,
   SYNTHETIC_MODALITIES,
   SYNTHETIC_VERSION,
+  gradeOfCase,
+  LOW_GRADE_SHARE,
   synthesizeCase,
   synthesizeDataset,
+  synthesizeDatasetCase,
   syntheticAffine,
   syntheticCaseId,
   syntheticShape,
@@ -30,7 +33,7 @@ import { withTempDir } from './helpers.ts';
 const SIZE = 40;
 const SEED = 11;
 /** Twelve small cases: enough to contain both grades, necrosis and enhancement. */
-const CASES: SyntheticCase[] = Array.from({ length: 12 }, (_, index) => synthesizeCase(caseSeed(SEED, index), SIZE));
+const CASES: SyntheticCase[] = Array.from({ length: 12 }, (_, index) => synthesizeDatasetCase(SEED, index, SIZE));
 
 /** Mean intensity of `modality` over the voxels whose dominant tissue is `tissue`, and how many there are. */
 function tissueMean(phantom: SyntheticCase, tissue: Tissue, modality: Modality): { mean: number; count: number } {
@@ -73,7 +76,7 @@ describe('synthetic phantom', () => {
     ]);
     assert.deepEqual(syntheticAffine([240, 240, 156])[0], [1, 0, 0, -119.5]);
     assert.throws(() => syntheticShape(8), /size must be an integer ≥ 16, got 8/);
-    assert.throws(() => synthesizeCase(1, 20.5), /size must be an integer/);
+    assert.throws(() => synthesizeCase(1, 20.5, 'high'), /size must be an integer/);
   });
 
   test('generates the four sequences of MODALITIES, in its own generation order', () => {
@@ -81,7 +84,7 @@ describe('synthetic phantom', () => {
   });
 
   test('same seed gives the same voxels, another seed different ones', () => {
-    const again = synthesizeCase(caseSeed(SEED, 0), SIZE);
+    const again = synthesizeDatasetCase(SEED, 0, SIZE);
     for (const modality of SYNTHETIC_MODALITIES) assert.deepEqual(again.images[modality], CASES[0]!.images[modality]);
     assert.deepEqual(again.labels, CASES[0]!.labels);
     assert.notDeepEqual(CASES[1]!.images.flair, CASES[0]!.images.flair);
@@ -107,6 +110,18 @@ describe('synthetic phantom', () => {
       const share = brainVoxels / phantom.labels.length;
       assert.ok(share > 0.08 && share < 0.4, `case ${index}: brain share ${share}`);
     }
+  });
+
+  test('a fixed share of each data set is low grade, spread over the case indices', () => {
+    const grades = Array.from({ length: 30 }, (_, index) => gradeOfCase(index));
+    assert.equal(LOW_GRADE_SHARE, 0.2);
+    // Every fifth case: indices 4, 9, 14, 19, 24, 29.
+    assert.deepEqual(grades.flatMap((grade, index) => (grade === 'low' ? [index] : [])), [4, 9, 14, 19, 24, 29]);
+    for (const cases of [5, 12, 30, 100]) {
+      const low = Array.from({ length: cases }, (_, index) => gradeOfCase(index)).filter((grade) => grade === 'low').length;
+      assert.equal(low, Math.floor(cases * LOW_GRADE_SHARE), `${cases} cases`);
+    }
+    assert.deepEqual(CASES.map((phantom) => phantom.grade), grades.slice(0, CASES.length));
   });
 
   test('every case has oedema and a tumour core; low grade has at most tiny enhancement, high grade has enhancement', () => {
@@ -173,7 +188,7 @@ describe('synthetic data set on disk', () => {
       assert.deepEqual(info.shape, [24, 24, 16]);
 
       info.cases.forEach(({ id, grade }, index) => {
-        const expected = synthesizeCase(caseSeed(5, index), 24);
+        const expected = synthesizeDatasetCase(5, index, 24);
         assert.equal(grade, expected.grade);
         for (const name of [...SYNTHETIC_MODALITIES, 'seg'] as const) {
           const volume = readVolume(path.join(out, id, `${id}_${name}.nii.gz`));

@@ -50,7 +50,7 @@ describe('training configuration', () => {
       separateModalities: 'all',
     });
     assert.equal(config.model.preset, 'cpu-small');
-    assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2] });
+    assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2], stratify: 'enhancement' });
   });
 
   it("accepts the precisions 'fp32' and 'bf16' and names the field of another", () => {

@@ -20,7 +20,7 @@ import {
   WHITE_MATTER_LEVEL,
 } from './contrast.ts';
 import { GradientNoise, gaussian, gaussianPair } from './noise.ts';
-import { TumourModel, emptyTumourSample, type TumourGrade, type TumourSample } from './tumour.ts';
+import { TumourModel, emptyTumourSample, gradeOfCase, type TumourGrade, type TumourSample } from './tumour.ts';
 
 /** BraTS 2020 label values. */
 export const LABEL_BACKGROUND = 0;
@@ -98,6 +98,11 @@ function drawAcquisition(rng: Rng, modality: Modality): Acquisition {
   return { contrast, gain, noiseSigma, bias };
 }
 
+/** Case `index` (0-based) of the data set with seed `datasetSeed`: independent of how many cases are generated. */
+export function synthesizeDatasetCase(datasetSeed: number, index: number, size: number): SyntheticCase {
+  return synthesizeCase(caseSeed(datasetSeed, index), size, gradeOfCase(index));
+}
+
 /** Seed of case `index` of a data set: cases are independent of how many are generated. */
 export function caseSeed(datasetSeed: number, index: number): number {
   // Mix the two with a multiplicative hash so that neighbouring seeds/indices give unrelated streams.
@@ -148,13 +153,13 @@ function biasBasis(u: number, v: number, w: number, terms: Float64Array): void {
   terms[8] = v * w;
 }
 
-/** Generates one case from its seed; `size` is the in-plane size (see `syntheticShape`). */
-export function synthesizeCase(seed: number, size: number): SyntheticCase {
+/** Generates one case from its seed and tumour grade; `size` is the in-plane size (see `syntheticShape`). */
+export function synthesizeCase(seed: number, size: number, grade: TumourGrade): SyntheticCase {
   const rng = createRng(seed);
   const shape = syntheticShape(size);
   const [sizeX, sizeY, sizeZ] = shape;
   const anatomy = new BrainAnatomy(rng, shape);
-  const tumour = new TumourModel(rng, anatomy);
+  const tumour = new TumourModel(rng, anatomy, grade);
   const acquisitions = SYNTHETIC_MODALITIES.map((modality) => drawAcquisition(rng, modality));
   const texture = new GradientNoise(rng, Math.max(1.5, anatomy.scale * 0.08));
 

@@ -12,8 +12,17 @@ import { GradientNoise, gaussian, smoothstep } from './noise.ts';
 
 export type TumourGrade = 'high' | 'low';
 
-/** Share of cases that are low grade (no or only tiny enhancing tumour), as in the BraTS mix of HGG and LGG. */
-export const LOW_GRADE_SHARE = 0.15;
+/**
+ * Share of a data set's cases that are low grade (no or only tiny enhancing tumour): one in five, about the BraTS 2015
+ * mix of HGG and LGG (220 and 54). A fixed share rather than a per-case draw, so that a small data set cannot end up
+ * with none (docs/learning.md, "Representative data").
+ */
+export const LOW_GRADE_SHARE = 0.2;
+
+/** Grade of case `index` (0-based) of a data set: every case where the running count of LOW_GRADE_SHARE × cases steps up. */
+export function gradeOfCase(index: number): TumourGrade {
+  return Math.floor((index + 1) * LOW_GRADE_SHARE) > Math.floor(index * LOW_GRADE_SHARE) ? 'low' : 'high';
+}
 
 /** Tumour compartments in one voxel. */
 export interface TumourSample {
@@ -94,8 +103,8 @@ export class TumourModel implements Displacement {
   /** Half-size of the cube around `centre` outside which the tumour has no effect except the mass effect. */
   private readonly reach: number;
 
-  constructor(rng: Rng, anatomy: BrainAnatomy) {
-    this.grade = rng() < LOW_GRADE_SHARE ? 'low' : 'high';
+  constructor(rng: Rng, anatomy: BrainAnatomy, grade: TumourGrade) {
+    this.grade = grade;
     const low = this.grade === 'low';
     const scale = anatomy.scale;
     this.coreRadius = Math.max(2.5, scale * (low ? uniform(rng, 0.2, 0.42) : uniform(rng, 0.17, 0.4)));
