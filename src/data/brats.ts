@@ -515,28 +515,25 @@ export function makeSplit(
   if (new Set(ids).size !== ids.length) throw new Error('makeSplit: case ids must be unique');
   const parts = typeof proportions === 'string' ? SPLIT_PRESETS[proportions] : proportions;
   const rng = createRng(seed);
-  const sorted = [...ids].sort(compareText);
-  if (!stratumOf) {
-    const [trainSize, valSize] = splitSizes(ids.length, parts) as [number, number, number];
-    const order = shuffle(rng, sorted);
-    return { train: order.slice(0, trainSize), val: order.slice(trainSize, trainSize + valSize), test: order.slice(trainSize + valSize) };
-  }
   const strata = new Map<string, string[]>();
-  for (const id of sorted) {
-    const stratum = stratumOf(id);
-    strata.set(stratum, [...(strata.get(stratum) ?? []), id]);
+  for (const id of [...ids].sort(compareText)) {
+    // Without strata, all cases form one: the parts are splitSizes of all of them.
+    const stratum = stratumOf?.(id) ?? '';
+    const group = strata.get(stratum);
+    if (group) group.push(id);
+    else strata.set(stratum, [id]);
   }
   const members = [...strata.keys()].sort(compareText).map((stratum) => shuffle(rng, strata.get(stratum)!));
   const sizes = stratifiedSplitSizes(
-    members.map((ids) => ids.length),
+    members.map((group) => group.length),
     parts,
   );
   const split: Split = { train: [], val: [], test: [] };
-  members.forEach((ids, s) => {
+  members.forEach((group, s) => {
     const [trainSize, valSize] = sizes[s]! as [number, number, number];
-    split.train.push(...ids.slice(0, trainSize));
-    split.val.push(...ids.slice(trainSize, trainSize + valSize));
-    split.test.push(...ids.slice(trainSize + valSize));
+    split.train.push(...group.slice(0, trainSize));
+    split.val.push(...group.slice(trainSize, trainSize + valSize));
+    split.test.push(...group.slice(trainSize + valSize));
   });
   return split;
 }

@@ -249,8 +249,6 @@ describe('splits', () => {
     assert.deepEqual([...split.train, ...split.val, ...split.test].sort(), all);
     assert.deepEqual(makeSplit([...all].reverse(), 1, [0.7, 0.1, 0.2], stratumOf), split);
     assert.notDeepEqual(makeSplit(all, 2, [0.7, 0.1, 0.2], stratumOf).test, split.test);
-    // One stratum is the unstratified split.
-    assert.deepEqual(makeSplit(all, 1, [0.7, 0.1, 0.2], () => 'one'), makeSplit(all, 1, [0.7, 0.1, 0.2]));
   });
 
   test('selectCases keeps the given order and names unknown ids', () => {
