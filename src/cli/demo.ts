@@ -214,8 +214,8 @@ function modelSelectionText(runDir: string): string {
 const PART_NAMES = { train: 'training', val: 'validation', test: 'test' } as const;
 
 /**
- * How many high- and low-grade tumours each part of the split holds: the generator draws grades at random, and a part
- * without low-grade cases scores only high-grade ones (docs/learning.md, "The demo at 2400 steps").
+ * How many high- and low-grade tumours each part of the split holds, so that a reader sees what the held-out cases
+ * measure (docs/learning.md, "Representative data").
  */
 function gradeMixText(dataRoot: string, split: Record<'train' | 'val' | 'test', readonly string[]>): string {
   const info = JSON.parse(fs.readFileSync(path.join(dataRoot, 'dataset.json'), 'utf8')) as SyntheticDatasetInfo;

@@ -524,10 +524,7 @@ export function makeSplit(
     else strata.set(stratum, [id]);
   }
   const members = [...strata.keys()].sort(compareText).map((stratum) => shuffle(rng, strata.get(stratum)!));
-  const sizes = stratifiedSplitSizes(
-    members.map((group) => group.length),
-    parts,
-  );
+  const sizes = stratifiedSplitSizes(members.map((group) => group.length), parts);
   const split: Split = { train: [], val: [], test: [] };
   members.forEach((group, s) => {
     const [trainSize, valSize] = sizes[s]! as [number, number, number];

@@ -280,14 +280,20 @@ export interface LoadCaseOptions {
   extraArrays?: string[];
 }
 
+/** The class-index label (X, Y, Z) of a case whose manifest lists one. */
+export function loadCaseLabel(cacheDir: string, meta: CaseManifest, verify: Verification = 'size'): Uint8Array {
+  const label = loadCaseArray(cacheDir, meta, 'label', verify);
+  if (!(label instanceof Uint8Array)) throw new Error(`case "${meta.id}": label is not stored as uint8`);
+  return label;
+}
+
 /** Loads a case written by preprocessing; sizes are always checked, checksums on request. */
 export function loadCase(cacheDir: string, id: string, options: LoadCaseOptions = {}): CachedCase {
   const verify = options.verify ?? 'size';
   const meta = readCaseManifest(cacheDir, id);
   const images = loadCaseArray(cacheDir, meta, 'images', verify);
   if (!(images instanceof Float32Array)) throw new Error(`case "${id}": images are not stored as floats`);
-  const label = 'label' in meta.arrays ? loadCaseArray(cacheDir, meta, 'label', verify) : undefined;
-  if (label && !(label instanceof Uint8Array)) throw new Error(`case "${id}": label is not stored as uint8`);
+  const label = 'label' in meta.arrays ? loadCaseLabel(cacheDir, meta, verify) : undefined;
   const extras: CachedCase['extras'] = {};
   for (const name of options.extraArrays ?? []) extras[name] = loadCaseArray(cacheDir, meta, name, verify);
   return { id, images, label, shape: meta.shape, extras, meta };

@@ -2,7 +2,7 @@
 // cases are skipped), split them, and check that the cache has what the configuration needs.
 import * as path from 'node:path';
 import { discoverBrats, makeSplit, readSplit, selectCases, type BratsDataset } from '../data/brats.ts';
-import { loadCaseArray, readCacheIndex, readCaseManifest } from '../data/cache.ts';
+import { loadCaseLabel, readCacheIndex, readCaseManifest } from '../data/cache.ts';
 import { preprocessDataset, type PreprocessProgress } from '../data/preprocess.ts';
 import { enhancementStratum } from '../data/regions.ts';
 import { voxelSpacing } from '../data/volume.ts';
@@ -25,11 +25,7 @@ function labelledOnly(dataset: BratsDataset): BratsDataset {
 
 /** A case's stratum for the split, from its cached label: whether its tumour core mostly enhances. */
 function enhancementStratumOf(cacheDir: string, numClasses: number): (id: string) => string {
-  return (id) => {
-    const label = loadCaseArray(cacheDir, readCaseManifest(cacheDir, id), 'label', 'size');
-    if (!(label instanceof Uint8Array)) throw new Error(`${path.join(cacheDir, id)}: label is not stored as uint8`);
-    return enhancementStratum(label, numClasses);
-  };
+  return (id) => enhancementStratum(loadCaseLabel(cacheDir, readCaseManifest(cacheDir, id)), numClasses);
 }
 
 function splitOf(config: TrainingConfig, dataset: BratsDataset, cacheDir: string): RunData['split'] {
