@@ -97,10 +97,38 @@ async function trainInProcesses(config: TrainingConfig, processes: number, runDi
   return trainInLocalProcesses(processes, runDir, resume ? null : { ...config, training: { ...config.training, batchSize: perProcess } }, 'demo');
 }
 
-async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
+interface StoredDatasetInfo {
+  version?: number;
+  seed?: number;
+  size?: number;
+  cases?: unknown[];
+}
+
+const readDatasetInfo = (dataRoot: string): StoredDatasetInfo | null => {
   const info = path.join(dataRoot, 'dataset.json');
-  if (fs.existsSync(info)) {
-    const stored = JSON.parse(fs.readFileSync(info, 'utf8')) as { version?: number; seed?: number; size?: number; cases?: unknown[] };
+  return fs.existsSync(info) ? (JSON.parse(fs.readFileSync(info, 'utf8')) as StoredDatasetInfo) : null;
+};
+
+/**
+ * A demo folder made by an earlier generator version with the asked seed, size and case count: the same command
+ * from an older checkout. Its results do not compare with the new data's, and a rerun must not mix the two, so the
+ * whole folder moves aside to `<out>-generator-v<version>` (nothing is deleted) and the demo starts afresh.
+ * Returns where it went, or null when there was nothing to move.
+ */
+export function setAsideOutdatedDemo(out: string, options: Pick<DemoOptions, 'seed' | 'size' | 'cases'>): string | null {
+  const stored = readDatasetInfo(path.join(out, 'data'));
+  if (!stored || stored.version === SYNTHETIC_VERSION) return null;
+  if (stored.seed !== options.seed || stored.size !== options.size || stored.cases?.length !== options.cases) return null;
+  const base = `${out}-generator-v${stored.version ?? 'unknown'}`;
+  let target = base;
+  for (let n = 2; fs.existsSync(target); n++) target = `${base}-${n}`;
+  fs.renameSync(out, target);
+  return target;
+}
+
+async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
+  const stored = readDatasetInfo(dataRoot);
+  if (stored) {
     const same = stored.version === SYNTHETIC_VERSION && stored.seed === options.seed && stored.size === options.size;
     if (same && stored.cases?.length === options.cases) {
       console.log(`data: ${options.cases} synthetic cases already in ${dataRoot}`);
@@ -245,6 +273,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const started = performance.now();
   const out = path.resolve(options.out);
   if (options.fresh) fs.rmSync(out, { recursive: true, force: true });
+  const setAside = setAsideOutdatedDemo(out, options);
+  if (setAside) console.log(`data: ${out} was made by an earlier version of the synthetic generator; moved it to ${setAside} and starting anew`);
   const dataRoot = path.join(out, 'data');
   const cacheDir = path.join(out, 'cache');
   const runDir = path.join(out, 'run');

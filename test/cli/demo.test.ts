@@ -5,8 +5,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { DEMO_RECIPE_FILE, demoAssignments, runDemo } from '../../src/cli/demo.ts';
+import { DEMO_RECIPE_FILE, demoAssignments, runDemo, setAsideOutdatedDemo } from '../../src/cli/demo.ts';
 import { readCaseManifest } from '../../src/data/cache.ts';
+import { SYNTHETIC_VERSION } from '../../src/data/synthetic.ts';
 import { PRIORS_ARRAY } from '../../src/priors/provider.ts';
 import { storedPriorRecord } from '../../src/priors/store.ts';
 import { readRunLog } from '../../src/training/run-log.ts';
@@ -22,6 +23,38 @@ describe('demoAssignments', () => {
       demoAssignments({ out, cases: 5, size: 24, ...options }, 'data', 'cache').filter((a) => a.includes('seed='));
     assert.deepEqual(seeds({ seed: 3 }), ['data.split.seed=3', 'training.seed=3']);
     assert.deepEqual(seeds({ seed: 3, trainingSeed: 7 }), ['data.split.seed=3', 'training.seed=7']);
+  });
+});
+
+describe('setAsideOutdatedDemo', () => {
+  /** A demo folder whose data set says it was made by generator `version` with seed 3, 5 cases of 24³. */
+  const oldDemo = (dir: string, version: number, cases = 5) => {
+    fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'run'));
+    fs.writeFileSync(path.join(dir, 'run', 'log.jsonl'), 'kept\n');
+    fs.writeFileSync(path.join(dir, 'data', 'dataset.json'), JSON.stringify({ version, seed: 3, size: 24, cases: Array(cases).fill({}) }));
+  };
+  const asked = { seed: 3, size: 24, cases: 5 };
+
+  it('moves a folder of an earlier generator version aside whole, numbering the name when it is taken', () => {
+    const root = fs.mkdtempSync(path.join(out, 'aside-'));
+    const demo = path.join(root, 'demo');
+    oldDemo(demo, SYNTHETIC_VERSION - 1);
+    assert.equal(setAsideOutdatedDemo(demo, asked), `${demo}-generator-v${SYNTHETIC_VERSION - 1}`);
+    assert.ok(!fs.existsSync(demo));
+    assert.equal(fs.readFileSync(path.join(`${demo}-generator-v${SYNTHETIC_VERSION - 1}`, 'run', 'log.jsonl'), 'utf8'), 'kept\n');
+    oldDemo(demo, SYNTHETIC_VERSION - 1);
+    assert.equal(setAsideOutdatedDemo(demo, asked), `${demo}-generator-v${SYNTHETIC_VERSION - 1}-2`);
+  });
+
+  it('leaves the current version, another data set and an empty folder where they are', () => {
+    const root = fs.mkdtempSync(path.join(out, 'keep-'));
+    const current = path.join(root, 'current');
+    oldDemo(current, SYNTHETIC_VERSION);
+    const otherCases = path.join(root, 'other');
+    oldDemo(otherCases, SYNTHETIC_VERSION - 1, 7);
+    for (const dir of [current, otherCases, path.join(root, 'missing')]) assert.equal(setAsideOutdatedDemo(dir, asked), null, dir);
+    assert.ok(fs.existsSync(path.join(current, 'data', 'dataset.json')) && fs.existsSync(path.join(otherCases, 'data', 'dataset.json')));
   });
 });
 
