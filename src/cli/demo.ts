@@ -97,17 +97,15 @@ async function trainInProcesses(config: TrainingConfig, processes: number, runDi
   return trainInLocalProcesses(processes, runDir, resume ? null : { ...config, training: { ...config.training, batchSize: perProcess } }, 'demo');
 }
 
-interface StoredDatasetInfo {
-  version?: number;
-  seed?: number;
-  size?: number;
-  cases?: unknown[];
-}
-
-const readDatasetInfo = (dataRoot: string): StoredDatasetInfo | null => {
+/** The data set's `dataset.json`, as written by whatever generator version made it (so every field may be missing). */
+const readDatasetInfo = (dataRoot: string): Partial<SyntheticDatasetInfo> | null => {
   const info = path.join(dataRoot, 'dataset.json');
-  return fs.existsSync(info) ? (JSON.parse(fs.readFileSync(info, 'utf8')) as StoredDatasetInfo) : null;
+  return fs.existsSync(info) ? (JSON.parse(fs.readFileSync(info, 'utf8')) as Partial<SyntheticDatasetInfo>) : null;
 };
+
+/** Whether a stored data set was made with the asked seed, size and case count, by any generator version. */
+const sameRequest = (stored: Partial<SyntheticDatasetInfo>, options: Pick<DemoOptions, 'seed' | 'size' | 'cases'>): boolean =>
+  stored.seed === options.seed && stored.size === options.size && stored.cases?.length === options.cases;
 
 /**
  * A demo folder made by an earlier generator version with the asked seed, size and case count: the same command
@@ -117,8 +115,7 @@ const readDatasetInfo = (dataRoot: string): StoredDatasetInfo | null => {
  */
 export function setAsideOutdatedDemo(out: string, options: Pick<DemoOptions, 'seed' | 'size' | 'cases'>): string | null {
   const stored = readDatasetInfo(path.join(out, 'data'));
-  if (!stored || stored.version === SYNTHETIC_VERSION) return null;
-  if (stored.seed !== options.seed || stored.size !== options.size || stored.cases?.length !== options.cases) return null;
+  if (!stored || stored.version === SYNTHETIC_VERSION || !sameRequest(stored, options)) return null;
   const base = `${out}-generator-v${stored.version ?? 'unknown'}`;
   let target = base;
   for (let n = 2; fs.existsSync(target); n++) target = `${base}-${n}`;
@@ -129,8 +126,7 @@ export function setAsideOutdatedDemo(out: string, options: Pick<DemoOptions, 'se
 async function prepareData(options: DemoOptions, dataRoot: string): Promise<void> {
   const stored = readDatasetInfo(dataRoot);
   if (stored) {
-    const same = stored.version === SYNTHETIC_VERSION && stored.seed === options.seed && stored.size === options.size;
-    if (same && stored.cases?.length === options.cases) {
+    if (stored.version === SYNTHETIC_VERSION && sameRequest(stored, options)) {
       console.log(`data: ${options.cases} synthetic cases already in ${dataRoot}`);
       return;
     }
@@ -246,8 +242,9 @@ const PART_NAMES = { train: 'training', val: 'validation', test: 'test' } as con
  * measure (docs/learning.md, "Representative data").
  */
 function gradeMixText(dataRoot: string, split: Record<'train' | 'val' | 'test', readonly string[]>): string {
-  const info = JSON.parse(fs.readFileSync(path.join(dataRoot, 'dataset.json'), 'utf8')) as SyntheticDatasetInfo;
-  const grades = new Map(info.cases.map((c) => [c.id, c.grade]));
+  const cases = readDatasetInfo(dataRoot)?.cases;
+  if (!cases) throw new Error(`${path.join(dataRoot, 'dataset.json')}: missing, or lists no cases`);
+  const grades = new Map(cases.map((c) => [c.id, c.grade]));
   const count = (ids: readonly string[], grade: string) => ids.filter((id) => grades.get(id) === grade).length;
   const parts = (['train', 'val', 'test'] as const).map((part) => `${PART_NAMES[part]} ${count(split[part], 'high')} / ${count(split[part], 'low')}`);
   return `Tumour grades (high / low): ${parts.join(', ')}.`;
