@@ -4,7 +4,7 @@ import { torch, type Tensor } from '../engine/index.ts';
 import { featureRelationalLoss } from './feature-relational.ts';
 import { pixelBidirectionalLoss } from './pixel-bidirectional.ts';
 import { refinementConsistencyLoss } from './refinement.ts';
-import { taskLoss, type BatchSum } from './task.ts';
+import { taskLoss, type BatchSum, type CrossEntropyClassWeights } from './task.ts';
 
 /** What one branch produced for a batch. All full-resolution maps are (B, C, H, W, D). */
 export interface BranchPredictions {
@@ -50,6 +50,8 @@ export interface ObjectiveConfig {
   deepSupervisionWeights: readonly number[];
   /** Weight of each separate-decoder (single-modality) task loss; the paper's code uses 1. */
   separateWeight: number;
+  /** The class weights of every task loss's cross-entropy; the paper's: 'one-minus-fraction'. */
+  crossEntropyClassWeights: CrossEntropyClassWeights;
   /** Completes the Dice terms' batch-wide sums (data-parallel training: over every process's samples); default: this batch alone. */
   batchSum?: BatchSum;
 }
@@ -61,6 +63,7 @@ export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
   scaleByTauSquared: false,
   deepSupervisionWeights: [1, 1, 1, 1],
   separateWeight: 1,
+  crossEntropyClassWeights: 'one-minus-fraction',
 };
 
 export interface ObjectiveInputs {
@@ -119,21 +122,22 @@ function requireInput<T>(value: T | undefined, what: string): T {
 /** The terms that belong to one branch alone (everything except PBC and L_fc). */
 function ownTerms(branch: BranchPredictions, name: string, onehot: Tensor, distilling: boolean, config: ObjectiveConfig): BranchTerms {
   const { switches } = config;
+  const task = (probs: Tensor): Tensor => taskLoss(probs, onehot, config.batchSum, config.crossEntropyClassWeights);
   const terms: BranchTerms = {};
-  if (switches.task) terms.task = taskLoss(branch.logits.softmax(1), onehot, config.batchSum);
+  if (switches.task) terms.task = task(branch.logits.softmax(1));
   if (switches.aux && branch.deepSupervisionProbs.length > 0) {
     const weights = config.deepSupervisionWeights;
     if (weights.length !== branch.deepSupervisionProbs.length) {
       throw new Error(`branchObjectives: ${weights.length} deep-supervision weights for ${branch.deepSupervisionProbs.length} heads (${name})`);
     }
-    const weighted = branch.deepSupervisionProbs.flatMap((probs, head) => (weights[head] === 0 ? [] : [taskLoss(probs, onehot, config.batchSum).mul(weights[head])]));
+    const weighted = branch.deepSupervisionProbs.flatMap((probs, head) => (weights[head] === 0 ? [] : [task(probs).mul(weights[head])]));
     terms.deepSupervision = sumScalars(weighted, branch.logits);
   }
   if (switches.aux && branch.separateProbs.length > 0 && config.separateWeight > 0) {
-    terms.separate = sumScalars(branch.separateProbs.map((probs) => taskLoss(probs, onehot, config.batchSum)), branch.logits).mul(config.separateWeight);
+    terms.separate = sumScalars(branch.separateProbs.map(task), branch.logits).mul(config.separateWeight);
   }
   if (switches.srn) {
-    terms.refinedTask = taskLoss(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1), onehot, config.batchSum);
+    terms.refinedTask = task(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1));
   }
   if (switches.refinementKl && distilling) {
     terms.refinementKl = refinementConsistencyLoss(branch.logits, requireInput(branch.refinedLogits, `${name}.refinedLogits`));

@@ -1,4 +1,5 @@
-// The task loss of one prediction (RFNet's): class-weighted cross-entropy plus soft Dice.
+// The task loss of one prediction (RFNet's): class-weighted cross-entropy plus soft Dice; the class weights can be
+// switched off (plain cross-entropy, as nnU-Net trains), see docs/learning.md (E26).
 import { torch, type Tensor } from '../engine/index.ts';
 import { requireChannelsFirst, requireSameShape } from './common.ts';
 
@@ -18,21 +19,33 @@ export type BatchSum = (sums: Tensor) => Tensor;
 const localBatch: BatchSum = (sums) => sums;
 
 /**
- * Weighted cross-entropy: mean over the voxels of the batch of Σ_c −w_c·Y_c·ln(clamp(p_c, 0.005, 1)),
- * with per-sample weights w_c = 1 − (voxels of class c in the sample / voxels in the sample).
+ * How the cross-entropy weighs the classes. 'one-minus-fraction' (RFNet's and the paper's): per sample,
+ * w_c = 1 − (voxels of class c in the sample / voxels in the sample), so that rare classes weigh more. 'none':
+ * w_c = 1 for every class.
  */
-export function weightedCrossEntropy(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */): Tensor {
+export type CrossEntropyClassWeights = 'one-minus-fraction' | 'none';
+
+/**
+ * Weighted cross-entropy: mean over the voxels of the batch of Σ_c −w_c·Y_c·ln(clamp(p_c, 0.005, 1)), with the
+ * class weights w_c chosen by `classWeights`.
+ */
+export function weightedCrossEntropy(
+  probs: Tensor /* (B, C, H, W, D) */,
+  onehot: Tensor /* (B, C, H, W, D) */,
+  classWeights: CrossEntropyClassWeights = 'one-minus-fraction',
+): Tensor {
   requireChannelsFirst('weightedCrossEntropy', 'probs', probs);
   requireSameShape('weightedCrossEntropy', ['probs', 'onehot'], probs, onehot);
   return torch.tidy(() => {
-    const dims = spatialDims(onehot);
-    const voxelsPerSample = dims.reduce((n, d) => n * onehot.size(d), 1);
-    const classWeights = onehot.sum(dims, true).div(voxelsPerSample).rsub(1); // (B, C, 1, 1, 1)
     // With one-hot Y only the true class y of a voxel has a term, w_y·ln(clamp(p_y)): taking p_y and w_y first gives
     // the same values (the other terms are exact zeros) and keeps one map for backward instead of C.
-    const trueProbs = probs.mul(onehot).sum(1);
-    const trueWeights = classWeights.mul(onehot).sum(1);
-    return trueWeights.mul(trueProbs.clamp(PROBABILITY_FLOOR, 1).log()).mean().neg();
+    const trueLogProbs = probs.mul(onehot).sum(1).clamp(PROBABILITY_FLOOR, 1).log();
+    if (classWeights === 'none') return trueLogProbs.mean().neg();
+    const dims = spatialDims(onehot);
+    const voxelsPerSample = dims.reduce((n, d) => n * onehot.size(d), 1);
+    const weights = onehot.sum(dims, true).div(voxelsPerSample).rsub(1); // (B, C, 1, 1, 1)
+    const trueWeights = weights.mul(onehot).sum(1);
+    return trueWeights.mul(trueLogProbs).mean().neg();
   });
 }
 
@@ -51,6 +64,11 @@ export function diceLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* 
  * Task(p) = weighted cross-entropy + Dice loss of class probabilities `probs` (softmax already applied)
  * against the float one-hot ground truth. Returns a scalar tensor.
  */
-export function taskLoss(probs: Tensor /* (B, C, H, W, D) */, onehot: Tensor /* (B, C, H, W, D) */, batchSum: BatchSum = localBatch): Tensor {
-  return torch.tidy(() => weightedCrossEntropy(probs, onehot).add(diceLoss(probs, onehot, batchSum)));
+export function taskLoss(
+  probs: Tensor /* (B, C, H, W, D) */,
+  onehot: Tensor /* (B, C, H, W, D) */,
+  batchSum: BatchSum = localBatch,
+  classWeights: CrossEntropyClassWeights = 'one-minus-fraction',
+): Tensor {
+  return torch.tidy(() => weightedCrossEntropy(probs, onehot, classWeights).add(diceLoss(probs, onehot, batchSum)));
 }

@@ -136,6 +136,11 @@ const lossesSchema = z.strictObject({
    * sample, drawn uniformly, whose task loss counts K times (an unbiased estimate of the sum at a quarter of the cost).
    */
   separateModalities: z.enum(['all', 'one']).default('all'),
+  /**
+   * Class weights of every task loss's cross-entropy: 'one-minus-fraction' (the paper's: w_c = 1 − the class's share of
+   * the sample's voxels) or 'none' (plain cross-entropy). See docs/learning.md (E26).
+   */
+  crossEntropyClassWeights: z.enum(['one-minus-fraction', 'none']).default('one-minus-fraction'),
 });
 
 const validationSchema = z.strictObject({

@@ -144,6 +144,14 @@ test('each switch removes its term; PBC temperature settings are passed on', () 
   const heads = b1.deepSupervisionProbs.map((p) => taskLoss(p, onehot).item());
   assertClose(weighted.deepSupervision!.item(), heads.reduce((sum, h, i) => sum + weights[i] * h, 0), 1e-12, 'weighted deep supervision');
   assertClose(weighted.separate!.item(), 0.25 * sumOf(b1.separateProbs.map((p) => taskLoss(p, onehot))), 1e-12, 'weighted separate decoder');
+  // Without class weights every task term (main head, heads, separate decoders, refinement) is the plain-CE task loss.
+  const plain = run({}, { crossEntropyClassWeights: 'none' }).branch1.terms;
+  const plainTask = (p: Tensor) => taskLoss(p, onehot, undefined, 'none').item();
+  assertClose(plain.task!.item(), plainTask(b1.logits.softmax(1)), 1e-12, 'plain task');
+  assertClose(plain.deepSupervision!.item(), b1.deepSupervisionProbs.reduce((sum, p) => sum + plainTask(p), 0), 1e-12, 'plain deep supervision');
+  assertClose(plain.separate!.item(), b1.separateProbs.reduce((sum, p) => sum + plainTask(p), 0), 1e-12, 'plain separate decoder');
+  assertClose(plain.refinedTask!.item(), plainTask(b1.refinedLogits.softmax(1)), 1e-12, 'plain refined task');
+  assert.notEqual(plain.task!.item(), run({}).branch1.terms.task!.item());
   assert.throws(() => run({}, { deepSupervisionWeights: [1, 1] }), /2 deep-supervision weights for 4 heads \(branch1\)/);
 });
 

@@ -36,6 +36,16 @@ test('class weights are per sample while Dice sums over the whole batch (class a
   assertClose(taskLoss(probs, onehot).item(), wce + dice, 1e-12, 'Task');
 });
 
+test("class weights 'none' give the plain cross-entropy (same clamp), and taskLoss passes the choice on", () => {
+  // The probabilities of the first test: every voxel's true-class term weighs 1.
+  const probs = twoClassProbs([[0.2, 0.001, 0.6, 0.9]], [2, 2, 1]);
+  const onehot = onehotOf(torch.tensor([0, 1, 1, 1], [1, 2, 2, 1], { dtype: 'int64' }), 2);
+  const ce = -(Math.log(0.8) + Math.log(0.005) + Math.log(0.6) + Math.log(0.9)) / 4;
+  assertClose(weightedCrossEntropy(probs, onehot, 'none').item(), ce, 1e-12, 'CE');
+  const dice = diceLoss(probs, onehot).item();
+  assertClose(taskLoss(probs, onehot, undefined, 'none').item(), ce + dice, 1e-12, 'Task without class weights');
+});
+
 /** Straightforward loops over (B, C, V) arrays, written from the definition. */
 function referenceTask(p: Float64Array, y: Float64Array, batch: number, classes: number, voxels: number): number {
   let crossEntropy = 0;
