@@ -48,6 +48,7 @@ describe('training configuration', () => {
       deepSupervisionWeights: [1, 1, 1, 1],
       separateWeight: 1,
       separateModalities: 'all',
+      crossEntropyClassWeights: 'one-minus-fraction',
     });
     assert.equal(config.model.preset, 'cpu-small');
     assert.deepEqual(config.data.split, { seed: 1024, proportions: [0.7, 0.1, 0.2], stratify: 'enhancement' });
