@@ -2,6 +2,9 @@
 // by hand, and a peer that exits or stalls turning into an error on the survivor within the timeout.
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { distributedBackends, freeLocalPort, ProcessGroup } from '../../src/engine/index.ts';
@@ -13,14 +16,18 @@ interface RankResult {
   [key: string]: unknown;
 }
 
-/** Runs both ranks of `scenario`; resolves with what each printed (null for a rank that printed nothing). */
+/**
+ * Runs both ranks of `scenario`; resolves with what each printed (null for a rank that printed nothing). The ranks
+ * meet in a folder before joining, so that a slow start of one (a busy machine) does not eat the join's timeout.
+ */
 async function runRanks(scenario: string, timeoutSeconds: number): Promise<(RankResult | null)[]> {
   const port = await freeLocalPort();
+  const meetingFolder = mkdtempSync(join(tmpdir(), 'smml-ranks-'));
   return Promise.all(
     [0, 1].map(
       (rank) =>
         new Promise<RankResult | null>((resolve, reject) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', workerFile, String(rank), '2', String(port), scenario, String(timeoutSeconds)], {
+          const child = spawn(process.execPath, ['--import', 'tsx', workerFile, String(rank), '2', String(port), scenario, String(timeoutSeconds), meetingFolder], {
             stdio: ['ignore', 'pipe', 'pipe'],
           });
           let out = '';
@@ -34,7 +41,7 @@ async function runRanks(scenario: string, timeoutSeconds: number): Promise<(Rank
           });
         }),
     ),
-  );
+  ).finally(() => rmSync(meetingFolder, { recursive: true, force: true }));
 }
 
 test('this build has the Gloo back end', () => {
