@@ -1,5 +1,5 @@
 // SMML's losses (docs/method.md §5) as functions of tensors.
-export { diceLoss, taskLoss, weightedCrossEntropy, type BatchSum, type CrossEntropyClassWeights } from './task.ts';
+export { CROSS_ENTROPY_CLASS_WEIGHTS, diceLoss, taskLoss, weightedCrossEntropy, type BatchSum, type CrossEntropyClassWeights } from './task.ts';
 export { pixelBidirectionalLoss, type PixelBidirectionalLoss, type PixelBidirectionalOptions } from './pixel-bidirectional.ts';
 export { classEntropy, featureRelationalLoss, nearestLabelDownsample } from './feature-relational.ts';
 export { refinementConsistencyLoss } from './refinement.ts';

@@ -23,7 +23,8 @@ const localBatch: BatchSum = (sums) => sums;
  * w_c = 1 − (voxels of class c in the sample / voxels in the sample), so that rare classes weigh more. 'none':
  * w_c = 1 for every class.
  */
-export type CrossEntropyClassWeights = 'one-minus-fraction' | 'none';
+export const CROSS_ENTROPY_CLASS_WEIGHTS = ['one-minus-fraction', 'none'] as const;
+export type CrossEntropyClassWeights = (typeof CROSS_ENTROPY_CLASS_WEIGHTS)[number];
 
 /**
  * Weighted cross-entropy: mean over the voxels of the batch of Σ_c −w_c·Y_c·ln(clamp(p_c, 0.005, 1)), with the

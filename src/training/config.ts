@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import { z } from 'zod';
 import { SPLIT_PRESETS, type BratsLayout } from '../data/brats.ts';
+import { CROSS_ENTROPY_CLASS_WEIGHTS } from '../losses/index.ts';
 import {
   DEFAULT_PRESETS,
   describeZodIssues,
@@ -140,7 +141,7 @@ const lossesSchema = z.strictObject({
    * Class weights of every task loss's cross-entropy: 'one-minus-fraction' (the paper's: w_c = 1 − the class's share of
    * the sample's voxels) or 'none' (plain cross-entropy). See docs/learning.md (E26).
    */
-  crossEntropyClassWeights: z.enum(['one-minus-fraction', 'none']).default('one-minus-fraction'),
+  crossEntropyClassWeights: z.enum(CROSS_ENTROPY_CLASS_WEIGHTS).default('one-minus-fraction'),
 });
 
 const validationSchema = z.strictObject({
