@@ -14,12 +14,12 @@ import type { Precision } from '../models/index.ts';
 import { createProgress } from '../progress.ts';
 import { ablationChart } from '../report/evaluation-charts.ts';
 import { renderCharts, REPORT_PAGE, writeReport } from '../report/report.ts';
-import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig, type AblationVariant } from '../training/ablation.ts';
+import { ABLATION_VARIANTS, DEFAULT_ABLATION, selectVariants, variantConfig, type AblationOptions, type AblationVariant } from '../training/ablation.ts';
 import { usesRefinement, type TrainingConfig } from '../training/config.ts';
-import { runPaths } from '../training/run-dir.ts';
+import { readRunConfig, runPaths } from '../training/run-dir.ts';
 import { readRunLog } from '../training/run-log.ts';
-import { createTrainer } from '../training/trainer.ts';
-import { nonNegativeIntegerList } from './arguments.ts';
+import { configChanges, createTrainer } from '../training/trainer.ts';
+import { nonNegativeIntegerList, positiveNumber } from './arguments.ts';
 import { defaultTrainingProcesses, trainInLocalProcesses } from './launch.ts';
 import { evaluateRun, REPORT_DIR } from './evaluate.ts';
 import { ensurePriors } from './priors-for-training.ts';
@@ -28,6 +28,7 @@ import { addTrainingOptions, bestValidationLine, resolveConfig, runWithSignals, 
 interface AblateOptions extends TrainOptions {
   variants: string;
   seeds?: number[];
+  unetLr?: number;
 }
 
 const regionValuesSchema = z.object({ WT: z.number(), TC: z.number(), ET: z.number(), mean: z.number() });
@@ -38,8 +39,16 @@ const isFinished = (runDir: string) => readRunLog(runPaths(runDir).log).some((re
 /**
  * Trains (or resumes, or skips when finished) one run of a variant; `label` names it; false when interrupted by Ctrl-C.
  * A two-branch variant trains in two processes, one branch each, where `smml train` would (defaultTrainingProcesses).
+ * A run already in `runDir` is resumed or reused only if it was started with the same configuration: a table must not
+ * mix recipes silently.
  */
 async function trainVariant(runDir: string, config: TrainingConfig, variant: AblationVariant, label: string): Promise<boolean> {
+  if (fs.existsSync(runPaths(runDir).config)) {
+    const changed = configChanges(readRunConfig(runDir).config, config);
+    if (changed.length > 0) {
+      throw new Error(`${label}: ${runDir} holds a run of another configuration (${changed.join(', ')} differ); use another --out or remove that folder`);
+    }
+  }
   if (isFinished(runDir)) {
     console.log(`${label}: trained earlier in ${runDir}`);
     return true;
@@ -92,12 +101,13 @@ export async function runAblation(
   base: TrainingConfig,
   outDir: string,
   variants: readonly AblationVariant[],
-  seeds?: readonly number[],
+  options: AblationOptions & { seeds?: readonly number[] } = {},
 ): Promise<AblationRow[] | null> {
+  const { seeds } = options;
   const rows: AblationRow[] = [];
   const reports: string[] = [];
   for (const variant of variants) {
-    const config = variantConfig(base, variant);
+    const config = variantConfig(base, variant, options);
     if (usesRefinement(config)) console.log(`${variant.name}: semantic priors by ${(await ensurePriors(config)).join(', ')}`);
     const runs = variantRuns(outDir, variant, config, seeds);
     const perSeed: RegionValues[] = [];
@@ -130,12 +140,13 @@ export function registerAblateCommand(program: Command): Command {
   return addTrainingOptions(command)
     .option('--variants <list>', `comma-separated, from ${ABLATION_VARIANTS.map((v) => v.name).join(', ')}`, DEFAULT_ABLATION.join(','))
     .option('--seeds <list>', 'comma-separated training seeds: each variant trains once per seed in <out>/<variant>/seed-<n>, the table shows mean ± sd', nonNegativeIntegerList)
+    .option('--unet-lr <x>', "initial learning rate of the U-Net row (default: the recipe's, which SMML's variants use)", positiveNumber)
     .action(async (options: AblateOptions) => {
       const variants = selectVariants(options.variants.split(',').map((name) => name.trim()).filter(Boolean));
       if (options.seeds && options.seed !== undefined) throw new Error('--seed and --seeds exclude each other: --seeds lists every training seed');
       const base = resolveConfig(options);
       const outDir = path.resolve(options.out);
-      const rows = await runAblation(base, outDir, variants, options.seeds);
+      const rows = await runAblation(base, outDir, variants, { seeds: options.seeds, unetLr: options.unetLr });
       if (!rows) {
         console.log(`interrupted; run the same command again to continue`);
         process.exitCode = 130;

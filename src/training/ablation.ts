@@ -49,18 +49,26 @@ export function selectVariants(names: readonly string[]): AblationVariant[] {
   return ABLATION_VARIANTS.filter((variant) => names.includes(variant.name));
 }
 
+/** Choices of an ablation beyond the variants' switches. */
+export interface AblationOptions {
+  /** Initial learning rate of the `unet` variant (default: the base's); the SMML variants keep the base's. */
+  unetLr?: number;
+}
+
 /**
  * `base` (an SMML configuration) with the variant's network and loss switches; everything else (data, seed,
- * batch, schedule) is shared. The `unet` variant takes the U-Net preset of the base preset's scale on the
- * base's patch; SMML's own network fields do not carry over.
+ * batch, schedule) is shared, but for the U-Net's own learning rate where `options.unetLr` sets one. The `unet`
+ * variant takes the U-Net preset of the base preset's scale on the base's patch; SMML's own network fields do not
+ * carry over.
  */
-export function variantConfig(base: TrainingConfig, variant: AblationVariant): TrainingConfig {
+export function variantConfig(base: TrainingConfig, variant: AblationVariant, options: AblationOptions = {}): TrainingConfig {
   const { family, preset, ...overrides } = base.model;
   if (family !== 'smml') throw new Error(`the ablation compares against SMML: the base network must be an SMML preset, not '${preset}'`);
   const config = structuredClone(base);
   if (variant.family === 'unet') {
     config.model = { family: 'unet', preset: UNET_COUNTERPART[preset as SmmlPresetName], patch: overrides.patch ?? MODEL_PRESETS[preset].patch };
     if (overrides.classes !== undefined) config.model.classes = overrides.classes;
+    if (options.unetLr !== undefined) config.training.lr = options.unetLr;
   } else {
     config.model.branches = variant.branches;
   }

@@ -155,10 +155,15 @@ function changedFields(a: TrainingConfig, b: TrainingConfig): string[] {
   return fields;
 }
 
+/** The `section.key` fields other than runtime ones (threads, processes, …) whose values differ: what a resumed or reused run may not change. */
+export function configChanges(stored: TrainingConfig, requested: TrainingConfig): string[] {
+  return changedFields(stored, requested).filter((field) => !(RUNTIME_FIELDS as readonly string[]).includes(field));
+}
+
 /** The stored configuration with the runtime fields of `requested`; any other difference is an error. */
 function resumedConfig(stored: TrainingConfig, requested: TrainingConfig | undefined, file: string): TrainingConfig {
   if (!requested) return stored;
-  const changed = changedFields(stored, requested).filter((field) => !(RUNTIME_FIELDS as readonly string[]).includes(field));
+  const changed = configChanges(stored, requested);
   if (changed.length > 0) {
     throw new Error(`cannot resume with a different configuration (${changed.join(', ')} differ from ${file}); only ${RUNTIME_FIELDS.join(', ')} may change`);
   }

@@ -57,6 +57,8 @@ describe('ablation variants', () => {
     assert.deepEqual(variantConfig(base, unet).model, { family: 'unet', preset: 'unet-tiny', patch: 32 });
     const paper = { ...base, model: { family: 'smml' as const, preset: 'paper' as const, patch: 64, baseChannels: 4, classes: 4 } };
     assert.deepEqual(variantConfig(paper, unet).model, { family: 'unet', preset: 'unet-paper', patch: 64, classes: 4 });
+    assert.equal(variantConfig(base, unet, { unetLr: 0.25 }).training.lr, 0.25, "the U-Net's own learning rate");
+    assert.equal(variantConfig(base, selectVariants(['full'])[0], { unetLr: 0.25 }).training.lr, base.training.lr, "SMML's variants keep the recipe's");
     const unetBase = { ...base, model: { family: 'unet' as const, preset: 'unet-cpu' as const } };
     assert.throws(() => variantConfig(unetBase, unet), /the base network must be an SMML preset, not 'unet-cpu'/);
   });
@@ -126,7 +128,7 @@ describe('runAblation over seeds', () => {
   it('trains each variant once per seed in <variant>/seed-<n>, tabulates mean ± sd, and continues when run again', async () => {
     const out = path.join(root, 'ablation-seeds');
     const variants = selectVariants(['unet', 'baseline']);
-    const rows = await runAblation(base, out, variants, [1, 2]);
+    const rows = await runAblation(base, out, variants, { seeds: [1, 2], unetLr: 0.02 });
     assert.ok(rows);
     assert.deepEqual(rows.map((row) => [row.variant, row.seeds]), [['unet', [1, 2]], ['baseline', [1, 2]]]);
     for (const row of rows) {
@@ -140,14 +142,21 @@ describe('runAblation over seeds', () => {
       // Sample sd of two values: |a − b| / √2.
       assert.ok(Math.abs(row.sd!.WT - Math.abs(a - b) / Math.SQRT2) < 1e-12);
     }
-    assert.equal(JSON.parse(fs.readFileSync(runPaths(path.join(out, 'unet', 'seed-1')).config, 'utf8')).model.family, 'unet');
+    const trainingOf = (variant: string) => JSON.parse(fs.readFileSync(runPaths(path.join(out, variant, 'seed-1')).config, 'utf8'));
+    assert.equal(trainingOf('unet').model.family, 'unet');
+    assert.deepEqual([trainingOf('unet').config.training.lr, trainingOf('baseline').config.training.lr], [0.02, base.training.lr]);
     const table = fs.readFileSync(path.join(out, 'ablation.md'), 'utf8');
     assert.match(table, /mean ± sample sd over seeds 1, 2/);
     assert.ok(table.includes(`${(100 * rows[0].dice.ET).toFixed(2)} ± ${(100 * rows[0].sd!.ET).toFixed(2)}`));
     assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'ablation.json'), 'utf8')).rows, rows);
 
     const logLength = readRunLog(runPaths(path.join(out, 'unet', 'seed-2')).log).length;
-    assert.deepEqual(await runAblation(base, out, variants, [1, 2]), rows);
+    assert.deepEqual(await runAblation(base, out, variants, { seeds: [1, 2], unetLr: 0.02 }), rows);
     assert.equal(readRunLog(runPaths(path.join(out, 'unet', 'seed-2')).log).length, logLength, 'a finished run is not trained again');
+    // A finished run of another recipe is not passed off as this one's.
+    await assert.rejects(
+      runAblation(base, out, variants, { seeds: [1, 2], unetLr: 0.01 }),
+      new RegExp(`unet \\(seed 1\\): ${path.join(out, 'unet', 'seed-1').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} holds a run of another configuration \\(training\\.lr differ\\)`),
+    );
   });
 });
