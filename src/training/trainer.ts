@@ -15,11 +15,12 @@
 import * as fs from 'node:fs';
 import { createBatchLoader, deriveSeed, type Batch, type BatchLoader } from '../data/loader.ts';
 import { ALL_MODALITIES, SUBSETS, subsetName } from '../data/modalities.ts';
+import { REGIONS, type Region } from '../data/regions.ts';
 import { createRng, randInt, type Rng } from '../data/random.ts';
 import { torch, type Tensor } from '../engine/index.ts';
 import { evaluateCase, loadCachedEvaluationCase, type EvaluationCase } from '../evaluation/evaluate.ts';
 import { regionsPresent } from '../evaluation/metrics.ts';
-import { selectionDice, type EvaluationResult } from '../evaluation/tables.ts';
+import { selectionDice, type CaseResult, type EvaluationResult } from '../evaluation/tables.ts';
 import { branchObjectives, ownBranchObjective, type BranchPredictions, type Objective, type ObjectiveConfig } from '../losses/index.ts';
 import { createModel, modalityMask, trainingForward, type SegmentationModel, type SegmentationOutput } from '../models/index.ts';
 import { PRIORS_ARRAY } from '../priors/provider.ts';
@@ -387,19 +388,44 @@ export class Trainer {
   /**
    * Dice of WT, TC and ET on the validation cases, scored as the test evaluation scores them (sliding window,
    * post-processing), under every modality subset unless `validation.subsets` is 'full'; see `selectionDice`.
+   * Collective: every process holds the whole model at a validation (its weights were gathered for the checkpoint
+   * that goes with it), so each scores every worldSize-th case and the Dice values are exchanged; all processes
+   * return the same scores.
    */
   validate(): ValidationScores {
     const cases = this.loadValidationCases();
     const subsets = this.config.validation.subsets === 'all' ? SUBSETS : [ALL_MODALITIES];
     const { classes } = this.model.config;
+    const { rank, worldSize } = this.replicas.placement;
+    const mine = cases.map((_, c) => c).filter((c) => c % worldSize === rank);
     this.model.eval();
-    let result: EvaluationResult;
+    let scored: CaseResult[];
     try {
       const options = { subsets, overlap: this.config.validation.overlap, device: this.device, precision: this.config.training.precision, hausdorff: false };
-      result = { subsets, cases: cases.map((entry) => evaluateCase(this.model, entry, options)) };
+      scored = mine.map((c) => evaluateCase(this.model, cases[c], options));
     } finally {
       this.model.train();
     }
+    // (case, subset, region) Dice, each process filling its own cases; the owner's row is taken.
+    const table = new Float64Array(cases.length * subsets.length * REGIONS.length);
+    scored.forEach((result, i) =>
+      result.scores.forEach((score, s) => REGIONS.forEach((region, r) => (table[(mine[i] * subsets.length + s) * REGIONS.length + r] = score.dice[region]))),
+    );
+    const tables = torch.tidy(() =>
+      this.replicas.gather(torch.tensor(table, [table.length], { dtype: 'float64', device: this.device })).map((gathered) => gathered.toArray()),
+    );
+    const result: EvaluationResult = {
+      subsets,
+      cases: cases.map((entry, c) => ({
+        id: entry.id,
+        seconds: 0,
+        scores: subsets.map((_, s) => {
+          const at = (r: number) => tables[c % worldSize][(c * subsets.length + s) * REGIONS.length + r];
+          const dice = Object.fromEntries(REGIONS.map((region, r) => [region, at(r)])) as Record<Region, number>;
+          return { dice, hausdorff95: Object.fromEntries(REGIONS.map((region) => [region, NaN])) as Record<Region, number> };
+        }),
+      })),
+    };
     const { mean, ...dice } = selectionDice(result, cases.map((entry) => regionsPresent(entry.label, classes)));
     return { dice, mean, cases: cases.length, subsets: subsets.length };
   }
@@ -483,10 +509,8 @@ export class Trainer {
     const overdue = (performance.now() - this.checkpointedAt) / 1000 >= this.config.training.checkpointSeconds;
     const checkpointDue = this.replicas.anyRank(validationEpoch || last || overdue);
     if (checkpointDue) this.gatherBranches();
-    // Rank 0 validates alone; the others wait for it at the next step (within the process group's timeout).
-    const due = validationEpoch && this.replicas.isMain;
     this.requireFiniteWeights(`the end of epoch ${epoch + 1}`);
-    const validation = due ? this.validate() : null;
+    const validation = validationEpoch ? this.validate() : null;
     if (validation) this.last = { epoch, validation };
     let improved = false;
     if (validation && (!this.best || validation.mean > this.best.score)) {

@@ -12,6 +12,7 @@ import { synthesizeDataset } from '../../src/data/synthetic.ts';
 import { freeLocalPort, torch } from '../../src/engine/index.ts';
 import { runPaths } from '../../src/training/run-dir.ts';
 import { readRunLog } from '../../src/training/run-log.ts';
+import { createTrainer } from '../../src/training/trainer.ts';
 import { assertSameTensors } from './helpers.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-dp-'));
@@ -152,6 +153,25 @@ describe('branch-parallel training', () => {
       const [loss, expected] = [record.loss as number, reference[i].loss as number];
       assert.ok(Math.abs(loss - expected) < 1e-4, `step ${i + 1}: loss ${loss} against ${expected}`);
     });
+  });
+
+  it('2 processes training one branch each share the validation cases and agree with one process validating them all', async () => {
+    const runDir = path.join(root, 'branches-validated');
+    // Two validation cases, one per process.
+    const validated = [...BRANCH_ARGS, '--validate-every', '1', '--set', 'data.split.proportions=[3,2,1]'];
+    await train(['--out', runDir, ...(await parallel())], validated);
+    const epochs = readRunLog(runPaths(runDir).log).filter((record) => record.type === 'epoch');
+    assert.equal(epochs.length, 2);
+    const shared = epochs[1].validation as { dice: Record<string, number>; mean: number; cases: number };
+    assert.equal(shared.cases, 2);
+    // The last epoch's checkpoint holds the weights that validation scored; one process scores both cases.
+    const alone = await createTrainer({ runDir, resume: true });
+    try {
+      const scores = alone.validate();
+      assert.deepEqual({ dice: scores.dice, mean: scores.mean }, { dice: shared.dice, mean: shared.mean });
+    } finally {
+      await alone.close();
+    }
   });
 
   it('with dropout, a run killed in epoch 2 and resumed ends bit-exactly as the uninterrupted one', async () => {
