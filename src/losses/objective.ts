@@ -50,6 +50,8 @@ export interface ObjectiveConfig {
   deepSupervisionWeights: readonly number[];
   /** Weight of each separate-decoder (single-modality) task loss; the paper's code uses 1. */
   separateWeight: number;
+  /** Weight of the refinement KL L_i^ref; the paper's: 1. */
+  refinementKlWeight: number;
   /** The class weights of every task loss's cross-entropy; the paper's: 'one-minus-fraction'. */
   crossEntropyClassWeights: CrossEntropyClassWeights;
   /** Completes the Dice terms' batch-wide sums (data-parallel training: over every process's samples); default: this batch alone. */
@@ -63,6 +65,7 @@ export const DEFAULT_OBJECTIVE_CONFIG: ObjectiveConfig = {
   scaleByTauSquared: false,
   deepSupervisionWeights: [1, 1, 1, 1],
   separateWeight: 1,
+  refinementKlWeight: 1,
   crossEntropyClassWeights: 'one-minus-fraction',
 };
 
@@ -139,8 +142,8 @@ function ownTerms(branch: BranchPredictions, name: string, onehot: Tensor, disti
   if (switches.srn) {
     terms.refinedTask = task(requireInput(branch.refinedLogits, `${name}.refinedLogits`).softmax(1));
   }
-  if (switches.refinementKl && distilling) {
-    terms.refinementKl = refinementConsistencyLoss(branch.logits, requireInput(branch.refinedLogits, `${name}.refinedLogits`));
+  if (switches.refinementKl && distilling && config.refinementKlWeight > 0) {
+    terms.refinementKl = refinementConsistencyLoss(branch.logits, requireInput(branch.refinedLogits, `${name}.refinedLogits`)).mul(config.refinementKlWeight);
   }
   return terms;
 }

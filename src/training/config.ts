@@ -132,6 +132,8 @@ const lossesSchema = z.strictObject({
   deepSupervisionWeights: z.array(z.number().min(0)).length(4).default([1, 1, 1, 1]),
   /** Weight of each separate-decoder task loss; the paper's code uses 1. */
   separateWeight: z.number().min(0).default(1),
+  /** Weight of the refinement KL (after warm-up); the paper's: 1. See docs/learning.md (E29). */
+  refinementKlWeight: z.number().min(0).default(1),
   /**
    * 'all': the separate decoder decodes every modality of every sample (the paper's code). 'one': one modality per
    * sample, drawn uniformly, whose task loss counts K times (an unbiased estimate of the sum at a quarter of the cost).

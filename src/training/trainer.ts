@@ -214,7 +214,8 @@ export class Trainer {
     const { config } = runConfig;
     this.paths = runPaths(runDir);
     this.stepsPerEpoch = config.training.stepsPerEpoch ?? loader.batchesPerEpoch;
-    const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, separateModalities, crossEntropyClassWeights, ...switches } = config.losses;
+    const { warmupEpochs, tau, scaleByTauSquared, deepSupervisionWeights, separateWeight, separateModalities, crossEntropyClassWeights, refinementKlWeight, ...switches } =
+      config.losses;
     this.separateDecodesOneModality = separateModalities === 'one' && runConfig.model.family === 'smml';
     // With one decoded modality per sample, its loss stands for the sum over the K modalities.
     const separateScale = this.separateDecodesOneModality ? runConfig.model.modalities : 1;
@@ -224,6 +225,7 @@ export class Trainer {
       scaleByTauSquared,
       deepSupervisionWeights,
       separateWeight: separateWeight * separateScale,
+      refinementKlWeight,
       crossEntropyClassWeights,
       switches,
       // Only data-parallel processes hold a share of the batch; a process training one branch holds all of it.

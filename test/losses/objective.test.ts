@@ -144,6 +144,10 @@ test('each switch removes its term; PBC temperature settings are passed on', () 
   const heads = b1.deepSupervisionProbs.map((p) => taskLoss(p, onehot).item());
   assertClose(weighted.deepSupervision!.item(), heads.reduce((sum, h, i) => sum + weights[i] * h, 0), 1e-12, 'weighted deep supervision');
   assertClose(weighted.separate!.item(), 0.25 * sumOf(b1.separateProbs.map((p) => taskLoss(p, onehot))), 1e-12, 'weighted separate decoder');
+  // The refinement KL counts refinementKlWeight times; weight 0 drops it.
+  const refinementKl = run({}).branch1.terms.refinementKl!.item();
+  assertClose(run({}, { refinementKlWeight: 0.25 }).branch1.terms.refinementKl!.item(), 0.25 * refinementKl, 1e-12, 'weighted refinement KL');
+  assert.equal(run({}, { refinementKlWeight: 0 }).branch1.terms.refinementKl, undefined);
   // Without class weights every task term (main head, heads, separate decoders, refinement) is the plain-CE task loss.
   const plain = run({}, { crossEntropyClassWeights: 'none' }).branch1.terms;
   const plainTask = (p: Tensor) => taskLoss(p, onehot, undefined, 'none').item();

@@ -47,6 +47,7 @@ describe('training configuration', () => {
       scaleByTauSquared: false,
       deepSupervisionWeights: [1, 1, 1, 1],
       separateWeight: 1,
+      refinementKlWeight: 1,
       separateModalities: 'all',
       crossEntropyClassWeights: 'one-minus-fraction',
     });
