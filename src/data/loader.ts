@@ -69,6 +69,8 @@ export interface BatchLoaderOptions {
   shard?: { rank: number; count: number };
   /** Further cached arrays to crop alongside, e.g. ['priors']; uint8 ones are read as probabilities q/255. */
   extraArrays?: string[];
+  /** Decoded cases each worker (or the calling thread) keeps for later epochs (`CaseMemory`); default DEFAULT_CASE_MEMORY_BYTES, 0: none. */
+  caseMemoryBytes?: number;
 }
 
 export interface BatchLoader {
@@ -120,18 +122,68 @@ function channelsOf(array: Float32Array | Uint8Array, voxels: number, what: stri
   return Array.from({ length: count }, (_, c) => floats.subarray(c * voxels, (c + 1) * voxels));
 }
 
-/** Loads, crops and augments the samples of one batch into freshly allocated buffers. */
-export function buildBatch(request: BatchRequest): BatchData {
+/** A case as batches read it: image and extra channels as floats (views into one array each), the label. */
+interface SampleSource {
+  shape: Shape3;
+  images: Float32Array[];
+  /** Per requested extra array, its channels. */
+  extras: Float32Array[][];
+  label: Uint8Array;
+  /** Memory held by the arrays. */
+  bytes: number;
+}
+
+function loadSampleSource(cacheDir: string, id: string, extraArrays: readonly string[]): SampleSource {
+  const loaded = loadCase(cacheDir, id, { extraArrays: [...extraArrays] });
+  if (!loaded.label) throw new Error(`case "${id}" in ${cacheDir} has no label; training batches need labelled cases`);
+  const voxels = loaded.shape[0] * loaded.shape[1] * loaded.shape[2];
+  const images = channelsOf(loaded.images, voxels, `case "${id}" images`);
+  const extras = extraArrays.map((name) => channelsOf(loaded.extras[name], voxels, `case "${id}" ${name}`));
+  const floats = images.length + extras.reduce((sum, channels) => sum + channels.length, 0);
+  return { shape: loaded.shape, images, extras, label: loaded.label, bytes: floats * voxels * 4 + voxels };
+}
+
+/**
+ * Decoded cases kept for the batches of later epochs, until `budget` bytes are held; further cases are then decoded
+ * at every use and nothing is evicted (in a shuffled epoch order an evicted case would rarely be met again before
+ * its own eviction). For the demo's cases, reading and decoding (float16 priors above all) cost as much as cutting
+ * and augmenting the patch. Cases are read only, never written.
+ */
+export class CaseMemory {
+  private readonly sources = new Map<string, SampleSource>();
+  private held = 0;
+
+  constructor(readonly budget: number) {}
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  source(cacheDir: string, id: string, extraArrays: readonly string[]): SampleSource {
+    const key = JSON.stringify([cacheDir, id, extraArrays]);
+    const kept = this.sources.get(key);
+    if (kept) return kept;
+    const source = loadSampleSource(cacheDir, id, extraArrays);
+    if (this.held + source.bytes <= this.budget) {
+      this.sources.set(key, source);
+      this.held += source.bytes;
+    }
+    return source;
+  }
+}
+
+/** Default of `BatchLoaderOptions.caseMemoryBytes`: the demo's 21 training cases with priors take about 300 MB. */
+export const DEFAULT_CASE_MEMORY_BYTES = 512 * 2 ** 20;
+
+/** Loads (or takes from `memory`), crops and augments the samples of one batch into freshly allocated buffers. */
+export function buildBatch(request: BatchRequest, memory = new CaseMemory(0)): BatchData {
   const [PX, PY, PZ] = request.patchSize;
   const patchVoxels = PX * PY * PZ;
   const batchSize = request.ids.length;
   let batch: BatchData | undefined;
   request.ids.forEach((id, sample) => {
-    const loaded = loadCase(request.cacheDir, id, { extraArrays: request.extraArrays });
-    if (!loaded.label) throw new Error(`case "${id}" in ${request.cacheDir} has no label; training batches need labelled cases`);
-    const voxels = loaded.shape[0] * loaded.shape[1] * loaded.shape[2];
-    const images = channelsOf(loaded.images, voxels, `case "${id}" images`);
-    const extras = request.extraArrays.map((name) => channelsOf(loaded.extras[name], voxels, `case "${id}" ${name}`));
+    const { shape, images, extras, label } = memory.source(request.cacheDir, id, request.extraArrays);
     const counts = { images: images.length, extras: Object.fromEntries(request.extraArrays.map((name, i) => [name, extras[i].length])) };
     if (!batch) {
       batch = {
@@ -150,7 +202,7 @@ export function buildBatch(request: BatchRequest): BatchData {
     const view = (array: Float32Array, count: number, c: number) =>
       array.subarray((sample * count + c) * patchVoxels, (sample * count + c + 1) * patchVoxels);
     augmentSample(
-      { shape: loaded.shape, images, extras: extras.flat(), label: loaded.label },
+      { shape, images, extras: extras.flat(), label },
       request.patchSize,
       createRng(request.seeds[sample]),
       request.augment,
@@ -204,10 +256,11 @@ class WorkerPool {
   private nextTaskId = 0;
   private readonly all: Worker[];
 
-  constructor(count: number) {
+  constructor(count: number, caseMemoryBytes: number) {
     const workerData = {
       tsxApi: import.meta.resolve('tsx/esm/api'),
       entry: new URL('./loader-worker.ts', import.meta.url).href,
+      caseMemoryBytes,
     };
     this.all = Array.from({ length: count }, () => {
       const worker = new Worker(WORKER_BOOTSTRAP, { eval: true, execArgv: [], workerData });
@@ -289,6 +342,8 @@ function checkOptions(options: BatchLoaderOptions): void {
   if (!Number.isInteger(options.workers) || options.workers < 0) {
     throw new Error(`batch loader: workers must be a non-negative integer, got ${options.workers}`);
   }
+  const memoryBytes = options.caseMemoryBytes;
+  if (memoryBytes !== undefined && !(memoryBytes >= 0)) throw new Error(`batch loader: caseMemoryBytes must be a non-negative number, got ${memoryBytes}`);
   const fg = options.foregroundProbability;
   if (fg !== undefined && !(fg >= 0 && fg <= 1)) throw new Error(`batch loader: foregroundProbability must be in [0, 1], got ${fg}`);
   if (options.prefetch !== undefined && !positiveInteger(options.prefetch)) {
@@ -314,7 +369,9 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
   const shard = options.shard ?? { rank: 0, count: 1 };
   const stepSize = options.batchSize * shard.count;
   const batchCount = options.dropLast ? Math.floor(options.ids.length / stepSize) : Math.ceil(options.ids.length / stepSize);
-  const pool = options.workers > 0 ? new WorkerPool(options.workers) : undefined;
+  const caseMemoryBytes = options.caseMemoryBytes ?? DEFAULT_CASE_MEMORY_BYTES;
+  const pool = options.workers > 0 ? new WorkerPool(options.workers, caseMemoryBytes) : undefined;
+  const memory = pool ? undefined : new CaseMemory(caseMemoryBytes);
   let closed = false;
 
   const requestsOf = (epoch: number): { order: string[]; requests: BatchRequest[] } => {
@@ -346,7 +403,7 @@ export function createBatchLoader(options: BatchLoaderOptions): BatchLoader {
       for (let b = 0; b < requests.length; b++) {
         for (; started < Math.min(requests.length, b + prefetch); started++) {
           const request = requests[started];
-          const promise = pool ? pool.run(request, owner) : Promise.resolve().then(() => buildBatch(request));
+          const promise = pool ? pool.run(request, owner) : Promise.resolve().then(() => buildBatch(request, memory));
           // Handled here so a failed prefetched batch is reported when it is reached, not as an unhandled rejection.
           promise.catch(() => undefined);
           pending[started] = promise;

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_AUGMENTATION } from '../../src/data/augment.ts';
 import { addCaseArray, writeCachedCase } from '../../src/data/cache.ts';
-import { createBatchLoader, deriveSeed, type Batch, type BatchLoaderOptions } from '../../src/data/loader.ts';
+import { CaseMemory, createBatchLoader, deriveSeed, type Batch, type BatchLoaderOptions } from '../../src/data/loader.ts';
 import type { Shape3 } from '../../src/data/preprocess.ts';
 
 const SHAPE: Shape3 = [10, 9, 8];
@@ -137,6 +137,26 @@ describe('createBatchLoader', () => {
     assert.notDeepEqual(inline[3].images, inline[0].images);
     const otherSeed = await collect({ ...base, seed: 8 }, [0]);
     assert.notDeepEqual(otherSeed[0].images, inline[0].images);
+  });
+
+  it('keeps decoded cases up to its byte budget, and batches do not depend on it', async () => {
+    // One case: 4 image and 3 prior channels as float32, and a uint8 label.
+    const caseBytes = (4 + 3) * 4 * VOXELS + VOXELS;
+    const memory = new CaseMemory(caseBytes + 10);
+    const first = memory.source(cacheDir, 'c0', ['priors']);
+    assert.equal(memory.bytes, caseBytes);
+    assert.equal(memory.source(cacheDir, 'c0', ['priors']), first, 'a kept case is not read again');
+    const second = memory.source(cacheDir, 'c1', ['priors']);
+    assert.notEqual(memory.source(cacheDir, 'c1', ['priors']), second, 'a case beyond the budget is read at every use');
+    assert.equal(memory.bytes, caseBytes);
+    assert.notEqual(memory.source(cacheDir, 'c0', []), first, 'another choice of arrays is another entry');
+    assert.equal(first.images[2][(3 * 9 + 4) * 8 + 5], 1 + 2 * 1000 + 3 * 100 + 4 * 10 + 5);
+    // Three epochs of batches with priors: every case kept, none, and through a worker.
+    const options = { ...base, extraArrays: ['priors'] };
+    const kept = await collect(options, [0, 1, 2]);
+    assert.deepEqual(await collect({ ...options, caseMemoryBytes: 0 }, [0, 1, 2]), kept);
+    assert.deepEqual(await collect({ ...options, workers: 1, caseMemoryBytes: caseBytes }, [0, 1, 2]), kept);
+    assert.throws(() => createBatchLoader({ ...base, caseMemoryBytes: -1 }), /caseMemoryBytes must be a non-negative number, got -1/);
   });
 
   it('transforms extra arrays exactly like the images', async () => {
