@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "smml_torch",
-      "sources": ["torch.cc", "thin_conv.cc", "norm_act.cc", "conv1x1.cc", "trilinear.cc", "distributed.cc", "autocast.cc", "checkpoint.cc"],
+      "sources": ["torch.cc", "thin_conv.cc", "norm_act.cc", "conv1x1.cc", "trilinear.cc", "reflect_pad.cc", "distributed.cc", "autocast.cc", "checkpoint.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node libtorch-paths.cjs include)"

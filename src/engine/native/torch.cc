@@ -12,6 +12,7 @@
 #include "binding.h"
 #include "conv1x1.h"
 #include "norm_act.h"
+#include "reflect_pad.h"
 #include "thin_conv.h"
 #include "trilinear.h"
 
@@ -422,6 +423,7 @@ struct OneDnnConvolution : public torch::autograd::Function<OneDnnConvolution> {
 
 // torch.nn.functional.pad: `pads` lists (before, after) pairs from the last dimension on.
 at::Tensor Pad(Napi::Env env, const at::Tensor& t, std::vector<int64_t> pads, const std::string& mode, double value) {
+  if (mode == "reflect" && smml::ReflectPad3dApplies(t, pads)) return smml::ReflectPad3d(t, pads);
   namespace F = torch::nn::functional;
   F::PadFuncOptions opts(std::move(pads));
   if (mode == "constant") opts.mode(torch::kConstant).value(value);
