@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { torch, type Tensor } from '../../src/engine/index.ts';
-import { assertClose, seededTensor } from './helpers.ts';
+import { assertClose, runWithInstructionSet, seededTensor } from './helpers.ts';
 
 const SLOPE = 0.2;
 
@@ -69,6 +69,29 @@ describe('instanceNormLeakyRelu', () => {
       assert.deepEqual(two.gx, one.gx);
     } finally {
       torch.setNumThreads(original);
+    }
+  });
+
+  test('the AVX2 and portable paths match the unfused operations in float64', () => {
+    // SMML_THIN_CONV_ISA caps the instruction set when the process starts; an instance of 37 positions
+    // leaves a tail after whole 8- and 16-float vectors
+    const shape = [2, 3, 37];
+    const engine = new URL('../../src/engine/index.ts', import.meta.url).href;
+    const child = `
+      const { torch } = await import(${JSON.stringify(engine)});
+      const x = torch.tensor(JSON.parse(process.env.X), ${JSON.stringify(shape)}).requiresGrad_(true);
+      const y = torch.instanceNormLeakyRelu(x, ${SLOPE});
+      y.backward(torch.tensor(JSON.parse(process.env.GY), ${JSON.stringify(shape)}));
+      process.stdout.write(JSON.stringify({ node: y.gradFnName, y: y.toArray(), gx: x.grad.toArray() }));`;
+    const x = seededTensor(shape, 9, { low: -2, high: 3 });
+    const gy = seededTensor(shape, 10);
+    const reference = valueAndGrad(unfused, x, gy);
+    const env = { X: JSON.stringify(x.float().toArray()), GY: JSON.stringify(gy.float().toArray()) };
+    for (const isa of ['avx2', 'generic'] as const) {
+      const got = runWithInstructionSet<{ node: string; y: number[]; gx: number[] }>(isa, child, env);
+      assert.match(got.node, /InstanceNormLeakyRelu/);
+      assertClose(got.y, reference.y, { atol: 1e-5, rtol: 1e-4, message: `${isa} output` });
+      assertClose(got.gx, reference.gx, { atol: 1e-4, rtol: 1e-4, message: `${isa} gradient` });
     }
   });
 

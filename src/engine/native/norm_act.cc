@@ -3,7 +3,7 @@
 // Forward, per (sample, channel) over n positions: mean, then the biased variance from the centred
 // values (two reads, cache-resident), then y = lrelu((x − mean)·rstd). Backward, with x̂ recomputed
 // from x and the saved statistics and g = gy·lrelu'(x̂): gx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
-// The lane sums run in 4-float vectors (SSE2 on x86-64, NEON on ARM) and finish in double.
+// The loops (norm_act_kernels.h) run in the widest vectors the CPU has (simd.h); the lane sums finish in double.
 #include "norm_act.h"
 
 #include <ATen/Parallel.h>
@@ -11,19 +11,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "simd.h"
+
 namespace smml {
 namespace {
-
-typedef float F4 __attribute__((vector_size(16)));
-
-F4 Load4(const float* p) {
-  F4 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-void Store4(float* p, F4 v) { std::memcpy(p, &v, sizeof v); }
-F4 Splat(float s) { return F4{s, s, s, s}; }
-double Sum(F4 v) { return (static_cast<double>(v[0]) + v[1]) + (static_cast<double>(v[2]) + v[3]); }
 
 // Positions per instance worth a thread of their own.
 constexpr int64_t kMinParallelElements = 32768;
@@ -33,70 +24,49 @@ struct Moments {
   float mean, rstd;
 };
 
-Moments InstanceMoments(const float* x, int64_t n, double eps) {
-  const int64_t whole = n / 8 * 8;
-  F4 s0{}, s1{};
-  for (int64_t i = 0; i < whole; i += 8) {
-    s0 += Load4(x + i);
-    s1 += Load4(x + i + 4);
-  }
-  double sum = Sum(s0) + Sum(s1);
-  for (int64_t i = whole; i < n; ++i) sum += x[i];
-  const float mean = static_cast<float>(sum / n);
-  const F4 m = Splat(mean);
-  F4 q0{}, q1{};
-  for (int64_t i = 0; i < whole; i += 8) {
-    const F4 a = Load4(x + i) - m, b = Load4(x + i + 4) - m;
-    q0 += a * a;
-    q1 += b * b;
-  }
-  double squares = Sum(q0) + Sum(q1);
-  for (int64_t i = whole; i < n; ++i) squares += (x[i] - mean) * (x[i] - mean);
-  return {mean, static_cast<float>(1.0 / std::sqrt(squares / n + eps))};
-}
+// -- the loops, once per instruction set --------------------------------------------------------
 
-void Forward(const float* x, float* y, int64_t n, Moments mo, float slope) {
-  const F4 m = Splat(mo.mean), r = Splat(mo.rstd), s = Splat(slope);
-  const int64_t whole = n / 4 * 4;
-  for (int64_t i = 0; i < whole; i += 4) {
-    const F4 t = (Load4(x + i) - m) * r;
-    Store4(y + i, t > 0 ? t : t * s);
-  }
-  for (int64_t i = whole; i < n; ++i) {
-    const float t = (x[i] - mo.mean) * mo.rstd;
-    y[i] = t > 0 ? t : t * slope;
-  }
-}
+#ifdef SMML_SIMD_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+using Simd = simd::Avx512;
+#include "norm_act_kernels.h"
+}  // namespace avx512
+#pragma GCC pop_options
 
-void Backward(const float* x, const float* gy, float* gx, int64_t n, Moments mo, float slope) {
-  const F4 m = Splat(mo.mean), r = Splat(mo.rstd), s = Splat(slope), one = Splat(1.0f);
-  const int64_t whole = n / 4 * 4;
-  F4 sg{}, sgx{};
-  for (int64_t i = 0; i < whole; i += 4) {
-    const F4 t = (Load4(x + i) - m) * r;
-    const F4 g = Load4(gy + i) * (t > 0 ? one : s);
-    sg += g;
-    sgx += g * t;
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+using Simd = simd::Avx2;
+#include "norm_act_kernels.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+namespace generic {
+using Simd = simd::Generic;
+#include "norm_act_kernels.h"
+}  // namespace generic
+
+struct Kernels {
+  Moments (*moments)(const float*, int64_t, double);
+  void (*forward)(const float*, float*, int64_t, Moments, float);
+  void (*backward)(const float*, const float*, float*, int64_t, Moments, float);
+};
+
+const Kernels& ChosenKernels() {
+  static const Kernels generic{&generic::InstanceMoments, &generic::Forward, &generic::Backward};
+#ifdef SMML_SIMD_X86
+  static const Kernels avx512{&avx512::InstanceMoments, &avx512::Forward, &avx512::Backward};
+  static const Kernels avx2{&avx2::InstanceMoments, &avx2::Forward, &avx2::Backward};
+  switch (simd::WidestIsa()) {
+    case simd::Isa::kAvx512: return avx512;
+    case simd::Isa::kAvx2: return avx2;
+    case simd::Isa::kGeneric: break;
   }
-  double sumG = Sum(sg), sumGx = Sum(sgx);
-  for (int64_t i = whole; i < n; ++i) {
-    const float t = (x[i] - mo.mean) * mo.rstd;
-    const float g = gy[i] * (t > 0 ? 1.0f : slope);
-    sumG += g;
-    sumGx += g * t;
-  }
-  const float meanG = static_cast<float>(sumG / n), meanGx = static_cast<float>(sumGx / n);
-  const F4 mg = Splat(meanG), mgx = Splat(meanGx);
-  for (int64_t i = 0; i < whole; i += 4) {
-    const F4 t = (Load4(x + i) - m) * r;
-    const F4 g = Load4(gy + i) * (t > 0 ? one : s);
-    Store4(gx + i, r * (g - mg - t * mgx));
-  }
-  for (int64_t i = whole; i < n; ++i) {
-    const float t = (x[i] - mo.mean) * mo.rstd;
-    const float g = gy[i] * (t > 0 ? 1.0f : slope);
-    gx[i] = mo.rstd * (g - meanG - t * meanGx);
-  }
+#endif
+  return generic;
 }
 
 using torch::autograd::AutogradContext;
@@ -111,12 +81,13 @@ struct InstanceNormLeakyReluFunction : public torch::autograd::Function<Instance
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     float* mp = moments.data_ptr<float>();
+    const Kernels& kernels = ChosenKernels();
     at::parallel_for(0, instances, std::max<int64_t>(1, kMinParallelElements / n), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const Moments mo = InstanceMoments(xp + i * n, n, eps);
+        const Moments mo = kernels.moments(xp + i * n, n, eps);
         mp[2 * i] = mo.mean;
         mp[2 * i + 1] = mo.rstd;
-        Forward(xp + i * n, yp + i * n, n, mo, static_cast<float>(slope));
+        kernels.forward(xp + i * n, yp + i * n, n, mo, static_cast<float>(slope));
       }
     });
     ctx->save_for_backward({x, moments});
@@ -146,9 +117,10 @@ struct InstanceNormLeakyReluFunction : public torch::autograd::Function<Instance
     const float* gyp = gy.data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
     const float* mp = saved[1].data_ptr<float>();
+    const Kernels& kernels = ChosenKernels();
     at::parallel_for(0, instances, std::max<int64_t>(1, kMinParallelElements / n), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
-        Backward(xp + i * n, gyp + i * n, gxp + i * n, n, Moments{mp[2 * i], mp[2 * i + 1]}, static_cast<float>(slope));
+        kernels.backward(xp + i * n, gyp + i * n, gxp + i * n, n, Moments{mp[2 * i], mp[2 * i + 1]}, static_cast<float>(slope));
     });
     return {gx, at::Tensor(), at::Tensor()};
   }

@@ -1,7 +1,8 @@
-// What the direct float32 kernels (thin_conv.cc, conv1x1.cc) share: the vector operations of each
-// instruction set, the choice among them at run time, and the split of channels into register blocks.
-// A kernel is written once against a `Simd` type (V of kLanes floats, Load, Store, Set1, Zero, Fma,
-// Add, Window, InRegister) and compiled once per instruction set, under that set's target pragma.
+// What the direct float32 kernels (thin_conv.cc, conv1x1.cc, norm_act.cc) share: the vector operations of
+// each instruction set, the choice among them at run time, and the split of channels into register blocks.
+// A kernel is written once against a `Simd` type (V of kLanes floats, Load, Store, Set1, Zero, Fma, Add,
+// Sub, Mul, WherePositive, Window, InRegister) and compiled once per instruction set, under that set's
+// target pragma.
 #pragma once
 
 #include <algorithm>
@@ -37,6 +38,10 @@ struct Avx512 {
   static V Zero() { return _mm512_setzero_ps(); }
   static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  // lanes of `a` where t > 0, of `b` elsewhere (NaN included)
+  static V WherePositive(V t, V a, V b) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, Zero(), _CMP_GT_OQ), b, a); }
   // lanes S … S + 15 of the pair (lo, hi), which lie at p
   template <int S>
   static V Window(const float*, V lo, V hi) {
@@ -61,6 +66,9 @@ struct Avx2 {
   static V Zero() { return _mm256_setzero_ps(); }
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V Sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V WherePositive(V t, V a, V b) { return _mm256_blendv_ps(b, a, _mm256_cmp_ps(t, Zero(), _CMP_GT_OQ)); }
   template <int S>
   static V Window(const float* p, V, V) {
     return _mm256_loadu_ps(p + S);
@@ -87,6 +95,9 @@ struct Generic {
   static V Zero() { return V{0.0f, 0.0f, 0.0f, 0.0f}; }
   static V Fma(V a, V b, V c) { return a * b + c; }
   static V Add(V a, V b) { return a + b; }
+  static V Sub(V a, V b) { return a - b; }
+  static V Mul(V a, V b) { return a * b; }
+  static V WherePositive(V t, V a, V b) { return t > 0 ? a : b; }
   template <int S>
   static V Window(const float* p, V, V) {
     return Load(p + S);
