@@ -23,6 +23,13 @@ describe('thin convolutions against libtorch in float64', () => {
     // W past a whole number of vectors; 16 channels (16 and 16 are routed with reflect padding)
     { x: [1, 16, 3, 4, 33], out: 8, bias: true, modes: ['zeros', 'reflect'] },
     { x: [1, 16, 2, 3, 33], out: 16, bias: true, modes: ['reflect'] },
+    // rows of one AVX-512 vector, computed two at a time: an odd row count leaves one, zero padding
+    // leaves the border rows single and the reflect-padded input gradient the rows it folds onto
+    { x: [2, 16, 3, 5, 16], out: 8, bias: true, modes: ['zeros', 'reflect'] },
+    { x: [1, 16, 2, 7, 16], out: 16, bias: false, modes: ['reflect'] },
+    { x: [2, 3, 2, 6, 12], out: 5, bias: true, modes: ['zeros', 'reflect'] },
+    // more than 16 input channels on a 32×32 plane
+    { x: [1, 20, 2, 32, 32], out: 8, bias: true, modes: ['zeros', 'reflect'] },
     // output channels split into uneven register blocks
     { x: [2, 7, 4, 6, 20], out: 13, bias: true, modes: ['zeros', 'reflect'] },
     { x: [1, 1, 3, 3, 3], out: 1, bias: false, modes: ['zeros', 'reflect'] },
@@ -142,38 +149,41 @@ describe('thin convolutions: second derivatives, layouts, threads, instruction s
     }
   });
 
-  test('the AVX2 and portable paths agree with libtorch in float64', () => {
-    // SMML_THIN_CONV_ISA selects a narrower instruction set when the process starts; a CPU without
-    // AVX2 runs the portable path for both.
-    const shape: Shape5 = [2, 5, 3, 4, 19];
-    const engine = new URL('../../src/engine/index.ts', import.meta.url).href;
-    const child = `
-      const { torch } = await import(${JSON.stringify(engine)});
-      const results = {};
-      for (const mode of ['zeros', 'reflect']) {
-        const x = torch.tensor(JSON.parse(process.env.X), ${JSON.stringify(shape)}).requiresGrad_(true);
-        const w = torch.tensor(JSON.parse(process.env.W), [3, 5, 3, 3, 3]).requiresGrad_(true);
-        const y = torch.conv3d(x, w, null, { padding: 1, paddingMode: mode });
-        y.backward(torch.tensor(JSON.parse(process.env.GY), [2, 3, 3, 4, 19]));
-        results[mode] = { node: y.gradFnName, y: y.toArray(), gx: x.grad.toArray(), gw: w.grad.toArray() };
+  // SMML_THIN_CONV_ISA selects a narrower instruction set when the process starts; a CPU without AVX2 runs
+  // the portable path for both. Rows of 19 take two vectors of either width; rows of 7 one AVX2 vector,
+  // computed two rows at a time, and two portable ones.
+  for (const shape of [[2, 5, 3, 4, 19], [2, 5, 3, 5, 7]] as Shape5[]) {
+    test(`the AVX2 and portable paths agree with libtorch in float64, x [${shape.join(', ')}]`, () => {
+      const outShape = [shape[0], 3, ...shape.slice(2)];
+      const engine = new URL('../../src/engine/index.ts', import.meta.url).href;
+      const child = `
+        const { torch } = await import(${JSON.stringify(engine)});
+        const results = {};
+        for (const mode of ['zeros', 'reflect']) {
+          const x = torch.tensor(JSON.parse(process.env.X), ${JSON.stringify(shape)}).requiresGrad_(true);
+          const w = torch.tensor(JSON.parse(process.env.W), [3, 5, 3, 3, 3]).requiresGrad_(true);
+          const y = torch.conv3d(x, w, null, { padding: 1, paddingMode: mode });
+          y.backward(torch.tensor(JSON.parse(process.env.GY), ${JSON.stringify(outShape)}));
+          results[mode] = { node: y.gradFnName, y: y.toArray(), gx: x.grad.toArray(), gw: w.grad.toArray() };
+        }
+        process.stdout.write(JSON.stringify(results));`;
+      const x = seededTensor(shape, 17);
+      const w = seededTensor([3, 5, 3, 3, 3], 18);
+      const gy = seededTensor(outShape, 19);
+      const env = { X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
+      for (const isa of ['avx2', 'generic'] as const) {
+        const results = runWithInstructionSet<Record<Mode, { node: string; y: number[]; gx: number[]; gw: number[] }>>(isa, child, env);
+        for (const mode of ['zeros', 'reflect'] as const) {
+          const got = results[mode];
+          const reference = convAndGrads(x, w, null, mode, gy);
+          assert.match(got.node, THIN);
+          assertRelativelyClose(got.y, reference.y, `${isa} ${mode} output`);
+          assertRelativelyClose(got.gx, reference.gx, `${isa} ${mode} input gradient`);
+          assertRelativelyClose(got.gw, reference.gw, `${isa} ${mode} weight gradient`);
+        }
       }
-      process.stdout.write(JSON.stringify(results));`;
-    const x = seededTensor(shape, 17);
-    const w = seededTensor([3, 5, 3, 3, 3], 18);
-    const gy = seededTensor([2, 3, 3, 4, 19], 19);
-    const env = { X: JSON.stringify(x.float().toArray()), W: JSON.stringify(w.float().toArray()), GY: JSON.stringify(gy.toArray()) };
-    for (const isa of ['avx2', 'generic'] as const) {
-      const results = runWithInstructionSet<Record<Mode, { node: string; y: number[]; gx: number[]; gw: number[] }>>(isa, child, env);
-      for (const mode of ['zeros', 'reflect'] as const) {
-        const got = results[mode];
-        const reference = convAndGrads(x, w, null, mode, gy);
-        assert.match(got.node, THIN);
-        assertRelativelyClose(got.y, reference.y, `${isa} ${mode} output`);
-        assertRelativelyClose(got.gx, reference.gx, `${isa} ${mode} input gradient`);
-        assertRelativelyClose(got.gw, reference.gw, `${isa} ${mode} weight gradient`);
-      }
-    }
-  });
+    });
+  }
 
   test('only float32 3x3x3 convolutions at stride 1 with padding 1 and few channels take the route', () => {
     const nodeOf = (x: Tensor, w: Tensor, opts: Parameters<typeof torch.conv3d>[3]) =>
@@ -185,9 +195,13 @@ describe('thin convolutions: second derivatives, layouts, threads, instruction s
     // 16 channels in and out: only where the padded copy is saved or the planes are large
     assert.match(nodeOf(x(16), w(16, 16), { padding: 1, paddingMode: 'reflect' })!, THIN);
     assert.match(nodeOf(torch.zeros([1, 16, 2, 32, 32]), w(16, 16), { padding: 1 })!, THIN);
+    // up to 32 input channels on planes of 32×32 or more
+    assert.match(nodeOf(torch.zeros([1, 32, 2, 32, 32]), w(16, 32), { padding: 1, paddingMode: 'reflect' })!, THIN);
     for (const [name, node] of [
       ['16 channels in and out, zero padding, a small plane', nodeOf(x(16), w(16, 16), { padding: 1 })],
-      ['17 input channels', nodeOf(x(17), w(4, 17), { padding: 1 })],
+      ['17 input channels, a small plane', nodeOf(x(17), w(4, 17), { padding: 1, paddingMode: 'reflect' })],
+      ['33 input channels', nodeOf(torch.zeros([1, 33, 2, 32, 32]), w(4, 33), { padding: 1 })],
+      ['17 output channels, 32 input channels', nodeOf(torch.zeros([1, 32, 2, 32, 32]), w(17, 32), { padding: 1 })],
       ['17 output channels', nodeOf(x(4), w(17, 4), { padding: 1 })],
       ['float64', nodeOf(x(4, 'float64'), w(4, 4, 3, 'float64'), { padding: 1 })],
       ['stride 2', nodeOf(x(4), w(4, 4), { padding: 1, stride: 2 })],

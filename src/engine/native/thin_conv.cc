@@ -23,8 +23,11 @@
 namespace smml {
 namespace {
 
-// Largest channel count routed to the direct kernels, and the largest Cin·Cout routed at any size.
+// Largest channel count routed to the direct kernels, and the largest Cin·Cout routed at any size; up to
+// kMaxWideInputChannels inputs on planes of at least kWidePlane voxels.
 constexpr int64_t kMaxThinChannels = 16;
+constexpr int64_t kMaxWideInputChannels = 32;
+constexpr int64_t kWidePlane = 32 * 32;
 constexpr int64_t kThinChannelProduct = 128;
 // Floating-point operations below which a call does not wake a second thread.
 constexpr int64_t kMinParallelFlops = 2'000'000;
@@ -190,9 +193,10 @@ struct ConvBlockArgs {
   const float* planes[5];  // per depth tap
   const Taps* depthTaps;
   const Taps* heightTaps;
+  const Taps* nextHeightTaps;  // the second row's, for the two-row kernel
   const float* weights;  // at the block's first output channel
   const float* bias;     // likewise, or null
-  int64_t srcChannels, dstChannels, channelStride, rowStride, tapStep, offset, outChannelStride;
+  int64_t srcChannels, dstChannels, channelStride, rowStride, tapStep, offset, outChannelStride, outRowStride;
   float* out;
   int valid;  // lanes of the chunk inside the row
 };
@@ -434,12 +438,16 @@ bool ThinConvolutionApplies(const at::Tensor& x, const at::Tensor& w, const c10:
   const int64_t smallest = reflect ? 2 : 1;
   if (x.size(0) == 0 || x.size(2) < smallest || x.size(3) < smallest || x.size(4) < smallest) return false;
   const int64_t cin = x.size(1), cout = w.size(0);
-  if (cin < 1 || cout < 1 || cin > kMaxThinChannels || cout > kMaxThinChannels) return false;
-  // Measured on one AVX-512 core (forward + both gradients): up to 8 channels these kernels are 2–5×
-  // faster than oneDNN; with 16 in and out, libtorch's own route catches up, and wins on zero-padded
-  // planes below 32×32 (16 → 16 channels at 16³: 5.7 ms against 7.3 ms), unless reflect padding would
-  // copy the input first.
-  return cin * cout <= kThinChannelProduct || reflect || x.size(3) * x.size(4) >= 32 * 32;
+  const bool widePlane = x.size(3) * x.size(4) >= kWidePlane;
+  if (cin < 1 || cout < 1 || cout > kMaxThinChannels) return false;
+  // Measured on one AVX-512 core, batch 2, reflect padding: 20 → 8 channels at 32³ (the refinement
+  // network's first layer) 3.2 ms forward, 4.0 and 3.7 ms for the two gradients, against 13.1, 13.4 and
+  // 11.4 ms through oneDNN; 32 → 16 at 16³ loses its backward (5.3 ms forward + backward against 4.7).
+  if (cin > kMaxThinChannels) return cin <= kMaxWideInputChannels && widePlane;
+  // Up to 8 channels these kernels are 2–5× faster than oneDNN (forward + both gradients); with 16 in
+  // and out, libtorch's own route catches up, and wins on zero-padded planes below 32×32 (16 → 16
+  // channels at 16³: 5.7 ms against 7.3 ms), unless reflect padding would copy the input first.
+  return cin * cout <= kThinChannelProduct || reflect || widePlane;
 }
 
 at::Tensor ThinConvolution(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias, bool reflect) {

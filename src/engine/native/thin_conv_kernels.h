@@ -70,6 +70,64 @@ void ConvBlock(const ConvBlockArgs& a) {
   }
 }
 
+// Two output rows h and h + 1 of one vector each (rows of at most one vector's width), both rows reading all
+// three height taps in order: each weight broadcast feeds both rows, as the second vector of a wider row
+// does in ConvBlock. acc[cb][r] += w[c, kd, kh, kw, co0 + cb] · line(c, sd, sh(h + r, kh))[offset + kw].
+template <bool PerTap, int CB>
+void ConvBlockTwoRows(const ConvBlockArgs& a) {
+  using V = typename Simd::V;
+  V acc[CB][2];
+#pragma GCC unroll 16
+  for (int cb = 0; cb < CB; ++cb) acc[cb][0] = acc[cb][1] = a.bias ? Simd::Set1(a.bias[cb]) : Simd::Zero();
+  const int64_t ct = a.dstChannels;
+  const Taps* rows[2] = {a.heightTaps, a.nextHeightTaps};
+  for (int64_t c = 0; c < a.srcChannels; ++c) {
+    for (int i = 0; i < a.depthTaps->count; ++i) {
+      const float* plane = a.planes[i] + c * a.channelStride + a.offset;
+      const float* wd = a.weights + (c * 3 + a.depthTaps->tap[i]) * 9 * ct;
+#pragma GCC unroll 3
+      for (int kh = 0; kh < 3; ++kh) {
+        const float* wk = wd + kh * 3 * ct;
+        V x[2][3];
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; ++r) {
+          const float* line = plane + rows[r]->source[kh] * a.rowStride;
+          if (PerTap) {
+#pragma GCC unroll 3
+            for (int kw = 0; kw < 3; ++kw) x[r][kw] = Simd::Load(line + kw * a.tapStep);
+          } else {
+            const V lo = Simd::Load(line), hi = Simd::Load(line + Simd::kLanes);
+            x[r][0] = lo;
+            x[r][1] = Simd::template Window<1>(line, lo, hi);
+            x[r][2] = Simd::template Window<2>(line, lo, hi);
+          }
+        }
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; ++kw)
+#pragma GCC unroll 16
+          for (int cb = 0; cb < CB; ++cb) {
+            const V wv = Simd::Set1(wk[kw * ct + cb]);
+            acc[cb][0] = Simd::Fma(wv, x[0][kw], acc[cb][0]);
+            acc[cb][1] = Simd::Fma(wv, x[1][kw], acc[cb][1]);
+          }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int cb = 0; cb < CB; ++cb)
+#pragma GCC unroll 2
+    for (int r = 0; r < 2; ++r) {
+      float* out = a.out + cb * a.outChannelStride + r * a.outRowStride;
+      if (a.valid == Simd::kLanes) {
+        Simd::Store(out, acc[cb][r]);
+      } else {
+        float tail[Simd::kLanes];
+        Simd::Store(tail, acc[cb][r]);
+        std::memcpy(out, tail, sizeof(float) * a.valid);
+      }
+    }
+}
+
 // Weight-gradient sums of one (input channel, kd, kh) and a block of output channels over the rows
 // of one plane: acc[cb][kw] += gy(co0 + cb, h)[v] · line(sh(h))[v + kw], lane by lane. The lanes are
 // added into `sums` (a vector per weight) and summed across only once per chunk.
@@ -125,6 +183,20 @@ ConvBlockFn ConvBlockFor(int cb) {
 }
 
 template <bool PerTap>
+ConvBlockFn ConvBlockTwoRowsFor(int cb) {
+  switch (cb) {
+    case 1: return &ConvBlockTwoRows<PerTap, 1>;
+    case 2: return &ConvBlockTwoRows<PerTap, 2>;
+    case 3: return &ConvBlockTwoRows<PerTap, 3>;
+    case 4: return &ConvBlockTwoRows<PerTap, 4>;
+    case 5: return &ConvBlockTwoRows<PerTap, 5>;
+    case 6: return &ConvBlockTwoRows<PerTap, 6>;
+    case 7: return &ConvBlockTwoRows<PerTap, 7>;
+    default: return &ConvBlockTwoRows<PerTap, 8>;
+  }
+}
+
+template <bool PerTap>
 ConvBlockFn ConvBlockFor(int cb, int nv) {
   return nv == 1 ? ConvBlockFor<PerTap, 1>(cb) : ConvBlockFor<PerTap, Simd::kMaxVectors>(cb);
 }
@@ -151,11 +223,18 @@ void ConvPlanes(const ConvProblem& p, int64_t begin, int64_t end) {
   const int64_t chunks = (p.width + chunk - 1) / chunk;
   const bool perTap = p.lines == LineKind::kReflectTransposed;
   ChannelBlocks blocks(p.dstChannels, std::min(8, Simd::kConvAccumulators / nv));
-  std::vector<ConvBlockFn> fns;
+  std::vector<ConvBlockFn> fns, twoRowFns;
   for (int64_t i = 0; i < blocks.count; ++i) {
     const int cb = static_cast<int>(blocks.Size(i));
     fns.push_back(perTap ? ConvBlockFor<true>(cb, nv) : ConvBlockFor<false>(cb, nv));
+    twoRowFns.push_back(perTap ? ConvBlockTwoRowsFor<true>(cb) : ConvBlockTwoRowsFor<false>(cb));
   }
+  // rows of one vector go in pairs where both rows read the three height taps in order (every row
+  // but those next to a zero-padded border or a folded reflect-padded one)
+  const auto allTaps = [&](int64_t h) {
+    const Taps& t = p.heightTaps[h];
+    return t.count == 3 && t.tap[0] == 0 && t.tap[1] == 1 && t.tap[2] == 2;
+  };
   SourceRing ring(p.src, p.srcChannels, p.depth, p.height, p.width, p.lines, chunks * chunk, L);
   ConvBlockArgs a;
   a.srcChannels = p.srcChannels;
@@ -164,12 +243,27 @@ void ConvPlanes(const ConvProblem& p, int64_t begin, int64_t end) {
   a.rowStride = ring.rowStride;
   a.tapStep = ring.tapStep;
   a.outChannelStride = p.depth * p.height * p.width;
+  a.outRowStride = p.width;
   for (int64_t plane = begin; plane < end; ++plane) {
     const int64_t b = plane / p.depth, d = plane % p.depth;
     a.depthTaps = &p.depthTaps[d];
     for (int i = 0; i < a.depthTaps->count; ++i) a.planes[i] = ring.Plane(b, a.depthTaps->source[i]);
     for (int64_t h = 0; h < p.height; ++h) {
       a.heightTaps = &p.heightTaps[h];
+      if (nv == 1 && h + 1 < p.height && allTaps(h) && allTaps(h + 1)) {
+        a.nextHeightTaps = &p.heightTaps[h + 1];
+        a.offset = 0;
+        a.valid = static_cast<int>(p.width);
+        for (int64_t i = 0; i < blocks.count; ++i) {
+          const int64_t co0 = blocks.Start(i);
+          a.weights = p.weights + co0;
+          a.bias = p.bias ? p.bias + co0 : nullptr;
+          a.out = p.dst + (((b * p.dstChannels + co0) * p.depth + d) * p.height + h) * p.width;
+          twoRowFns[i](a);
+        }
+        ++h;
+        continue;
+      }
       for (int64_t i = 0; i < blocks.count; ++i) {
         const int64_t co0 = blocks.Start(i);
         a.weights = p.weights + co0;
