@@ -97,10 +97,12 @@ test('encoders run only where a sample has the modality or decodes it alone, wit
   const skipping = gradients([1, 1]);
   for (const k of [0, 2]) assert.ok(skipping[k].every((g) => !g || g.abs().sum().item() === 0), `encoder ${k} did not run`);
   for (const k of [1, 3]) {
-    // Batches of one and of two take different kernels: equal up to float rounding, relative to the encoder's largest gradient.
+    // Batches of one and of two take different kernels: equal up to float rounding, relative to the encoder's largest
+    // gradient. A weight gradient sums tens of thousands of float32 products, whose rounding grows like √n·2⁻²⁴ (about
+    // 1e-5 for 65,536 terms); measured: up to 1.0e-5.
     const largest = Math.max(...every[k].map((g) => g.abs().max().item()));
     assert.ok(largest > 0);
-    skipping[k].forEach((g, i) => assert.ok(maxAbsDiff(g!, every[k][i]) <= 1e-5 * largest, `encoder ${k}, parameter ${i}`));
+    skipping[k].forEach((g, i) => assert.ok(maxAbsDiff(g!, every[k][i]) <= 1e-4 * largest, `encoder ${k}, parameter ${i}`));
   }
   model.dispose();
 });
