@@ -185,6 +185,20 @@ describe('thin convolutions: second derivatives, layouts, threads, instruction s
     });
   }
 
+  test('32 input channels on rows of 16 take the route when no gradient is needed', () => {
+    // No gradient, no node to name the route: autocast shows it, keeping the direct kernels' float32 where
+    // oneDNN's convolution would run in bfloat16.
+    const x = seededTensor([2, 32, 3, 4, 16], 20);
+    const w = seededTensor([16, 32, 3, 3, 3], 21);
+    const options = { padding: 1, paddingMode: 'reflect' } as const;
+    const inference = torch.noGrad(() => torch.autocast('bfloat16', () => torch.conv3d(x.float(), w.float(), null, options)));
+    assert.equal(inference.dtype, 'float32');
+    assertRelativelyClose(inference.toArray(), torch.conv3d(x, w, null, options).toArray(), 'output');
+    const training = torch.autocast('bfloat16', () => torch.conv3d(x.float().requiresGrad_(true), w.float(), null, options));
+    assert.equal(training.dtype, 'bfloat16');
+    assert.doesNotMatch(training.gradFnName!, THIN);
+  });
+
   test('only float32 3x3x3 convolutions at stride 1 with padding 1 and few channels take the route', () => {
     const nodeOf = (x: Tensor, w: Tensor, opts: Parameters<typeof torch.conv3d>[3]) =>
       torch.tidy(() => torch.conv3d(x.requiresGrad_(true), w, null, opts).gradFnName);

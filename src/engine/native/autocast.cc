@@ -168,11 +168,15 @@ void InitAutocast(Napi::Env env, Napi::Object exports) {
     int64_t groups = info[4].As<Napi::Number>().Int64Value();
     std::string mode = info[5].As<Napi::String>().Utf8Value();
     at::Tensor x = Float32StandIn(*operands[0]), w = Float32StandIn(*operands[1]);
-    c10::optional<at::Tensor> bias;
-    if (operands[2]) bias = Float32StandIn(*operands[2]);
+    c10::optional<at::Tensor> bias, realBias;
+    if (operands[2]) {
+      bias = Float32StandIn(*operands[2]);
+      realBias = *operands[2];
+    }
     bool direct = Conv1x1Applies(x, w, bias, stride, padding, groups) ||
                   ((mode == "zeros" || mode == "reflect") &&
-                   ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect"));
+                   ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect",
+                                          GradientNeeded(*operands[0], *operands[1], realBias)));
     return CastOperands(info.Env(), operands, *device, direct ? at::kFloat : LowerDtype(*device));
   });
 }

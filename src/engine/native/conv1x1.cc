@@ -105,23 +105,21 @@ struct Simd : simd::Generic {
 #include "conv1x1_kernels.h"
 }  // namespace generic
 
+#ifndef SMML_SIMD_X86
+namespace avx512 = generic;
+namespace avx2 = generic;
+#endif
+
 struct Kernels {
   void (*mix)(const MixProblem&, int64_t, int64_t);
   void (*gram)(const GramProblem&, int64_t, int64_t);
 };
 
 const Kernels& ChosenKernels() {
-  static const Kernels generic{&generic::MixTiles, &generic::GramChunks};
-#ifdef SMML_SIMD_X86
   static const Kernels avx512{&avx512::MixTiles, &avx512::GramChunks};
   static const Kernels avx2{&avx2::MixTiles, &avx2::GramChunks};
-  switch (simd::WidestIsa()) {
-    case simd::Isa::kAvx512: return avx512;
-    case simd::Isa::kAvx2: return avx2;
-    case simd::Isa::kGeneric: break;
-  }
-#endif
-  return generic;
+  static const Kernels generic{&generic::MixTiles, &generic::GramChunks};
+  return simd::ForWidestIsa(avx512, avx2, generic);
 }
 
 int64_t VoxelsOf(const at::Tensor& t) { return t.numel() / (t.size(0) * t.size(1)); }

@@ -49,6 +49,11 @@ using Simd = simd::Generic;
 #include "norm_act_kernels.h"
 }  // namespace generic
 
+#ifndef SMML_SIMD_X86
+namespace avx512 = generic;
+namespace avx2 = generic;
+#endif
+
 struct Kernels {
   Moments (*moments)(const float*, int64_t, double);
   void (*forward)(const float*, float*, int64_t, Moments, float);
@@ -56,17 +61,10 @@ struct Kernels {
 };
 
 const Kernels& ChosenKernels() {
-  static const Kernels generic{&generic::InstanceMoments, &generic::Forward, &generic::Backward};
-#ifdef SMML_SIMD_X86
   static const Kernels avx512{&avx512::InstanceMoments, &avx512::Forward, &avx512::Backward};
   static const Kernels avx2{&avx2::InstanceMoments, &avx2::Forward, &avx2::Backward};
-  switch (simd::WidestIsa()) {
-    case simd::Isa::kAvx512: return avx512;
-    case simd::Isa::kAvx2: return avx2;
-    case simd::Isa::kGeneric: break;
-  }
-#endif
-  return generic;
+  static const Kernels generic{&generic::InstanceMoments, &generic::Forward, &generic::Backward};
+  return simd::ForWidestIsa(avx512, avx2, generic);
 }
 
 using torch::autograd::AutogradContext;

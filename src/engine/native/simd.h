@@ -124,6 +124,18 @@ inline Isa WidestIsa() {
   return isa;
 }
 
+// Of one kernel table compiled once per instruction set, the one this CPU runs. Sources compiled off x86
+// alias the avx512 and avx2 namespaces to their generic one, so that the three tables always exist.
+template <typename Table>
+const Table& ForWidestIsa(const Table& avx512, const Table& avx2, const Table& generic) {
+  switch (WidestIsa()) {
+    case Isa::kAvx512: return avx512;
+    case Isa::kAvx2: return avx2;
+    case Isa::kGeneric: break;
+  }
+  return generic;
+}
+
 }  // namespace simd
 
 // Splits `channels` into the fewest blocks of at most `maxBlock`, of nearly equal sizes.

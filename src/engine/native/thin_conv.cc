@@ -261,6 +261,11 @@ struct Simd : simd::Generic {
 #include "thin_conv_kernels.h"
 }  // namespace generic
 
+#ifndef SMML_SIMD_X86
+namespace avx512 = generic;
+namespace avx2 = generic;
+#endif
+
 struct Kernels {
   void (*conv)(const ConvProblem&, int64_t, int64_t);
   void (*weightGrad)(const WeightGradProblem&, int64_t, int64_t);
@@ -269,17 +274,10 @@ struct Kernels {
 // The widest instruction set this CPU runs, or for rows of at most 8 floats the narrowest that holds
 // them in one vector (AVX2 on an AVX-512 CPU).
 const Kernels& KernelsFor(int64_t width) {
-  static const Kernels generic{&generic::ConvPlanes, &generic::WeightGradChunks};
-#ifdef SMML_SIMD_X86
   static const Kernels avx512{&avx512::ConvPlanes, &avx512::WeightGradChunks};
   static const Kernels avx2{&avx2::ConvPlanes, &avx2::WeightGradChunks};
-  switch (simd::WidestIsa()) {
-    case simd::Isa::kAvx512: return width <= 8 ? avx2 : avx512;
-    case simd::Isa::kAvx2: return avx2;
-    case simd::Isa::kGeneric: break;
-  }
-#endif
-  return generic;
+  static const Kernels generic{&generic::ConvPlanes, &generic::WeightGradChunks};
+  return simd::ForWidestIsa(width <= 8 ? avx2 : avx512, avx2, generic);
 }
 
 // -- the three linear maps ----------------------------------------------------------------------
@@ -427,7 +425,7 @@ bool AllEqual(const std::vector<int64_t>& values, int64_t v) {
 
 bool ThinConvolutionApplies(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                             const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                            const std::vector<int64_t>& dilation, int64_t groups, bool reflect) {
+                            const std::vector<int64_t>& dilation, int64_t groups, bool reflect, bool gradientNeeded) {
   if (!x.device().is_cpu() || !w.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
   if (x.layout() != at::kStrided || w.layout() != at::kStrided || x.dim() != 5 || w.dim() != 5 || groups != 1) return false;
   if (bias && (!bias->device().is_cpu() || bias->scalar_type() != at::kFloat || bias->dim() != 1 || bias->size(0) != w.size(0)))
@@ -442,12 +440,18 @@ bool ThinConvolutionApplies(const at::Tensor& x, const at::Tensor& w, const c10:
   if (cin < 1 || cout < 1 || cout > kMaxThinChannels) return false;
   // Measured on one AVX-512 core, batch 2, reflect padding: 20 → 8 channels at 32³ (the refinement
   // network's first layer) 3.2 ms forward, 4.0 and 3.7 ms for the two gradients, against 13.1, 13.4 and
-  // 11.4 ms through oneDNN; 32 → 16 at 16³ loses its backward (5.3 ms forward + backward against 4.7).
-  if (cin > kMaxThinChannels) return cin <= kMaxWideInputChannels && widePlane;
+  // 11.4 ms through oneDNN; 32 → 16 at 16³ wins its forward (1.2 ms against 1.9) but loses its backward
+  // (5.3 ms forward + backward against 4.7), so it comes here for inference only.
+  if (cin > kMaxThinChannels) return cin <= kMaxWideInputChannels && (widePlane || (!gradientNeeded && x.size(4) >= 16));
   // Up to 8 channels these kernels are 2–5× faster than oneDNN (forward + both gradients); with 16 in
   // and out, libtorch's own route catches up, and wins on zero-padded planes below 32×32 (16 → 16
   // channels at 16³: 5.7 ms against 7.3 ms), unless reflect padding would copy the input first.
   return cin * cout <= kThinChannelProduct || reflect || widePlane;
+}
+
+bool GradientNeeded(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias) {
+  return at::GradMode::is_enabled() &&
+         (x.requires_grad() || w.requires_grad() || (bias && bias->defined() && bias->requires_grad()));
 }
 
 at::Tensor ThinConvolution(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias, bool reflect) {

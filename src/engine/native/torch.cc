@@ -916,7 +916,8 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     // a 1x1x1 kernel pads nothing, so the padding mode does not matter
     if (smml::Conv1x1Applies(x, w, bias, stride, padding, groups)) return Wrap(info.Env(), smml::Conv1x1(x, w, bias));
     if ((mode == "zeros" || mode == "reflect") &&
-        smml::ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect")) {
+        smml::ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect",
+                                     smml::GradientNeeded(x, w, bias))) {
       return Wrap(info.Env(), smml::ThinConvolution(x, w, bias, mode == "reflect"));
     }
     if (mode != "zeros" && std::any_of(padding.begin(), padding.end(), [](int64_t p) { return p > 0; })) {
