@@ -105,10 +105,7 @@ struct Simd : simd::Generic {
 #include "conv1x1_kernels.h"
 }  // namespace generic
 
-#ifndef SMML_SIMD_X86
-namespace avx512 = generic;
-namespace avx2 = generic;
-#endif
+SMML_ALIAS_MISSING_ISAS
 
 struct Kernels {
   void (*mix)(const MixProblem&, int64_t, int64_t);

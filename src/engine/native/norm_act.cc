@@ -49,10 +49,7 @@ using Simd = simd::Generic;
 #include "norm_act_kernels.h"
 }  // namespace generic
 
-#ifndef SMML_SIMD_X86
-namespace avx512 = generic;
-namespace avx2 = generic;
-#endif
+SMML_ALIAS_MISSING_ISAS
 
 struct Kernels {
   Moments (*moments)(const float*, int64_t, double);

@@ -124,8 +124,17 @@ inline Isa WidestIsa() {
   return isa;
 }
 
-// Of one kernel table compiled once per instruction set, the one this CPU runs. Sources compiled off x86
-// alias the avx512 and avx2 namespaces to their generic one, so that the three tables always exist.
+// Off x86 a source compiles its kernels' generic namespace only; placed after it, this makes the names of
+// the avx512 and avx2 builds refer to the generic one, so that ForWidestIsa always gets three tables.
+#ifdef SMML_SIMD_X86
+#define SMML_ALIAS_MISSING_ISAS
+#else
+#define SMML_ALIAS_MISSING_ISAS \
+  namespace avx512 = generic;   \
+  namespace avx2 = generic;
+#endif
+
+// Of one kernel table compiled once per instruction set, the one this CPU runs.
 template <typename Table>
 const Table& ForWidestIsa(const Table& avx512, const Table& avx2, const Table& generic) {
   switch (WidestIsa()) {

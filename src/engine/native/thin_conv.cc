@@ -261,10 +261,7 @@ struct Simd : simd::Generic {
 #include "thin_conv_kernels.h"
 }  // namespace generic
 
-#ifndef SMML_SIMD_X86
-namespace avx512 = generic;
-namespace avx2 = generic;
-#endif
+SMML_ALIAS_MISSING_ISAS
 
 struct Kernels {
   void (*conv)(const ConvProblem&, int64_t, int64_t);
