@@ -250,20 +250,10 @@ void ConvPlanes(const ConvProblem& p, int64_t begin, int64_t end) {
     for (int i = 0; i < a.depthTaps->count; ++i) a.planes[i] = ring.Plane(b, a.depthTaps->source[i]);
     for (int64_t h = 0; h < p.height; ++h) {
       a.heightTaps = &p.heightTaps[h];
-      if (nv == 1 && h + 1 < p.height && allTaps(h) && allTaps(h + 1)) {
-        a.nextHeightTaps = &p.heightTaps[h + 1];
-        a.offset = 0;
-        a.valid = static_cast<int>(p.width);
-        for (int64_t i = 0; i < blocks.count; ++i) {
-          const int64_t co0 = blocks.Start(i);
-          a.weights = p.weights + co0;
-          a.bias = p.bias ? p.bias + co0 : nullptr;
-          a.out = p.dst + (((b * p.dstChannels + co0) * p.depth + d) * p.height + h) * p.width;
-          twoRowFns[i](a);
-        }
-        ++h;
-        continue;
-      }
+      // a row of one vector is one chunk, so a pair of rows runs the same chunk loop
+      const bool twoRows = nv == 1 && h + 1 < p.height && allTaps(h) && allTaps(h + 1);
+      if (twoRows) a.nextHeightTaps = &p.heightTaps[h + 1];
+      const std::vector<ConvBlockFn>& rowFns = twoRows ? twoRowFns : fns;
       for (int64_t i = 0; i < blocks.count; ++i) {
         const int64_t co0 = blocks.Start(i);
         a.weights = p.weights + co0;
@@ -273,9 +263,10 @@ void ConvPlanes(const ConvProblem& p, int64_t begin, int64_t end) {
           a.offset = c * chunk;
           a.out = rowOut + a.offset;
           a.valid = static_cast<int>(std::min(chunk, p.width - a.offset));
-          fns[i](a);
+          rowFns[i](a);
         }
       }
+      if (twoRows) ++h;
     }
   }
 }
