@@ -53,8 +53,16 @@ export class PreNormConv extends torch.nn.Module {
     this.conv = this.registerModule('conv', kaimingConv3d(inChannels, outChannels, opts.kernel ?? 3, { stride: opts.stride, paddingMode: 'reflect' }));
   }
 
-  forward(x: Tensor): Tensor {
-    return torch.tidy(() => this.conv.forward(torch.instanceNormLeakyRelu(x, LEAKY_SLOPE)));
+  /**
+   * With `inputChannels` (int64 indices into the conv's input channels), `x` holds those channels only and the
+   * conv reads only their weights: the others' inputs must be zero, which the norm and activation keep at zero,
+   * so they would add nothing.
+   */
+  forward(x: Tensor, inputChannels?: Tensor): Tensor {
+    return torch.tidy(() => {
+      const weight = inputChannels ? this.conv.weight.indexSelect(1, inputChannels) : this.conv.weight;
+      return torch.conv3d(torch.instanceNormLeakyRelu(x, LEAKY_SLOPE), weight, this.conv.bias, this.conv.options);
+    });
   }
 }
 
@@ -129,6 +137,20 @@ export function maskModalities(features: Tensor /* (B, K, …) */, mask: Tensor 
     const trailing = Array(features.ndim - 2).fill(1);
     return features.mul(mask.to({ dtype: features.dtype, device: features.device }).reshape(mask.size(0), mask.size(1), ...trailing));
   });
+}
+
+/** A (B, K) modality mask as rows of flags. */
+export function maskRows(mask: Tensor /* (B, K) */): boolean[][] {
+  const values = mask.to('float32').toArray();
+  const modalities = mask.size(1);
+  return Array.from({ length: mask.size(0) }, (_, b) => Array.from({ length: modalities }, (_, k) => values[b * modalities + k] > 0));
+}
+
+/** The modalities (indices) that every sample of `mask` (B, K) has, when all samples have the same ones; else null. */
+export function sharedModalities(mask: Tensor /* (B, K) */): number[] | null {
+  const [first, ...others] = maskRows(mask);
+  if (others.some((row) => row.some((present, k) => present !== first[k]))) return null;
+  return first.flatMap((present, k) => (present ? [k] : []));
 }
 
 /** Throws unless `mask` is (batch, modalities). */

@@ -2,7 +2,7 @@
 // inter-modal transformer, the fusion decoder, and — in training only — the separate decoder and the
 // semantic-guided refinement network.
 import { torch, type Tensor } from '../engine/index.ts';
-import { checkModalityMask, maskModalities } from './blocks.ts';
+import { checkModalityMask, maskModalities, maskRows } from './blocks.ts';
 import { levelChannels, parseModelConfigOf, tokenGrid, type SmmlModelConfig } from './config.ts';
 import { ModalityEncoder } from './encoder.ts';
 import { FusionDecoder } from './fusion-decoder.ts';
@@ -224,11 +224,4 @@ export class Branch extends torch.nn.Module {
     }
     return labels;
   }
-}
-
-/** A (B, K) modality mask as rows of flags. */
-function maskRows(mask: Tensor /* (B, K) */): boolean[][] {
-  const values = mask.to('float32').toArray();
-  const modalities = mask.size(1);
-  return Array.from({ length: mask.size(0) }, (_, b) => Array.from({ length: modalities }, (_, k) => values[b * modalities + k] > 0));
 }

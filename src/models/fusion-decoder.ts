@@ -1,7 +1,7 @@
 // The fusion decoder (RFNet-style, docs/method.md §3): merges the K masked encoder maps level by level and
 // decodes them into the branch's initial prediction, with deep-supervision heads at levels 5..2.
 import { torch, type Tensor } from '../engine/index.ts';
-import { kaimingConv3d, maskModalities, PreNormConv, recomputable, UpStep, upsample } from './blocks.ts';
+import { kaimingConv3d, maskModalities, PreNormConv, recomputable, sharedModalities, UpStep, upsample } from './blocks.ts';
 
 /** Pre-norm 1x1x1 conv K·c→c, pre-norm 3x3x3 conv, pre-norm 1x1x1 conv. */
 export class FusionUnit extends torch.nn.Module {
@@ -16,8 +16,16 @@ export class FusionUnit extends torch.nn.Module {
     this.project = this.registerModule('project', new PreNormConv(channels, channels, { kernel: 1 }));
   }
 
-  forward(stacked: Tensor /* (B, K·c, …), modality-major */): Tensor /* (B, c, …) */ {
-    return torch.tidy(() => this.project.forward(this.mix.forward(this.reduce.forward(stacked))));
+  /**
+   * With `modalities` (their indices), `stacked` holds only those modalities' maps and the others count as masked:
+   * their zero maps would add nothing to `reduce` (see `PreNormConv.forward`), so they are not read at all.
+   */
+  forward(stacked: Tensor /* (B, K·c or |modalities|·c, …), modality-major */, modalities?: readonly number[]): Tensor /* (B, c, …) */ {
+    return torch.tidy(() => {
+      const channels = this.mix.conv.inChannels;
+      const inputChannels = modalities && torch.tensor(modalities.flatMap((k) => Array.from({ length: channels }, (_, i) => k * channels + i)), [modalities.length * channels], { dtype: 'int64', device: stacked.device });
+      return this.project.forward(this.mix.forward(this.reduce.forward(stacked, inputChannels)));
+    });
   }
 }
 
@@ -75,8 +83,17 @@ export class FusionDecoder extends torch.nn.Module {
         const probabilities = this.heads[top - level].forward(decoded).softmax(1);
         deepSupervision.push(upsample(probabilities, 2 ** level));
       };
+      // When every sample has the same modalities (always so in inference), the fusion units read only theirs
+      // instead of masking the others to zeros: the same sums, without the zeros' share of the work.
+      const shared = sharedModalities(mask);
+      const fuseMasked = (maps: Tensor, present: Tensor, unit: FusionUnit) => {
+        if (!shared) return unit.forward(maskModalities(maps, present).flatten(1, 2));
+        if (shared.length === maps.size(1)) return unit.forward(maps.flatten(1, 2));
+        const kept = torch.tensor(shared, [shared.length], { dtype: 'int64', device: maps.device });
+        return unit.forward(maps.indexSelect(1, kept).flatten(1, 2), shared);
+      };
       const fuse = (level: number) =>
-        recomputable(this.recompute, this.fusion[level], (maps, present) => this.fusion[level].forward(maskModalities(maps, present).flatten(1, 2)), [encoderLevels[level], mask]);
+        recomputable(this.recompute, this.fusion[level], (maps, present) => fuseMasked(maps, present, this.fusion[level]), [encoderLevels[level], mask]);
       let decoded = this.fusion[top].forward(bottleneck);
       supervise(decoded, top);
       for (let level = top - 1; level >= 0; level--) {

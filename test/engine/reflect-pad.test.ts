@@ -75,9 +75,9 @@ describe('reflect padding of 5-D tensors', () => {
     const g = seededTensor(padded, 6).requiresGrad_(true);
     const [gx] = torch.grad([torch.pad(x, pads, 'reflect').mul(g).sum()], [x], { createGraph: true });
     const v = seededTensor(shape, 7);
-    const [gg] = torch.grad([gx.mul(v).sum()], [g]);
+    const [gg] = torch.grad([gx!.mul(v).sum()], [g]);
     const values = v.toArray();
-    assert.deepEqual(gg.toArray(), source.map((s) => values[s]));
+    assert.deepEqual(gg!.toArray(), source.map((s) => values[s]));
   });
 
   test('the same bits on one thread and on two', () => {

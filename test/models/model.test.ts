@@ -177,6 +177,39 @@ test('in training the fused outputs get no gradient from a masked-out image, the
   });
 });
 
+test('a batch sharing one subset fuses only its modalities: the logits and gradients of masking in a mixed batch', () => {
+  const model = tinyModel({ branches: 1, refinement: { enabled: false } }).eval();
+  const { images } = inputs(3);
+  const shared = [false, true, true, false];
+  // the first two samples share a subset; a third with another subset sends the batch through the masking path
+  const mixed = modalityMask([shared, shared, [true, true, false, true]]);
+  const firstTwo = (t: Tensor) => t.narrow(0, 0, 2);
+  const run = (x: Tensor, mask: Tensor) => {
+    const out = model.forward(x, [mask])[0];
+    const logits = firstTwo(out.logits);
+    const loss = firstTwo(out.deepSupervision[3]).square().sum().add(logits.square().mean());
+    model.zeroGrad();
+    const parameters = model.parameters();
+    const grads = torch.grad([loss], [x, ...parameters]);
+    return { logits, imageGrad: firstTwo(grads[0]!), parameterGrads: grads.slice(1) };
+  };
+  torch.tidy(() => {
+    const alone = run(firstTwo(images).clone().requiresGrad_(true), modalityMask([shared, shared]));
+    const masked = run(images.clone().requiresGrad_(true), mixed);
+    // float rounding only: batches of 2 and 3 may sum in another order (measured 1.2e-6 of the largest logit)
+    assert.ok(maxAbsDiff(alone.logits, masked.logits) <= 1e-5 * masked.logits.abs().max().item(), 'logits');
+    // measured 2e-6 of the largest
+    assert.ok(maxAbsDiff(alone.imageGrad, masked.imageGrad) <= 1e-5 * masked.imageGrad.abs().max().item(), 'image gradient');
+    assert.equal(alone.imageGrad.narrow(1, 0, 1).abs().max().item(), 0, 'no gradient reaches an absent modality');
+    const largest = Math.max(...masked.parameterGrads.map((g) => (g ? g.abs().max().item() : 0)));
+    alone.parameterGrads.forEach((g, i) => {
+      const other = masked.parameterGrads[i];
+      if (!g || !other) return assert.equal(g, other, `parameter ${i}: gradient on one side only`);
+      assert.ok(maxAbsDiff(g, other) <= 1e-5 * largest, `parameter ${i}`);
+    });
+  });
+});
+
 test('encoding once and fusing per subset equals the full inference pass, and the training logits', () => {
   const model = tinyModel().eval();
   const { images } = inputs(1);
