@@ -158,9 +158,10 @@ export async function timeAlternating<T>(
   reference: PythonReference | undefined,
   warmup: number,
   runs: number,
-): Promise<{ ours: Timing; reference?: Timing; ourValues: T[]; referenceValues: unknown[] }> {
+): Promise<{ ours: Timing; reference?: Timing; ourValues: T[]; referenceValues: unknown[]; warmupMs: { ours: number[]; reference: number[] } }> {
   const ourMs: number[] = [];
   const referenceMs: number[] = [];
+  const warmupMs = { ours: [] as number[], reference: [] as number[] };
   const ourValues: T[] = [];
   const referenceValues: unknown[] = [];
   for (let round = 0; round < warmup + runs; round++) {
@@ -169,7 +170,11 @@ export async function timeAlternating<T>(
     const elapsed = performance.now() - start;
     const ref = reference && (await reference.run());
     if (ref) referenceValues.push(ref.value);
-    if (round < warmup) continue;
+    if (round < warmup) {
+      warmupMs.ours.push(elapsed);
+      if (ref) warmupMs.reference.push(ref.ms);
+      continue;
+    }
     ourMs.push(elapsed);
     if (ref) referenceMs.push(ref.ms);
   }
@@ -178,5 +183,6 @@ export async function timeAlternating<T>(
     reference: reference && summarise(referenceMs),
     ourValues,
     referenceValues,
+    warmupMs,
   };
 }

@@ -77,6 +77,8 @@ interface WorkerRequest {
 interface WorkerResult {
   ourMs: number[];
   referenceMs: number[] | null;
+  /** The steps before the timed ones, each side. */
+  warmupMs: { ours: number[]; reference: number[] };
   ourLosses: number[];
   referenceLosses: unknown[];
   ourParameters: number;
@@ -109,6 +111,7 @@ async function runWorker(request: WorkerRequest): Promise<WorkerResult> {
     return {
       ourMs: timed.ours.samplesMs,
       referenceMs: timed.reference?.samplesMs ?? null,
+      warmupMs: timed.warmupMs,
       ourLosses: timed.ourValues,
       referenceLosses: timed.referenceValues,
       ourParameters: workload.model.parameters().reduce((n, p) => n + p.numel, 0),
@@ -143,12 +146,14 @@ interface Workload {
   quickRuns: number;
 }
 
-// `paper` at 64³ takes tens of seconds per step on two cores, hence its few repetitions.
+// `paper` at 64³ takes tens of seconds per step on two cores, hence its few repetitions. PyTorch's first steps are
+// slower than its later ones (`paper` @32³ alone: 4.6, 3.8, 3.6 s, then 2.2 s from the fourth step on), so three
+// warm-up steps come before the timed ones on both sides.
 const BATCH = 2;
 const WORKLOADS: Workload[] = [
-  { preset: 'cpu-small', patch: 32, warmup: 1, runs: 5, quickRuns: 2 },
-  { preset: 'paper', patch: 32, warmup: 1, runs: 3, quickRuns: 1 },
-  { preset: 'paper', patch: 64, warmup: 1, runs: 2, quickRuns: 1 },
+  { preset: 'cpu-small', patch: 32, warmup: 3, runs: 5, quickRuns: 2 },
+  { preset: 'paper', patch: 32, warmup: 3, runs: 3, quickRuns: 1 },
+  { preset: 'paper', patch: 64, warmup: 3, runs: 2, quickRuns: 1 },
 ];
 
 /**
@@ -184,6 +189,8 @@ export async function smmlStepBenchmarks(ctx: BenchContext): Promise<BenchRow[]>
     ctx.log(`smml-step: ${label}: first losses ours ${result.ourLosses[0]?.toFixed(4)}, PyTorch ${String(result.referenceLosses[0] ?? '—')}`);
     ctx.log(`smml-step: ${label}: ours ${describeTiming(ours)}, peak RSS ${result.ourPeakRssMiB.toFixed(0)} MiB`);
     if (reference) ctx.log(`smml-step: ${label}: PyTorch ${describeTiming(reference)}, peak RSS ${result.referencePeakRssMiB?.toFixed(0)} MiB`);
+    const warmups = (samples: number[]) => samples.map(formatMs).join(', ') || '—';
+    ctx.log(`smml-step: ${label}: warm-up steps ours ${warmups(result.warmupMs.ours)}; PyTorch ${warmups(result.warmupMs.reference)}`);
     const cell = (t: Timing, peakMiB: number) => `${formatMs(t.medianMs)} (${(flops / t.medianMs / 1e6).toFixed(1)} GFLOP/s; peak RSS ${(peakMiB / 1024).toFixed(2)} GiB)`;
     rows.push({
       benchmark: `SMML ${label} dual-branch training step with every loss term, batch ${BATCH} (${(parameters / 1e6).toFixed(2)} M parameters, ${(flops / 1e9).toFixed(0)} GFLOP)`,

@@ -74,6 +74,8 @@ test('PythonReference and timeAlternating: warm-up runs are untimed, errors name
       assert.deepEqual(timing.referenceValues, [1, 2, 3, 4, 5]);
       assert.deepEqual(timing.reference?.samplesMs, [7.5, 7.5, 7.5]);
       assert.equal(timing.ours.samplesMs.length, 3);
+      assert.deepEqual(timing.warmupMs.reference, [7.5, 7.5]);
+      assert.equal(timing.warmupMs.ours.length, 2);
       await assert.rejects(reference.setup({ size: -1 }), (e: Error) => e.message.includes('fake.py') && e.message.includes('bad size'));
     } finally {
       reference.close();
