@@ -183,3 +183,55 @@ describe('1x1x1 convolutions: second derivatives, layouts, threads, instruction 
     }
   });
 });
+
+describe('wide 1x1x1 convolutions on few voxels, as one matrix product', () => {
+  /** The closed forms in float64 by einsum: y = W·x + b, gx = Wᵀ·gy, gW = Σ gy·xᵀ, gb = Σ gy. */
+  const closedForms = (x: Tensor, w: Tensor, b: Tensor | null, gy: Tensor) =>
+    torch.tidy(() => {
+      const [batch, cin] = x.shape;
+      const cout = w.size(0);
+      const [x3, w2, gy3] = [x.reshape([batch, cin, -1]).double(), w.reshape([cout, cin]).double(), gy.reshape([batch, cout, -1]).double()];
+      let y = torch.einsum('ts,bsn->btn', w2, x3);
+      if (b) y = y.add(b.double().reshape([1, cout, 1]));
+      return {
+        y: y.toArray(),
+        gx: torch.einsum('ts,btn->bsn', w2, gy3).toArray(),
+        gw: torch.einsum('btn,bsn->ts', gy3, x3).toArray(),
+        gb: gy3.sum([0, 2]).toArray(),
+      };
+    });
+  const cases: { x: Shape5; out: number; bias: boolean }[] = [
+    { x: [2, 256, 2, 2, 2], out: 40, bias: true },
+    { x: [1, 128, 2, 2, 2], out: 70, bias: false },
+    { x: [3, 96, 1, 2, 3], out: 33, bias: true },
+    { x: [2, 1024, 2, 2, 4], out: 24, bias: true },
+  ];
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const c of cases) {
+      test(`${dtype} x [${c.x.join(', ')}] → ${c.out} channels${c.bias ? ', bias' : ''}`, () => {
+        const x = seededTensor(c.x, 1).to(dtype);
+        const w = seededTensor([c.out, c.x[1], 1, 1, 1], 2).to(dtype);
+        const b = c.bias ? seededTensor([c.out], 3).to(dtype) : null;
+        const gy = seededTensor([c.x[0], c.out, ...c.x.slice(2)], 4).to(dtype);
+        const got = convAndGrads(x, w, b, gy);
+        const expected = closedForms(x, w, b, gy);
+        assert.match(got.node!, /ViewBackward/);
+        const tolerance = dtype === 'float32' ? 1e-5 : 1e-12;
+        assertCloseToScale(got.y, expected.y, tolerance, 'output');
+        assertCloseToScale(got.gx, expected.gx, tolerance, 'input gradient');
+        assertCloseToScale(got.gw, expected.gw, tolerance, 'weight gradient');
+        if (b) assertCloseToScale(got.gb!, expected.gb, tolerance, 'bias gradient');
+      });
+    }
+  }
+
+  test('from 16 voxels per sample for every 256 input channels on, libtorch keeps the convolution', () => {
+    const nodeOf = (shape: Shape5, out: number) =>
+      torch.tidy(() => torch.conv3d(torch.zeros(shape).requiresGrad_(true), torch.zeros([out, shape[1], 1, 1, 1]), null).gradFnName ?? '');
+    assert.match(nodeOf([2, 128, 2, 2, 2], 512), /ViewBackward/);
+    assert.match(nodeOf([2, 2048, 4, 4, 4], 512), /ViewBackward/);
+    assert.doesNotMatch(nodeOf([2, 512, 4, 4, 4], 128), /ViewBackward/);
+    assert.doesNotMatch(nodeOf([2, 127, 2, 2, 2], 512), /ViewBackward/);
+    assert.doesNotMatch(nodeOf([2, 2048, 8, 8, 8], 512), /ViewBackward/);
+  });
+});

@@ -31,6 +31,8 @@ constexpr int64_t kMinParallelElements = 65536;
 // Elements read per weight-gradient chunk, and the most chunks.
 constexpr int64_t kGramChunkElements = 131072;
 constexpr int64_t kMaxGramChunks = 16;
+// Input channels per voxel of a sample from which a wider 1×1×1 convolution is one matrix product.
+constexpr int64_t kMatmulChannelsPerVoxel = 16;
 
 // dst (B, Ct, N) = matrix (Cs, Ct)ᵀ · src (B, Cs, N) + bias, per sample.
 struct MixProblem {
@@ -241,22 +243,40 @@ variable_list Conv1x1WeightGrad::backward(AutogradContext* ctx, variable_list gr
   return {dx, dgy};
 }
 
-}  // namespace
-
-bool Conv1x1Applies(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
-                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding, int64_t groups) {
-  if (!x.device().is_cpu() || !w.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
+// A 3-D 1×1×1 convolution of CPU tensors at stride 1 without padding, one group, on a non-empty input.
+bool IsPlainPointwiseOnCpu(const at::Tensor& x, const at::Tensor& w, const std::vector<int64_t>& stride,
+                           const std::vector<int64_t>& padding, int64_t groups) {
+  if (!x.device().is_cpu() || !w.device().is_cpu()) return false;
   if (x.layout() != at::kStrided || w.layout() != at::kStrided || x.dim() != 5 || w.dim() != 5 || groups != 1) return false;
-  if (bias && (!bias->device().is_cpu() || bias->scalar_type() != at::kFloat || bias->dim() != 1 || bias->size(0) != w.size(0)))
-    return false;
   const auto all = [](const std::vector<int64_t>& values, int64_t v) {
     return std::all_of(values.begin(), values.end(), [v](int64_t e) { return e == v; });
   };
   if (stride.size() != 3 || padding.size() != 3 || !all(stride, 1) || !all(padding, 0)) return false;
   if (w.size(1) != x.size(1) || w.size(2) != 1 || w.size(3) != 1 || w.size(4) != 1) return false;
-  const int64_t cin = x.size(1), cout = w.size(0);
-  if (x.numel() == 0 || cin < 1 || cout < 1) return false;
-  return cin <= kMaxInChannels && cout <= kMaxOutChannels;
+  return x.numel() > 0 && w.size(0) > 0;
+}
+
+}  // namespace
+
+bool Conv1x1Applies(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding, int64_t groups) {
+  if (!IsPlainPointwiseOnCpu(x, w, stride, padding, groups) || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat) return false;
+  if (bias && (!bias->device().is_cpu() || bias->scalar_type() != at::kFloat || bias->dim() != 1 || bias->size(0) != w.size(0)))
+    return false;
+  return x.size(1) <= kMaxInChannels && w.size(0) <= kMaxOutChannels;
+}
+
+bool Conv1x1ByMatmulApplies(const at::Tensor& x, const at::Tensor& w, const std::vector<int64_t>& stride,
+                            const std::vector<int64_t>& padding, int64_t groups) {
+  if (!IsPlainPointwiseOnCpu(x, w, stride, padding, groups) || !at::isFloatingType(x.scalar_type())) return false;
+  return VoxelsOf(x) * kMatmulChannelsPerVoxel <= x.size(1);
+}
+
+at::Tensor Conv1x1ByMatmul(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias) {
+  const int64_t batch = x.size(0), cin = x.size(1), cout = w.size(0);
+  at::Tensor y = at::matmul(w.reshape({cout, cin}), x.reshape({batch, cin, -1}));
+  if (bias) y = y + bias->view({1, cout, 1});
+  return y.view({batch, cout, x.size(2), x.size(3), x.size(4)});
 }
 
 at::Tensor Conv1x1(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias) {

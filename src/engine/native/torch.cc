@@ -915,6 +915,7 @@ void InitNnOps(Napi::Env env, Napi::Object e) {
     std::string mode = Str(info[7]);
     // a 1x1x1 kernel pads nothing, so the padding mode does not matter
     if (smml::Conv1x1Applies(x, w, bias, stride, padding, groups)) return Wrap(info.Env(), smml::Conv1x1(x, w, bias));
+    if (smml::Conv1x1ByMatmulApplies(x, w, stride, padding, groups)) return Wrap(info.Env(), smml::Conv1x1ByMatmul(x, w, bias));
     if ((mode == "zeros" || mode == "reflect") &&
         smml::ThinConvolutionApplies(x, w, bias, stride, padding, dilation, groups, mode == "reflect",
                                      smml::GradientNeeded(x, w, bias))) {
