@@ -3,7 +3,7 @@
 //   - the step's phases: forward of both branches, the objective, backward, optimiser (Adam and zeroing the gradients);
 //   - every addon call of the forward and objective phases, by operation type;
 //   - every convolution, grouped by kernel and level: its forward as timed inside the step, and its backward measured
-//     on its own (forward + backward minus forward, same shapes, padding and stride, repeated as often as the step has it).
+//     on its own (the backward call alone after a forward with gradients, same shapes, padding and stride, repeated as often as the step has it).
 // The backward as a whole is one addon call; bench/perf_op_types.py splits it by autograd node from a `perf` recording.
 //
 //   npx tsx bench/profile-step.ts [--preset paper] [--patch 32] [--batch 2] [--steps 2] [--threads N] [--perf-control FIFO]
@@ -120,8 +120,8 @@ function convLabel(c: ConvCall): string {
   return `${what} → ${channelsOf(c).outC} @${outputSize(c)}³`;
 }
 
-/** Forward and forward + backward of one convolution call on its own, with random data of its shapes; medians in ms. */
-function isolatedConv(c: ConvCall, repeats: number): { forwardMs: number; backwardMs: number } {
+/** The backward of one convolution call on its own, with random data of its shapes: the median in ms. */
+function isolatedConvBackward(c: ConvCall, repeats: number): number {
   return torch.tidy(() => {
     const x = torch.randn(c.x);
     // The image stem's input needs no gradient; every other convolution's input does.
@@ -132,23 +132,20 @@ function isolatedConv(c: ConvCall, repeats: number): { forwardMs: number; backwa
       c.transposed
         ? wrap(native.convTranspose(x.handle, weight.handle, null, c.stride, c.padding, [0, 0, 0], 1, [1, 1, 1]))
         : wrap(native.convolution(x.handle, weight.handle, null, c.stride, c.padding, [1, 1, 1], 1, c.paddingMode));
-    const forward: number[] = [];
-    const both: number[] = [];
+    const backward: number[] = [];
+    // the first call prepares the kernels of these shapes and is not counted
     for (let i = 0; i < repeats + 1; i++) {
       torch.tidy(() => {
-        let start = performance.now();
-        torch.noGrad(() => run());
-        if (i > 0) forward.push(performance.now() - start);
-        start = performance.now();
         const out: Tensor = run();
-        out.backward(torch.onesLike(out));
+        const gradient = torch.onesLike(out);
+        const start = performance.now();
+        out.backward(gradient);
+        if (i > 0) backward.push(performance.now() - start);
         x.grad = null;
         weight.grad = null;
-        if (i > 0) both.push(performance.now() - start);
       });
     }
-    const forwardMs = summarise(forward).medianMs;
-    return { forwardMs, backwardMs: Math.max(0, summarise(both).medianMs - forwardMs) };
+    return summarise(backward).medianMs;
   });
 }
 
@@ -238,7 +235,7 @@ function main(): void {
   const groups = new Map<string, { channels: Set<string>; calls: number; forwardMs: number; backwardMs: number; flops: number }>();
   for (const { call, count, forwardMs } of profiler.convs.values()) {
     const calls = count / steps;
-    const { backwardMs } = isolatedConv(call, 2);
+    const backwardMs = isolatedConvBackward(call, 3);
     const label = convLabel(call);
     const group = groups.get(label) ?? { channels: new Set<string>(), calls: 0, forwardMs: 0, backwardMs: 0, flops: 0 };
     const { inC, outC } = channelsOf(call);

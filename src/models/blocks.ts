@@ -60,8 +60,9 @@ export class PreNormConv extends torch.nn.Module {
    */
   forward(x: Tensor, inputChannels?: Tensor): Tensor {
     return torch.tidy(() => {
-      const weight = inputChannels ? this.conv.weight.indexSelect(1, inputChannels) : this.conv.weight;
-      return torch.conv3d(torch.instanceNormLeakyRelu(x, LEAKY_SLOPE), weight, this.conv.bias, this.conv.options);
+      const normed = torch.instanceNormLeakyRelu(x, LEAKY_SLOPE);
+      if (!inputChannels) return this.conv.forward(normed);
+      return torch.conv3d(normed, this.conv.weight.indexSelect(1, inputChannels), this.conv.bias, this.conv.options);
     });
   }
 }
