@@ -159,30 +159,26 @@ export async function timeAlternating<T>(
   warmup: number,
   runs: number,
 ): Promise<{ ours: Timing; reference?: Timing; ourValues: T[]; referenceValues: unknown[]; warmupMs: { ours: number[]; reference: number[] } }> {
+  // every round's time, warm-up rounds first
   const ourMs: number[] = [];
   const referenceMs: number[] = [];
-  const warmupMs = { ours: [] as number[], reference: [] as number[] };
   const ourValues: T[] = [];
   const referenceValues: unknown[] = [];
   for (let round = 0; round < warmup + runs; round++) {
     const start = performance.now();
     ourValues.push(ours());
-    const elapsed = performance.now() - start;
+    ourMs.push(performance.now() - start);
     const ref = reference && (await reference.run());
-    if (ref) referenceValues.push(ref.value);
-    if (round < warmup) {
-      warmupMs.ours.push(elapsed);
-      if (ref) warmupMs.reference.push(ref.ms);
-      continue;
+    if (ref) {
+      referenceValues.push(ref.value);
+      referenceMs.push(ref.ms);
     }
-    ourMs.push(elapsed);
-    if (ref) referenceMs.push(ref.ms);
   }
   return {
-    ours: summarise(ourMs),
-    reference: reference && summarise(referenceMs),
+    ours: summarise(ourMs.slice(warmup)),
+    reference: reference && summarise(referenceMs.slice(warmup)),
     ourValues,
     referenceValues,
-    warmupMs,
+    warmupMs: { ours: ourMs.slice(0, warmup), reference: referenceMs.slice(0, warmup) },
   };
 }
