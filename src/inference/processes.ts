@@ -4,13 +4,15 @@
 // process; each process accumulates the blending sums of its run's windows (over the x extent they cover) and hands
 // them back slab by slab through files in a temporary folder (a long synchronous computation cannot flush large IPC
 // messages until it ends); here the sums of neighbouring runs are added where their windows overlap and divided into
-// probabilities.
+// probabilities. The images of a run go the other way through a file too: structured-clone messages of tens of
+// megabytes cost the sending process about as much time as the network's first windows.
 import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { torch, type Tensor } from '../engine/index.ts';
+import { writeFileAtomically } from '../engine/atomic-file.ts';
 import type { ModalityMask } from '../data/modalities.ts';
 import type { ModelConfig, Precision, SegmentationModel } from '../models/index.ts';
 import { blendSums, splitWindows, windowWork, type Shape3, type StreamedWindowOptions } from './sliding-window.ts';
@@ -22,12 +24,18 @@ const TSX_LOADER = import.meta.resolve('tsx');
 
 /** What a process is sent: the model once, then one run of windows per volume. */
 export type ProcessRequest =
-  | { type: 'model'; config: ModelConfig; weights: Uint8Array /* safetensors */ }
+  | { type: 'model'; config: ModelConfig; /** A safetensors file of the weights, shared by the processes. */ weights: string }
   | {
       type: 'windows';
       job: number;
-      /** (K, n, Y, Z), z fastest: the volume's voxels x in [first, first + n), the extent of the run's windows. */
-      images: Float32Array;
+      /**
+       * A file of (k, n, Y, Z) float32 values, z fastest: the channels `channels` (those some subset reads) of the
+       * volume's voxels x in [first, first + n), the extent of the run's windows; the process deletes it once read.
+       */
+      images: string;
+      channels: number[];
+      /** K, the channels of the volume; the others are zeros. */
+      modalities: number;
       shape: Shape3;
       /** Start offsets along x of the run's windows, relative to the slab. */
       xStarts: number[];
@@ -50,6 +58,13 @@ export type ProcessReply =
   | { type: 'windows'; job: number; count: number }
   | { type: 'done'; job: number }
   | { type: 'error'; job: number; message: string };
+
+/** The float32 values of a file (written by `fs.writeSync` of a Float32Array). */
+export function readFloats(file: string): Float32Array {
+  const bytes = fs.readFileSync(file);
+  // A float view needs 4-byte alignment, which a buffer from Node's pool may lack.
+  return bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Float32Array(Uint8Array.from(bytes).buffer);
+}
 
 /** What ended a process, in words. */
 const endText = (code: number | null, signal: NodeJS.Signals | null) => (signal ? `was killed by ${signal}` : `exited with status ${code}`);
@@ -144,7 +159,9 @@ class SlabMerger {
 export class InferenceProcesses {
   private readonly children: (ChildProcess | null)[];
   private readonly config: ModelConfig;
-  private weights: Uint8Array | null = null;
+  /** The weights when the processes were made (safetensors), and their file in the folder while it exists. */
+  private readonly weights: Uint8Array;
+  private weightsFile: string | null = null;
   private folder: string | null = null;
   private jobs = 0;
   private readonly stopAll = () => this.close();
@@ -154,14 +171,19 @@ export class InferenceProcesses {
     process.kill(process.pid, signal);
   };
 
-  /** `count` processes (at least 2: with one, inference runs in the calling process) for `model`'s weights as they are now. */
+  /**
+   * `count` processes (at least 2: with one, inference runs in the calling process) for `model`'s weights as they are
+   * now, started at once: their start (Node, libtorch, the model) then overlaps the caller's reading of its first volume.
+   */
   constructor(
-    private readonly model: SegmentationModel,
+    model: SegmentationModel,
     readonly count: number,
   ) {
     if (!Number.isInteger(count) || count < 2) throw new Error(`inference processes: expected at least 2, got ${count}`);
     this.config = model.config;
+    this.weights = torch.serializeSafetensors(model.stateDict());
     this.children = Array.from({ length: count }, () => null);
+    for (let index = 0; index < count; index++) this.child(index);
   }
 
   /** Ids of the processes that are running. */
@@ -173,12 +195,16 @@ export class InferenceProcesses {
   private child(index: number): ChildProcess {
     const running = this.children[index];
     if (running && running.exitCode === null && running.signalCode === null) return running;
-    this.weights ??= torch.serializeSafetensors(this.model.stateDict());
     if (!this.folder) {
       this.folder = fs.mkdtempSync(path.join(os.tmpdir(), 'smml-inference-'));
       process.on('exit', this.stopAll);
       process.once('SIGINT', this.stopAndResignal);
       process.once('SIGTERM', this.stopAndResignal);
+    }
+    if (!this.weightsFile) {
+      const file = path.join(this.folder, 'model.safetensors');
+      writeFileAtomically(file, (fd) => fs.writeSync(fd, this.weights), { flush: false });
+      this.weightsFile = file;
     }
     const child = fork(PROCESS_FILE, [], {
       execArgv: ['--import', TSX_LOADER],
@@ -190,7 +216,7 @@ export class InferenceProcesses {
     // Failures are reported through the run that is waiting for the process.
     child.on('error', () => undefined);
     holdOpen(child, false);
-    child.send({ type: 'model', config: this.config, weights: this.weights } satisfies ProcessRequest);
+    child.send({ type: 'model', config: this.config, weights: this.weightsFile } satisfies ProcessRequest);
     this.children[index] = child;
     return child;
   }
@@ -222,6 +248,8 @@ export class InferenceProcesses {
       return [xStarts[first], Math.min(xStarts[end - 1] + side, X)];
     });
     const total = work.length;
+    // Only the channels some subset reads travel; the process fills the others with zeros.
+    const channels = Array.from({ length: images.size(1) }, (_, k) => k).filter((k) => subsets.some((subset) => subset[k]));
     const merger = new SlabMerger(X, extents, onSlab);
     const job = ++this.jobs;
     const planeValues = (rows: number) => subsets.length * rows * Y * Z;
@@ -259,10 +287,8 @@ export class InferenceProcesses {
               done += reply.count;
               options.onWindow?.(done, total);
             } else if (reply.type === 'sums') {
-              const bytes = fs.readFileSync(reply.file);
+              const values = readFloats(reply.file);
               fs.rmSync(reply.file, { force: true });
-              // A float view needs 4-byte alignment, which a buffer from Node's pool may lack.
-              const values = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Float32Array(Uint8Array.from(bytes).buffer);
               const sumLength = planeValues(reply.n) * classes;
               if (values.length !== sumLength + planeValues(reply.n)) throw new Error(`${reply.file} holds ${values.length} values, expected ${sumLength + planeValues(reply.n)}`);
               torch.tidy(() =>
@@ -290,11 +316,22 @@ export class InferenceProcesses {
           child.off('exit', onExit);
           holdOpen(child, false);
         });
-        const slab = torch.tidy(() => images.narrow(2, begin, until - begin).squeeze(0).contiguous().toTypedArray() as Float32Array);
+        const imagesFile = path.join(this.folder!, `${job}-${part}-images.bin`);
+        try {
+          torch.tidy(() => {
+            const slab = images.narrow(2, begin, until - begin).squeeze(0).indexSelect(0, torch.tensor(channels, [channels.length], { dtype: 'int64' }));
+            writeFileAtomically(imagesFile, (fd) => fs.writeSync(fd, slab.toTypedArray() as Float32Array), { flush: false });
+          });
+        } catch (error) {
+          finish(new Error(`${what}: the images of ${name} could not be written to ${imagesFile}: ${(error as Error).message}`));
+          return;
+        }
         const request: ProcessRequest = {
           type: 'windows',
           job,
-          images: slab,
+          images: imagesFile,
+          channels,
+          modalities: images.size(1),
           shape: [until - begin, Y, Z],
           xStarts: xStarts.slice(firstX, endX).map((x) => x - begin),
           windows: [run[0] - firstX * perX, run[1] - firstX * perX],
@@ -320,6 +357,7 @@ export class InferenceProcesses {
     if (this.folder) {
       fs.rmSync(this.folder, { recursive: true, force: true });
       this.folder = null;
+      this.weightsFile = null;
       process.off('exit', this.stopAll);
       process.off('SIGINT', this.stopAndResignal);
       process.off('SIGTERM', this.stopAndResignal);

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { torch } from '../engine/index.ts';
 import { writeFileAtomically } from '../engine/atomic-file.ts';
 import { createModel, inPrecision, type SegmentationModel } from '../models/index.ts';
-import type { ProcessReply, ProcessRequest } from './processes.ts';
+import { readFloats, type ProcessReply, type ProcessRequest } from './processes.ts';
 import { subsetPredictor } from './predict.ts';
 import { accumulateWindows } from './sliding-window.ts';
 
@@ -35,7 +35,7 @@ function exitWhenOrphaned(): void {
 }
 
 function loadModel(request: Extract<ProcessRequest, { type: 'model' }>): void {
-  const { tensors } = torch.parseSafetensors(request.weights, 'the model sent by the parent process');
+  const { tensors } = torch.parseSafetensors(fs.readFileSync(request.weights), request.weights);
   try {
     const loaded = createModel(request.config);
     loaded.loadStateDict(tensors);
@@ -54,8 +54,13 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
   sumsFolder = request.folder;
   let reported = 0;
   try {
+    const values = readFloats(request.images);
+    fs.rmSync(request.images, { force: true });
     torch.tidy(() => {
-      const images = torch.tensor(request.images, [1, request.images.length / (request.shape[0] * request.shape[1] * request.shape[2]), ...request.shape]);
+      const { channels, shape } = request;
+      const images = torch.zeros([1, request.modalities, ...shape]);
+      const sent = torch.tensor(values, [channels.length, ...shape]);
+      channels.forEach((channel, i) => images.select(1, channel).copy_(sent.select(0, i)));
       // One scope for the whole run of windows casts each weight once, as in one process.
       inPrecision(request.precision, 'cpu', () => accumulateWindows(
         images,
