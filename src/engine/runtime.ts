@@ -25,12 +25,19 @@ export function getNumThreads(): number {
 export function version(): string {
   return native.version() as string;
 }
-/**
- * Tensor handles alive in this process (neither disposed nor garbage-collected) and the bytes of
- * CPU storage they report to V8; a loop that frees what it makes returns both to where they started.
- */
-export function memoryStats(): { handles: number; reportedBytes: number } {
-  return native.memoryStats() as { handles: number; reportedBytes: number };
+/** What `memoryStats` reports. */
+export interface MemoryStats {
+  /** Tensor handles alive in this process (neither disposed nor garbage-collected). */
+  handles: number;
+  /** Bytes of CPU storage those handles report to V8. */
+  reportedBytes: number;
+  /** Bytes of freed CPU blocks of 32 MiB and more kept for reuse (src/engine/README.md, "Large blocks"). */
+  cachedLargeBytes: number;
+}
+
+/** The engine's memory: a loop that frees what it makes returns handles and reported bytes to where they started. */
+export function memoryStats(): MemoryStats {
+  return native.memoryStats() as MemoryStats;
 }
 /** libtorch's description of its parallel back end and thread settings. */
 export function parallelInfo(): string {

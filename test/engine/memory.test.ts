@@ -178,10 +178,13 @@ test('tidy keeps tensors returned beside large typed arrays, which it does not w
   result.t.dispose();
 });
 
-test('large blocks (32 MiB and more, mapped on their own) hold their values and go back to the system when freed', () => {
-  // 9 Mi float32 values: 36 MiB, above the size from which blocks are mapped rather than taken from malloc's heap.
+test('large blocks (32 MiB and more, mapped on their own) hold their values, are reused by blocks of their size, and are not leaked', () => {
+  // 9 Mi float32 values: 36 MiB, above the size from which blocks are mapped rather than taken from malloc's heap; the
+  // mapping is 40 MiB (36 MiB and the alignment, rounded up to 2 MiB pages, and a page to align the start).
   const count = 9 * 2 ** 20;
+  const mapped = 40 * 2 ** 20;
   const rssAt = () => process.memoryUsage().rss / 2 ** 20;
+  const cached = () => torch.memoryStats().cachedLargeBytes;
   const before = rssAt();
   for (let round = 0; round < 12; round++) {
     torch.tidy(() => {
@@ -191,10 +194,19 @@ test('large blocks (32 MiB and more, mapped on their own) hold their values and 
       assert.equal(copy.narrow(0, 0, 1).item(), round + 0.5);
       assert.equal(copy.narrow(0, count - 1, 1).item(), round + 0.5);
       assert.equal(copy.sum().item(), (round + 0.5) * count);
+      // A reused block holds the last values written to it: zeros must still be zeros.
       assert.equal(torch.zeros([count]).abs().sum().item(), 0);
     });
   }
-  // Without unmapping, 12 rounds of four 36 MiB blocks would keep about 1.7 GiB.
+  // Four blocks were alive at once (filled, copy, zeros, abs); freed, they wait for reuse.
+  assert.equal(cached(), 4 * mapped);
+  const one = torch.empty([count]);
+  assert.equal(cached(), 3 * mapped);
+  const larger = torch.empty([count + 2 ** 20]);
+  assert.equal(cached(), 3 * mapped, 'a block of another size is mapped anew');
+  torch.dispose([one, larger]);
+  assert.equal(cached(), 4 * mapped + 44 * 2 ** 20);
+  // Without freeing, 12 rounds of four 36 MiB blocks would keep about 1.7 GiB.
   const growthMB = rssAt() - before;
   assert.ok(growthMB < 300, `resident memory grew by ${growthMB.toFixed(0)} MB`);
 });

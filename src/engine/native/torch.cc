@@ -22,9 +22,12 @@
 #include <cstdlib>
 #include <malloc.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,7 +45,9 @@ namespace {
 // Blocks of kLargeBlock bytes and more (glibc maps those anew at every allocation and unmaps them
 // when freed, whatever M_MMAP_THRESHOLD says) are mapped here instead, on 2 MiB boundaries and
 // marked for transparent huge pages: first touching a fresh 67 MB block faulted its 4 KiB pages in
-// at about 0.3 GB/s, its 2 MiB pages at about 10 GB/s (src/engine/README.md, "Large blocks").
+// at about 0.3 GB/s, its 2 MiB pages at about 10 GB/s. Freed ones are kept for reuse by a later
+// block of the same size, up to a cap, since the kernel clears every fresh page; a training step
+// frees and asks again for the same sizes (src/engine/README.md, "Large blocks").
 //
 // Both kinds keep two words before the aligned address, so that the aligned address alone can free
 // it (libtorch's raw_allocate needs data == context): the mapping's length (0 for a malloc block)
@@ -52,19 +57,60 @@ constexpr size_t kCpuAlignment = 64;  // as libtorch's own allocator (AVX-512 li
 constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kLargeBlock = size_t{32} << 20;  // glibc's largest M_MMAP_THRESHOLD
 
+// Freed large blocks by mapped length, at most `capacity` bytes together (an eighth of the
+// machine's memory, at most 4 GiB).
+class LargeBlockCache {
+ public:
+  void* take(size_t mappedBytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = blocks_.find(mappedBytes);
+    if (found == blocks_.end()) return nullptr;
+    void* aligned = found->second;
+    blocks_.erase(found);
+    cachedBytes_ -= mappedBytes;
+    return aligned;
+  }
+  bool keep(void* aligned, size_t mappedBytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cachedBytes_ + mappedBytes > capacity_) return false;
+    blocks_.emplace(mappedBytes, aligned);
+    cachedBytes_ += mappedBytes;
+    return true;
+  }
+  size_t cachedBytes() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cachedBytes_;
+  }
+
+ private:
+  static size_t Capacity() {
+    const long pages = sysconf(_SC_PHYS_PAGES);
+    const long pageSize = sysconf(_SC_PAGESIZE);
+    const size_t physical = pages > 0 && pageSize > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(pageSize) : 0;
+    return std::min(physical / 8, size_t{4} << 30);
+  }
+  std::mutex mutex_;
+  std::multimap<size_t, void*> blocks_;
+  size_t cachedBytes_ = 0;
+  const size_t capacity_ = Capacity();
+};
+
+LargeBlockCache largeBlocks;
+
 void FreeAligned(void* aligned) {
   if (aligned == nullptr) return;
   void** header = static_cast<void**>(aligned);
   const auto mappedBytes = reinterpret_cast<size_t>(header[-2]);
   if (mappedBytes == 0) std::free(header[-1]);
-  else munmap(header[-1], mappedBytes);
+  else if (!largeBlocks.keep(aligned, mappedBytes)) munmap(header[-1], mappedBytes);
 }
 
-// A mapping of at least `nbytes` + kCpuAlignment bytes whose huge pages start on a 2 MiB boundary;
-// nullptr when the system refuses it.
-void* MapLargeBlock(size_t nbytes) {
+// A block of at least `nbytes` bytes whose huge pages start on a 2 MiB boundary, kept from an
+// earlier one of the same size or mapped now; nullptr when the system refuses it.
+void* LargeBlock(size_t nbytes) {
   const size_t usable = (nbytes + kCpuAlignment + kHugePage - 1) / kHugePage * kHugePage;
   const size_t mappedBytes = usable + kHugePage;  // room to move the start to a 2 MiB boundary
+  if (void* kept = largeBlocks.take(mappedBytes)) return kept;
   void* mapping = mmap(nullptr, mappedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapping == MAP_FAILED) return nullptr;
   const uintptr_t start = (reinterpret_cast<uintptr_t>(mapping) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
@@ -84,7 +130,7 @@ class ReusingCpuAllocator final : public at::Allocator {
     const at::Device cpu(at::DeviceType::CPU);
     if (nbytes == 0) return {nullptr, nullptr, &FreeAligned, cpu};
     if (nbytes >= kLargeBlock && nbytes <= SIZE_MAX / 2) {
-      if (void* aligned = MapLargeBlock(nbytes)) return {aligned, aligned, &FreeAligned, cpu};
+      if (void* aligned = LargeBlock(nbytes)) return {aligned, aligned, &FreeAligned, cpu};
     }
     constexpr size_t overhead = kCpuAlignment + 2 * sizeof(void*);
     void* raw = nbytes <= SIZE_MAX - overhead ? std::malloc(nbytes + overhead) : nullptr;
@@ -1167,6 +1213,7 @@ void InitRuntime(Napi::Env env, Napi::Object e) {
     Napi::Object out = Napi::Object::New(info.Env());
     out.Set("handles", Napi::Number::New(info.Env(), static_cast<double>(NativeTensor::liveHandles.load())));
     out.Set("reportedBytes", Napi::Number::New(info.Env(), static_cast<double>(NativeTensor::reportedBytes.load())));
+    out.Set("cachedLargeBytes", Napi::Number::New(info.Env(), static_cast<double>(largeBlocks.cachedBytes())));
     return out;
   });
   Def(env, e, "parallelInfo", [](Info info) { return Napi::String::New(info.Env(), at::get_parallel_info()); });
