@@ -59,7 +59,15 @@ export type ProcessReply =
   | { type: 'done'; job: number }
   | { type: 'error'; job: number; message: string };
 
-/** The float32 values of a file (written by `fs.writeSync` of a Float32Array). */
+/**
+ * Writes a file handed between this process and an inference process: `parts` one after another, whole before it is
+ * named, not flushed to disk (the reader deletes it once read, or the folder goes with the processes).
+ */
+export function writeHandOff(file: string, parts: readonly NodeJS.ArrayBufferView[]): void {
+  writeFileAtomically(file, (fd) => parts.forEach((part) => fs.writeSync(fd, part)), { flush: false });
+}
+
+/** The float32 values of a file written by `writeHandOff` from Float32Arrays. */
 export function readFloats(file: string): Float32Array {
   const bytes = fs.readFileSync(file);
   // A float view needs 4-byte alignment, which a buffer from Node's pool may lack.
@@ -203,7 +211,7 @@ export class InferenceProcesses {
     }
     if (!this.weightsFile) {
       const file = path.join(this.folder, 'model.safetensors');
-      writeFileAtomically(file, (fd) => fs.writeSync(fd, this.weights), { flush: false });
+      writeHandOff(file, [this.weights]);
       this.weightsFile = file;
     }
     const child = fork(PROCESS_FILE, [], {
@@ -320,7 +328,7 @@ export class InferenceProcesses {
         try {
           torch.tidy(() => {
             const slab = images.narrow(2, begin, until - begin).squeeze(0).indexSelect(0, torch.tensor(channels, [channels.length], { dtype: 'int64' }));
-            writeFileAtomically(imagesFile, (fd) => fs.writeSync(fd, slab.toTypedArray() as Float32Array), { flush: false });
+            writeHandOff(imagesFile, [slab.toTypedArray() as Float32Array]);
           });
         } catch (error) {
           finish(new Error(`${what}: the images of ${name} could not be written to ${imagesFile}: ${(error as Error).message}`));

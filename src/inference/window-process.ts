@@ -3,9 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { torch } from '../engine/index.ts';
-import { writeFileAtomically } from '../engine/atomic-file.ts';
 import { createModel, inPrecision, type SegmentationModel } from '../models/index.ts';
-import { readFloats, type ProcessReply, type ProcessRequest } from './processes.ts';
+import { readFloats, writeHandOff, type ProcessReply, type ProcessRequest } from './processes.ts';
 import { subsetPredictor } from './predict.ts';
 import { accumulateWindows } from './sliding-window.ts';
 
@@ -71,7 +70,7 @@ function runWindows(request: Extract<ProcessRequest, { type: 'windows' }>): void
         (x, sum, weight) => {
           const file = path.join(request.folder, `${job}-${part}-${x}.bin`);
           // Written whole, then named: the parent reads only files it was told about, and deletes them once read.
-          writeFileAtomically(file, (fd) => [sum.toTypedArray(), weight.toTypedArray()].forEach((values) => fs.writeSync(fd, values)), { flush: false });
+          writeHandOff(file, [sum.toTypedArray(), weight.toTypedArray()]);
           reply({ type: 'sums', job, x, n: sum.size(2), file });
         },
         {
